@@ -1,0 +1,68 @@
+"""Plain records shared by loading, format detection, repair and rendering.
+
+Stdlib only, so the TUI can hold them without importing anything heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+Message = dict[str, str]  # {"role": Role, "content": str}
+
+FORMATS = ("alpaca", "sharegpt", "messages", "pair", "text", "unknown")
+
+
+@dataclass
+class Table:
+    """Rows as read from a source, before any interpretation.
+
+    ``malformed_rows`` holds the 1-based line numbers that could not be parsed
+    (JSONL lines that are not JSON objects); they are skipped, never fatal.
+    """
+
+    source: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    malformed_rows: list[int] = field(default_factory=list)
+    kind: str = ""  # jsonl | json | csv | tsv | parquet | hub
+
+
+@dataclass
+class Detection:
+    """What a table looks like and how its columns map onto chat roles.
+
+    ``mapping`` keys depend on the format: alpaca ``instruction/input/output/system``;
+    pair ``prompt/response/system``; sharegpt and messages ``conversations``;
+    text ``text``. ``evidence`` explains the choice in plain words.
+    """
+
+    format: str
+    mapping: dict[str, str]
+    evidence: str
+
+
+@dataclass
+class Conversation:
+    """One training example: chat messages plus optional teacher reasoning.
+
+    ``row`` is the 1-based row number in the source, for problem reports.
+    """
+
+    messages: list[Message]
+    row: int
+    reasoning: str | None = None
+
+
+@dataclass
+class Problem:
+    """One kind of problem found in a dataset, with the first few row numbers."""
+
+    kind: str  # malformed_line | empty_prompt | empty_response | missing_response | duplicate | too_long
+    count: int
+    rows: list[int]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "count": self.count, "rows": self.rows, "message": self.message}

@@ -1,0 +1,193 @@
+"""Events: the one protocol between the engine and whoever watches it.
+
+A background job (training, teacher generation) emits small typed records; a
+run writes them to ``events.jsonl``, one JSON object a line, and the TUI, the
+headless CLI and the tests all read the same stream. Every job ends with
+exactly one terminal event: ``finished``, ``cancelled`` or ``error``.
+
+Stdlib only: importing this module must stay cheap (no torch, no pydantic).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class; ``type`` names the record on the wire, ``t`` is a Unix time."""
+
+    type: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type in _REGISTRY:
+            raise TypeError(f"event type {cls.type!r} defined twice")
+        _REGISTRY[cls.type] = cls
+
+
+@dataclass(frozen=True)
+class Started(Event):
+    """A job began: what runs it, where, and which plan."""
+
+    type: ClassVar[str] = "started"
+    job: str
+    backend: str = ""
+    backend_reason: str = ""
+    device: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    plan_hash: str = ""
+    max_steps: int | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    """One optimiser step's metrics. Token rates count non-padding tokens only."""
+
+    type: ClassVar[str] = "step"
+    step: int
+    max_steps: int
+    epoch: float = 0.0
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+    mem_allocated_mb: float | None = None
+    mem_reserved_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """Memory one process holds on a GPU."""
+
+    pid: int
+    mem_used_mb: float
+    name: str = ""
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class GpuSample(Event):
+    """One NVML reading of one GPU."""
+
+    type: ClassVar[str] = "gpu"
+    index: int
+    name: str
+    mem_used_mb: float
+    mem_total_mb: float
+    util_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Progress of a job counted in items (teacher answers, eval prompts)."""
+
+    type: ClassVar[str] = "progress"
+    job: str
+    done: int
+    total: int
+    failed: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    """A line of library output worth showing."""
+
+    type: ClassVar[str] = "log"
+    line: str
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    """A checkpoint finished writing and can be resumed from."""
+
+    type: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Warning(Event):  # noqa: A001 - the wire name is "warning"
+    """Something the user should know that does not stop the job."""
+
+    type: ClassVar[str] = "warning"
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """Terminal: the job completed."""
+
+    type: ClassVar[str] = "finished"
+    adapter_path: str = ""
+    train_loss: float | None = None
+    runtime_s: float = 0.0
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class Cancelled(Event):
+    """Terminal: the user stopped the job; what was done is kept."""
+
+    type: ClassVar[str] = "cancelled"
+    step: int = 0
+    adapter_path: str = ""
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    """Terminal: the job failed. ``hint`` says what to do about it."""
+
+    type: ClassVar[str] = "error"
+    kind: str
+    message: str
+    hint: str = ""
+    log_tail: str = ""
+
+
+TERMINAL = frozenset({Finished.type, Cancelled.type, Error.type})
+
+
+def encode(event: Event) -> str:
+    """One JSON line (without the newline)."""
+    return json.dumps({"type": event.type, **asdict(event)}, ensure_ascii=False)
+
+
+def decode(line: str | dict[str, Any]) -> Event:
+    """Parse one line (or its dict) back into its event; unknown keys are ignored."""
+    data = json.loads(line) if isinstance(line, str) else dict(line)
+    kind = data.pop("type", None)
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    if cls is GpuSample and "processes" in values:
+        values["processes"] = tuple(GpuProcess(**p) for p in values["processes"])
+    if cls is Started and isinstance(values.get("versions"), dict):
+        values["versions"] = dict(values["versions"])
+    return cls(**values)
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every registered event type by wire name (for docs and schema tests)."""
+    return dict(_REGISTRY)

@@ -1,0 +1,247 @@
+"""The plan: everything one distillation run needs, saved as TOML.
+
+The wizard writes it, ``stillroom train`` reads it. Every key has a default
+taken from the reference notebook (Qwen2.5-1.5B, 4-bit QLoRA, r=16, 60 steps of
+2 x 4), so a plan file names only what it changes. API keys are never part of
+a plan: only the name of the environment variable that holds one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import UserError
+from engine.fileio import atomic_write_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+Provider = Literal["deepseek", "openai", "local", "custom"]
+DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "pair", "text"]
+Backend = Literal["auto", "unsloth", "hf"]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+Overflow = Literal["drop", "truncate"]
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class PlanError(UserError):
+    """A plan that cannot be used; ``problems`` holds one readable line per fault."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(
+            f"{source}: " + "; ".join(problems),
+            hint="Fix the keys named above; `stillroom plan --defaults` shows every key.",
+        )
+
+    def __str__(self) -> str:
+        lines = [f"The plan {self.source} has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TeacherPlan(_Section):
+    """The large model that writes the training data, over an OpenAI-compatible API."""
+
+    provider: Provider = Field("deepseek", description="deepseek | openai | local | custom")
+    model: str = Field("deepseek-v4-flash", description="Model id; list them from the endpoint.")
+    base_url: str = Field("https://api.deepseek.com", description="OpenAI-compatible endpoint.")
+    api_key_env: str = Field(
+        "DEEPSEEK_API_KEY", description="Name of the environment variable holding the key."
+    )
+    concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
+    system: str = Field("You are a helpful assistant.", description="System prompt for answers.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(2048, ge=1, le=131072, description="Answer budget per prompt.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout before a retry.")
+    max_retries: int = Field(6, ge=0, le=50)
+    train_on_reasoning: bool = Field(
+        False, description="Train on the teacher's chain of thought as well as its answer."
+    )
+    budget_usd: float | None = Field(None, gt=0, description="Stop cleanly once spent.")
+    price_input_per_mtok: float | None = Field(None, ge=0, description="Overrides the price table.")
+    price_output_per_mtok: float | None = Field(None, ge=0)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_variable_name(cls, value: str) -> str:
+        if value and (not value.replace("_", "a").isalnum() or value[0].isdigit()):
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
+                "never the key itself"
+            )
+        if value.startswith("sk-"):
+            raise ValueError("looks like an API key; put the key in an environment variable "
+                             "and write that variable's name here")
+        return value
+
+
+class DatasetPlan(_Section):
+    """Where the training conversations come from and how to read them."""
+
+    source: str = Field("yahma/alpaca-cleaned", description="Hub id or local file.")
+    split: str = Field("train[:1%]", description="Split expression for hub datasets.")
+    format: DatasetFormat = "auto"
+    mapping: dict[str, str] = Field(
+        default_factory=dict, description="Role -> column, e.g. {prompt='question'}."
+    )
+    eval_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Held out for evaluation.")
+    overflow: Overflow = Field("drop", description="Rows longer than max_seq_length: drop | truncate.")
+    drop_duplicates: bool = True
+
+
+class StudentPlan(_Section):
+    """The small model that learns."""
+
+    model: str = Field("unsloth/Qwen2.5-1.5B-Instruct", description="Hub id or local folder.")
+    max_seq_length: int = Field(2048, ge=16, le=131072)
+    load_in_4bit: bool = True
+    dtype: Dtype = Field("auto", description="auto picks bf16 where supported, else fp16.")
+    backend: Backend = "auto"
+
+
+class LoraPlan(_Section):
+    """Low-rank adapter settings."""
+
+    r: int = Field(16, ge=1, le=1024)
+    alpha: int = Field(16, ge=1, le=4096)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_PROJECTIONS), min_length=1)
+
+
+class TrainingPlan(_Section):
+    """Optimiser and schedule. Set ``max_steps`` or ``epochs``, not both."""
+
+    max_steps: int | None = Field(60, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(2, ge=1, le=1024)
+    grad_accum: int = Field(4, ge=1, le=1024)
+    learning_rate: float = Field(2e-4, gt=0, le=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_steps: int = Field(5, ge=0)
+    optimizer: Literal["adamw_8bit", "adamw_torch", "paged_adamw_8bit", "sgd"] = "adamw_8bit"
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0)
+    seed: int = 3407
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(20, ge=1)
+    save_minutes: float = Field(15.0, gt=0, description="Also checkpoint on wall time.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_or_epochs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("epochs") is not None:
+            if data.get("max_steps") is not None:
+                raise ValueError("set max_steps or epochs, not both")
+            data = {**data, "max_steps": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainingPlan:
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("set max_steps or epochs")
+        return self
+
+
+class OutputPlan(_Section):
+    """Where runs are written."""
+
+    runs_dir: str = "runs"
+    name: str = Field("qwen-distill", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class Plan(_Section):
+    """One distillation run, end to end."""
+
+    teacher: TeacherPlan = Field(default_factory=TeacherPlan)
+    dataset: DatasetPlan = Field(default_factory=DatasetPlan)
+    student: StudentPlan = Field(default_factory=StudentPlan)
+    lora: LoraPlan = Field(default_factory=LoraPlan)
+    training: TrainingPlan = Field(default_factory=TrainingPlan)
+    output: OutputPlan = Field(default_factory=OutputPlan)
+
+    def to_dict(self, *, only_changes: bool = False) -> dict[str, Any]:
+        """Plain data for TOML: ``None`` values dropped (TOML has no null)."""
+        data = self.model_dump(mode="json", exclude_defaults=only_changes)
+        return _drop_none(data)
+
+    def to_toml(self, *, only_changes: bool = False) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict(only_changes=only_changes))
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the full plan, to tell runs of different plans apart."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """Turn pydantic's errors into ``section.key: what is wrong (got X)`` lines."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{path}: unknown key (check the spelling; see `stillroom plan --defaults`)")
+            continue
+        message = item["msg"]
+        message = message.removeprefix("Value error, ")
+        if kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            message = f"must be one of {expected}"
+        got = item.get("input")
+        if kind != "missing" and not isinstance(got, (dict, list)):
+            message += f" (got {got!r})"
+        lines.append(f"{path}: {message}")
+    return lines
+
+
+def plan_from_dict(data: dict[str, Any], source: str = "plan") -> Plan:
+    """Validate plain data as a plan, or raise :class:`PlanError` with every fault."""
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as error:
+        raise PlanError(source, describe_errors(error)) from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a TOML plan file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise PlanError(str(path), ["file not found"]) from None
+    except (UnicodeDecodeError, IsADirectoryError) as error:
+        raise PlanError(str(path), [f"not a readable TOML text file ({error})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PlanError(str(path), [f"not valid TOML: {error}"]) from None
+    return plan_from_dict(data, str(path))
+
+
+def save_plan(plan: Plan, path: str | Path, *, only_changes: bool = False) -> None:
+    """Write the plan atomically; ``only_changes`` writes just the non-default keys."""
+    header = "# Stillroom plan. Every key not written here takes its default.\n"
+    atomic_write_text(path, header + plan.to_toml(only_changes=only_changes))

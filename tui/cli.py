@@ -1,0 +1,68 @@
+"""The ``stillroom`` command.
+
+Each subcommand lives in its own module under ``tui.commands`` and exposes
+``register(subparsers)``; the module is imported only to build the parser, and
+anything heavy it needs is imported inside the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from engine.errors import UserError
+
+# Listed in the order `--help` shows them. A subcommand appears here only once it works.
+COMMANDS = ["plan"]
+
+
+def _version() -> str:
+    try:
+        return version("stillroom")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stillroom",
+        description=(
+            "Distil a large teacher LLM into a small student model on one GPU.\n"
+            "Run a subcommand below; `stillroom COMMAND --help` explains each."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stillroom {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"tui.commands.{name}").register(subparsers)
+    return parser
+
+
+def report_user_error(error: UserError) -> None:
+    """Print a user mistake as a message and a hint, never a traceback."""
+    print(f"stillroom: {error}", file=sys.stderr)
+    if error.hint:
+        print(f"  hint: {error.hint}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        report_user_error(error)
+        return 2
+    except KeyboardInterrupt:
+        print("stillroom: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
