@@ -125,7 +125,7 @@ class Checkpoint(Event):
 
 
 @dataclass(frozen=True)
-class Warning(Event):  # noqa: A001 - the wire name is "warning"
+class Warning(Event):  # noqa: A001 - shadows the builtin on purpose: the wire name is "warning"
     """Something the user should know that does not stop the job."""
 
     type: ClassVar[str] = "warning"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -29,7 +30,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any], *, fsync: bool = False) -> None:
+def append_jsonl(
+    path: str | os.PathLike[str], record: dict[str, Any], *, fsync: bool = False
+) -> None:
     """Append one JSON object as one line, written with a single ``write`` call.
 
     Opening in append mode and writing the whole line at once means a reader

@@ -80,14 +80,16 @@ class TeacherPlan(_Section):
     @field_validator("api_key_env")
     @classmethod
     def _looks_like_a_variable_name(cls, value: str) -> str:
+        if value.startswith("sk-"):
+            raise ValueError(
+                "looks like an API key; put the key in an environment variable "
+                "and write that variable's name here"
+            )
         if value and (not value.replace("_", "a").isalnum() or value[0].isdigit()):
             raise ValueError(
                 "must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
                 "never the key itself"
             )
-        if value.startswith("sk-"):
-            raise ValueError("looks like an API key; put the key in an environment variable "
-                             "and write that variable's name here")
         return value
 
 
@@ -101,7 +103,9 @@ class DatasetPlan(_Section):
         default_factory=dict, description="Role -> column, e.g. {prompt='question'}."
     )
     eval_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Held out for evaluation.")
-    overflow: Overflow = Field("drop", description="Rows longer than max_seq_length: drop | truncate.")
+    overflow: Overflow = Field(
+        "drop", description="Rows longer than max_seq_length: drop | truncate."
+    )
     drop_duplicates: bool = True
 
 
@@ -203,7 +207,9 @@ def describe_errors(error: ValidationError) -> list[str]:
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
         kind = item["type"]
         if kind == "extra_forbidden":
-            lines.append(f"{path}: unknown key (check the spelling; see `stillroom plan --defaults`)")
+            lines.append(
+                f"{path}: unknown key (check the spelling; see `stillroom plan --defaults`)"
+            )
             continue
         message = item["msg"]
         message = message.removeprefix("Value error, ")
