@@ -1,0 +1,79 @@
+"""Find what is wrong with normalised rows, say it plainly, and repair by dropping.
+
+Repair never touches the source file: it returns the conversations worth
+training on. Empty prompts, empty or missing answers and unreadable rows are
+dropped (the student would learn nothing, or learn to say nothing); of exact
+duplicates the first copy is kept. Rows longer than ``max_seq_length`` are the
+renderer's to drop or truncate, since only the tokenizer can tell.
+"""
+
+from __future__ import annotations
+
+from engine.data.types import Conversation, Problem
+
+ROWS_SHOWN = 5
+
+# Report order, and what each kind means for the user.
+_MESSAGES = {
+    "malformed_line": "{n} line(s) are not JSON objects and were skipped; fix or delete them "
+    "in the file",
+    "malformed_row": "{n} row(s) hold no readable conversation (not a list of turns, or a "
+    "role other than system/user/assistant); they are dropped",
+    "empty_prompt": "{n} row(s) have an empty prompt; they are dropped, as there is nothing "
+    "to answer",
+    "empty_response": "{n} row(s) have an empty answer; they are dropped, or the student "
+    "would learn to say nothing",
+    "missing_response": "{n} row(s) have no assistant answer to learn from; they are dropped. "
+    "Generate answers with the teacher, or map the answer column "
+    "(--map response=COLUMN)",
+    "duplicate": "{n} row(s) repeat an earlier row exactly; only the first copy is kept",
+    "too_long": "{n} row(s) are longer than max_seq_length",
+}
+KINDS = tuple(_MESSAGES)
+
+
+def find_problems(conversations: list[Conversation]) -> dict[str, list[int]]:
+    """The 1-based rows of each content problem; a row may show up under several kinds."""
+    found: dict[str, list[int]] = {
+        "empty_prompt": [],
+        "empty_response": [],
+        "missing_response": [],
+        "duplicate": [],
+    }
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for conversation in conversations:
+        messages = conversation.messages
+        prompts = [m["content"] for m in messages if m["role"] == "user"]
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        if not prompts or not all(prompts):
+            found["empty_prompt"].append(conversation.row)
+        if not answers:
+            found["missing_response"].append(conversation.row)
+        elif not all(answers):
+            found["empty_response"].append(conversation.row)
+        key = tuple((m["role"], m["content"]) for m in messages)
+        if key in seen:
+            found["duplicate"].append(conversation.row)
+        else:
+            seen.add(key)
+    return found
+
+
+def describe(kind: str, rows: list[int], detail: str = "") -> Problem:
+    """One :class:`Problem` with its count, the first few rows and a plain message."""
+    message = _MESSAGES[kind].format(n=len(rows))
+    return Problem(kind, len(rows), rows[:ROWS_SHOWN], f"{message}{detail}.")
+
+
+def report(flagged: dict[str, list[int]], details: dict[str, str] | None = None) -> list[Problem]:
+    """Problems in a fixed order, kinds with no rows left out."""
+    details = details or {}
+    return [
+        describe(kind, flagged[kind], details.get(kind, "")) for kind in KINDS if flagged.get(kind)
+    ]
+
+
+def repair(conversations: list[Conversation], flagged: dict[str, list[int]]) -> list[Conversation]:
+    """The conversations whose row is in none of ``flagged``, in source order."""
+    dropped = {row for rows in flagged.values() for row in rows}
+    return [c for c in conversations if c.row not in dropped]
