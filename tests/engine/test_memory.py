@@ -1,0 +1,183 @@
+"""The memory estimate against peaks measured on a real GPU, and its verdicts.
+
+To add a measured point, append one line to CALIBRATION: the plan overrides
+the run used, its backend and batching, the rows' token profile, and torch's
+``max_memory_reserved`` in GiB. The estimate must land within ERROR_BAND.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.plan import Plan, plan_from_dict
+from engine.train.memory import (
+    KNOWN_ARCHS,
+    TokenProfile,
+    choose_batching,
+    estimate,
+    micro_batch_tokens,
+    resolve_arch,
+    with_change,
+)
+
+ERROR_BAND = 0.20
+
+# Synthetic Alpaca rows of the 2026-11-27 H100 runs (shared/gpu/README.md): mean 294
+# tokens, p90 521, p99 1115, max 1309; p95 interpolated between p90 and p99.
+ALPACA_SYNTH = TokenProfile(max=1309, p95=851, mean=294.3)
+QWEN15_QLORA = {"student": {"model": "unsloth/Qwen2.5-1.5B-Instruct"}}
+
+# (name, plan overrides, backend, batching, rows, measured peak reserved GiB)
+CALIBRATION = [
+    ("unsloth 2x4 padding-free", {}, "unsloth", "padding_free", ALPACA_SYNTH, 1.799),
+    ("unsloth 2x4 padded", {}, "unsloth", "padded", ALPACA_SYNTH, 1.791),
+    ("unsloth 2x4 packed", {}, "unsloth", "packed", ALPACA_SYNTH, 1.809),
+    ("unsloth 8x1 padding-free", {"batch_size": 8, "grad_accum": 1}, "unsloth", "padding_free", ALPACA_SYNTH, 1.770),
+    ("unsloth 8x1 padded", {"batch_size": 8, "grad_accum": 1}, "unsloth", "padded", ALPACA_SYNTH, 2.850),
+    ("hf 2x4 padded", {}, "hf", "padded", ALPACA_SYNTH, 2.303),
+    ("hf 8x1 padded", {"batch_size": 8, "grad_accum": 1}, "hf", "padded", ALPACA_SYNTH, 5.559),
+]  # fmt: skip
+
+
+def _calibrated(training, backend, batching, rows):
+    plan = plan_from_dict({**QWEN15_QLORA, "training": training})
+    return estimate(plan, rows_tokens=rows, backend=backend, batching=batching)
+
+
+@pytest.mark.parametrize(
+    ("name", "training", "backend", "batching", "rows", "measured_gib"), CALIBRATION
+)
+def test_estimate_is_within_the_band_of_measured_peaks(
+    name, training, backend, batching, rows, measured_gib
+):
+    predicted_gib = _calibrated(training, backend, batching, rows).torch_reserved_mb / 1024
+    error = predicted_gib / measured_gib - 1
+    print(
+        f"{name:26s} measured {measured_gib:.2f} GiB  estimated {predicted_gib:.2f} GiB  {error:+.1%}"
+    )
+    assert abs(error) <= ERROR_BAND
+
+
+def test_estimate_ranks_the_measured_configs_like_the_gpu_did():
+    """The three clearly different peaks (Unsloth 2x4 < HF 2x4 < HF 8x1) keep their order."""
+    by_name = {row[0]: _calibrated(*row[1:5]).torch_reserved_mb for row in CALIBRATION}
+    assert by_name["unsloth 2x4 padded"] < by_name["hf 2x4 padded"] < by_name["hf 8x1 padded"]
+    assert by_name["unsloth 8x1 padded"] < by_name["hf 8x1 padded"]
+
+
+def test_qwen15_weights_match_the_measured_load_peak():
+    """After loading in 4-bit (plus the fp32 adapter) torch held 1.14-1.17 GiB."""
+    parts = estimate(Plan(), backend="hf")
+    adapter_mb = 18_464_768 * 4 / 2**20  # trainable parameters the runs reported
+    assert 1.10 < (parts.weights_mb + adapter_mb) / 1024 < 1.20
+
+
+def test_lora_parameter_count_matches_peft():
+    """r=16 on all seven projections of Qwen2.5-1.5B: PEFT reported 18,464,768 trainable."""
+    base = estimate(Plan(), backend="hf", rows_tokens=ALPACA_SYNTH)
+    bigger = estimate(with_change(Plan(), "lora.r", 32), backend="hf", rows_tokens=ALPACA_SYNTH)
+    per_param_bytes = 8 + 2  # fp32 weight and grad, 8-bit Adam states
+    assert base.lora_mb == pytest.approx(18_464_768 * per_param_bytes / 2**20)
+    assert bigger.lora_mb == pytest.approx(2 * base.lora_mb)
+
+
+def test_seven_b_student_in_bf16_will_not_fit_a_t4_and_suggestions_really_fit():
+    plan = plan_from_dict(
+        {
+            "student": {"model": "unsloth/Qwen2.5-7B-Instruct", "load_in_4bit": False},
+            "training": {"batch_size": 8, "grad_accum": 1, "optimizer": "adamw_torch"},
+        }
+    )
+    result = estimate(plan, gpu_total_mb=15360, backend="hf")
+    assert result.verdict == "will_not_fit"
+    assert result.suggestions
+    for suggestion in result.suggestions:
+        again = estimate(suggestion.apply(plan), gpu_total_mb=15360, backend="hf")
+        assert again.verdict == "fits", str(suggestion)
+    # No one change is enough: 4-bit and 8-bit Adam first, then smaller micro-batches.
+    assert str(result.suggestions[0]).startswith(
+        "load_in_4bit False -> True and optimizer adamw_torch -> adamw_8bit and batch_size 8 -> "
+    )
+
+
+def test_a_smaller_batch_suggestion_keeps_samples_per_step():
+    plan = plan_from_dict({"training": {"batch_size": 16, "grad_accum": 1}})
+    result = estimate(plan, gpu_total_mb=8192, backend="hf")
+    (batch,) = next(
+        s.changes for s in result.suggestions if s.changes[0].key.endswith("batch_size")
+    )
+    assert str(batch) == f"batch_size 16 -> {batch.new} (grad_accum 1 -> {16 // batch.new})"
+
+
+def test_free_memory_on_a_shared_card_decides_the_verdict():
+    plan = Plan()
+    assert estimate(plan, gpu_total_mb=81559, backend="hf").verdict == "fits"
+    crowded = estimate(plan, gpu_total_mb=81559, gpu_free_mb=3000, backend="hf")
+    assert crowded.verdict == "will_not_fit"
+    assert "of 2.9 GB: will not fit; try" in crowded.summary()
+
+
+def test_a_tight_fit_is_flagged_before_it_overflows():
+    peak = estimate(Plan(), backend="hf").peak_mb
+    assert estimate(Plan(), gpu_total_mb=peak * 1.05, backend="hf").verdict == "tight"
+    assert estimate(Plan(), gpu_total_mb=peak * 0.95, backend="hf").verdict == "will_not_fit"
+
+
+def test_long_rows_cost_more_only_until_max_seq_length_cuts_them():
+    long_rows = TokenProfile(max=8000, p95=3000, mean=900)
+    assert micro_batch_tokens(4, 2048, long_rows, "padded") == 4 * 2048
+    assert micro_batch_tokens(4, 16384, long_rows, "padded") == 4 * 8000
+    assert micro_batch_tokens(4, 16384, long_rows, "padding_free") == 8000 + 3 * 900
+    assert micro_batch_tokens(4, 2048, None, "padded") == 4 * 2048
+
+
+def test_a_token_profile_of_short_rows_lowers_the_estimate():
+    without = estimate(Plan(), backend="hf")
+    lengths = [200] * 95 + [400] * 5
+    with_rows = estimate(Plan(), backend="hf", rows_tokens=lengths)
+    assert with_rows.tokens == 2 * 400
+    assert with_rows.peak_mb < without.peak_mb
+
+
+def test_unchunked_logits_dominate_for_a_big_vocabulary():
+    """Plain transformers materialises fp32 logits for every token: 151,936 wide."""
+    chunked = estimate(Plan(), backend="hf")
+    full = estimate(Plan(), backend="hf", chunked_logits=False)
+    assert full.logits_mb == pytest.approx(2 * 2048 * 151936 * 10 / 2**20)
+    assert full.logits_mb > full.activations_mb > chunked.logits_mb
+
+
+def test_choose_batching_prefers_fewer_larger_micro_batches_at_the_same_samples():
+    plan = Plan()  # 2 x 4
+    assert choose_batching(plan, 81559, ALPACA_SYNTH, backend="unsloth") == (8, 1)
+    assert choose_batching(plan, None, ALPACA_SYNTH) == (2, 4)
+    # A 7B student in bf16 with long rows on a 24 GB card: 8 x 1 does not fit, 2 x 4 stays.
+    big = plan_from_dict({"student": {"model": "Qwen/Qwen2.5-7B-Instruct", "load_in_4bit": False}})
+    assert choose_batching(big, 23028, backend="hf") == (2, 4)
+
+
+def test_architectures_come_from_a_local_config(tmp_path):
+    (tmp_path / "config.json").write_text(
+        '{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,'
+        ' "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,'
+        ' "vocab_size": 1024, "tie_word_embeddings": true}'
+    )
+    arch, source = resolve_arch(str(tmp_path))
+    assert source == "config.json"
+    assert (arch.hidden, arch.layers, arch.vocab, arch.kv_dim) == (64, 2, 1024, 32)
+
+
+def test_known_students_resolve_without_a_download():
+    arch, source = resolve_arch("unsloth/Llama-3.2-1B-Instruct-bnb-4bit")
+    assert (arch, source) == (KNOWN_ARCHS["llama-3.2-1b"], "built-in table")
+    assert round(KNOWN_ARCHS["qwen2.5-1.5b"].params() / 1e9, 2) == 1.54
+    assert round(KNOWN_ARCHS["qwen2.5-7b"].params() / 1e9, 1) == 7.6
+
+
+def test_an_unknown_model_needs_a_size_and_says_so():
+    from engine.errors import UserError
+
+    with pytest.raises(UserError, match="cannot tell the size"):
+        resolve_arch("someone/mystery-model-xl")
+    arch, source = resolve_arch("someone/mystery-model-xl", params_b=3.0)
+    assert "unknown architecture" in source and arch == KNOWN_ARCHS["qwen2.5-3b"]
