@@ -353,6 +353,11 @@ def _unknown_evidence(profile: list[_Column]) -> str:
 # --------------------------------------------------------------------------- profiling
 
 
+def column_kinds(table: Table) -> dict[str, str]:
+    """Each column's kind as sampled: turns, text, number, other or empty."""
+    return {column.name: column.kind for column in _profile(table)}
+
+
 def _profile(table: Table) -> list[_Column]:
     rows = _sample(table.rows)
     return [_profile_column(name, [row.get(name) for row in rows]) for name in table.columns]
