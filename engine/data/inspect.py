@@ -124,7 +124,13 @@ def inspect_source(
     if model is not None:
         report_.model, report_.max_seq_length = model, max_seq_length
         if usable:
-            usable = _measure(report_, usable, max_seq_length, overflow, flagged, details)
+            from engine.data.render import load_tokenizer
+
+            tokenizer = load_tokenizer(model)
+            clock.lap("tokenizer")
+            usable = _measure(
+                report_, usable, tokenizer, max_seq_length, overflow, flagged, details
+            )
             clock.lap("render")
     report_.problems = report(flagged, details)
     report_.usable_rows = len(usable)
@@ -135,6 +141,7 @@ def inspect_source(
 def _measure(
     report_: InspectReport,
     usable: list[Conversation],
+    tokenizer: Any,
     max_seq_length: int,
     overflow: str,
     flagged: dict[str, list[int]],
@@ -146,9 +153,8 @@ def _measure(
     gate that would stop training is kept as ``report_.gate`` rather than raised,
     so the rest of the report still shows.
     """
-    from engine.data.render import load_tokenizer, preview_segments, render_conversations
+    from engine.data.render import preview_segments, render_conversations
 
-    tokenizer = load_tokenizer(report_.model or "")
     try:
         rendered = render_conversations(
             usable, tokenizer, max_seq_length=max_seq_length, overflow=overflow

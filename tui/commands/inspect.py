@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", default="auto", choices=_FORMATS, help="skip detection")
     parser.add_argument("--model", help="student model (hub id or folder) for token lengths")
-    parser.add_argument("--max-seq-length", type=int, default=2048, metavar="N")
+    parser.add_argument(
+        "--max-seq-length", type=int, default=2048, metavar="N", help="token limit per row"
+    )
     parser.add_argument(
         "--overflow",
         choices=("drop", "truncate"),
