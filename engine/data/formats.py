@@ -160,7 +160,7 @@ def detect(table: Table, format: str = "auto", mapping: dict[str, str] | None = 
         )
     profile = _profile(table)
     override = _check_override(table, mapping or {})
-    fmt = _implied_format(override, format, profile)
+    fmt = _implied_format(override, format)
     if fmt == "auto":
         for candidate in ("conversations", "alpaca", "pair", "text"):
             found = _detect_as(candidate, profile, taken=set())
@@ -195,7 +195,7 @@ def _check_override(table: Table, mapping: dict[str, str]) -> dict[str, str]:
     return override
 
 
-def _implied_format(override: dict[str, str], format: str, profile: list[_Column]) -> str:
+def _implied_format(override: dict[str, str], format: str) -> str:
     """The format the user asked for, explicitly or through the keys they mapped."""
     keys = set(override) - {"system", "reasoning"}
     fits = [
