@@ -76,6 +76,46 @@ class TeacherPlan(_Section):
     budget_usd: float | None = Field(None, gt=0, description="Stop cleanly once spent.")
     price_input_per_mtok: float | None = Field(None, ge=0, description="Overrides the price table.")
     price_output_per_mtok: float | None = Field(None, ge=0)
+    prompts: str = Field("", description="Prompt file: text (one a line), JSONL or any dataset.")
+    topic: str = Field("", description="Or: the teacher first writes `count` questions on this.")
+    count: int = Field(100, ge=1, le=1_000_000, description="Questions to write for `topic`.")
+    limit: int | None = Field(None, ge=1, description="Answer at most this many prompts.")
+    output: str = Field("teacher.jsonl", description="Append-only JSONL of finished answers.")
+    stream: bool = Field(
+        True, description="Stream answers, so long reasoning never trips the read timeout."
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific request fields, sent as given."
+    )
+    dedupe_threshold: float = Field(
+        0.8, ge=0.0, le=1.0, description="Drop prompts this similar to an earlier one (0: off)."
+    )
+    retry_base_s: float = Field(1.0, gt=0, description="First retry delay; doubles each time.")
+    retry_max_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        """A provider named without its URL, key variable or model gets its preset's."""
+        from engine.teacher.providers import PRESETS
+
+        if not isinstance(data, dict) or data.get("provider", "deepseek") not in PRESETS:
+            return data
+        preset = PRESETS[data.get("provider", "deepseek")]
+        filled = {
+            "base_url": preset.base_url,
+            "api_key_env": preset.api_key_env,
+            "model": preset.model,
+        }
+        return {**filled, **data}
+
+    @model_validator(mode="after")
+    def _needs(self) -> TeacherPlan:
+        if not self.base_url:
+            raise ValueError("base_url: a custom provider needs its endpoint's URL")
+        if self.prompts and self.topic:
+            raise ValueError("set prompts or topic, not both")
+        return self
 
     @field_validator("api_key_env")
     @classmethod
