@@ -1,0 +1,549 @@
+"""The generation job: prompts in, an append-only textbook of teacher answers out.
+
+``run(teacher, emit, should_stop)`` is synchronous (it drives its own asyncio
+loop), knows nothing of the UI and reports through events: ``started``,
+``progress`` (done/failed/in flight, tokens, cost, ETA), ``log``/``warning``,
+then exactly one of ``finished``, ``cancelled`` or ``error``. At most
+``concurrency`` requests are in flight; each finished answer is on disk before
+it counts, so running the same job again only asks what is still unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from math import ceil
+from pathlib import Path
+from typing import Any
+
+from engine import events as ev
+from engine.errors import UserError
+from engine.fileio import append_jsonl, read_jsonl
+from engine.plan import TeacherPlan
+from engine.teacher import quality
+from engine.teacher.client import (
+    Gate,
+    PromptRejected,
+    Reply,
+    Retryable,
+    TeacherError,
+    api_key,
+    chat_with_retries,
+    estimate_tokens,
+    fetch_models,
+    make_client,
+)
+from engine.teacher.prompts import (
+    QUESTIONS_PER_REQUEST,
+    Diversity,
+    Prompt,
+    dedupe,
+    parse_questions,
+    question_request,
+    read_prompts,
+)
+from engine.teacher.providers import Price, price_for
+from engine.teacher.reasoning import split_reasoning
+from engine.teacher.store import Store, done_keys, prompt_key, repair_tail
+
+Emit = Callable[[ev.Event], None]
+JOB = "generate"
+PROGRESS_EVERY_S = 0.5
+ASSUMED_ANSWER_TOKENS = 500  # for estimates, until earlier answers give a measured mean
+QUESTION_TOKENS = 25
+FILE_SUFFIXES = {".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet"}
+
+_FLAG_WORDS = {  # flag: (what happened to N answers, what to do)
+    quality.LENGTH: ("were cut at max_tokens", "Raise max_tokens (--max-tokens)."),
+    quality.EMPTY: (
+        "are empty",
+        "A reasoning model may have spent all of max_tokens thinking: raise it.",
+    ),
+    quality.REFUSAL: ("are refusals", "Rephrase or drop those prompts."),
+}
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class Summary:
+    """How a generation job ended. ``stopped``: complete | incomplete | budget | cancelled | error."""
+
+    output: str
+    total: int = 0
+    already: int = 0
+    answered: int = 0
+    failed: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    elapsed_s: float = 0.0
+    retries: int = 0
+    stopped: str = "complete"
+    first_failure: str = ""
+    diversity: Diversity | None = None
+    error: UserError | None = None
+
+    @property
+    def done(self) -> int:
+        return self.already + self.answered
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self.done == self.total
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A dry run's forecast, made from the prompts and the price table alone."""
+
+    prompts: int
+    already: int
+    to_send: int
+    prompt_tokens: int
+    answer_tokens_each: int
+    answer_tokens_measured: bool
+    max_tokens: int
+    price: Price | None
+    diversity: Diversity | None
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.to_send * self.answer_tokens_each
+
+    def cost_usd(self, completion_tokens: int | None = None) -> float | None:
+        if self.price is None:
+            return None
+        tokens = self.completion_tokens if completion_tokens is None else completion_tokens
+        return self.price.cost(self.prompt_tokens, tokens)
+
+    @property
+    def cost_max_usd(self) -> float | None:
+        return self.cost_usd(self.to_send * self.max_tokens)
+
+
+def price_of(teacher: TeacherPlan) -> Price | None:
+    return price_for(
+        teacher.provider, teacher.model, teacher.price_input_per_mtok, teacher.price_output_per_mtok
+    )
+
+
+def questions_path(teacher: TeacherPlan) -> Path:
+    """Topic questions are bought too, so they are kept beside the answers."""
+    out = Path(teacher.output)
+    return out.with_name(out.stem + ".questions.jsonl")
+
+
+def _messages(teacher: TeacherPlan, prompt: Prompt) -> list[dict[str, str]]:
+    system = prompt.system if prompt.system is not None else teacher.system
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": prompt.user}]
+
+
+def _key(teacher: TeacherPlan, prompt: Prompt) -> str:
+    messages = _messages(teacher, prompt)
+    return prompt_key(messages[0]["content"] if len(messages) == 2 else None, prompt.user)
+
+
+def _file_prompts(teacher: TeacherPlan) -> tuple[list[Prompt], Diversity]:
+    if not teacher.prompts:
+        raise UserError("no prompts given", hint="Pass --prompts FILE, or --topic TEXT --count N.")
+    path = Path(teacher.prompts)
+    if not path.exists() and (path.suffix.lower() in FILE_SUFFIXES or "/" not in teacher.prompts):
+        raise UserError(
+            f"prompt file {teacher.prompts} not found",
+            hint="Give a text file (one prompt a line), a JSONL/CSV/Parquet file or a hub id.",
+        )
+    prompts, diversity = dedupe(read_prompts(teacher.prompts), teacher.dedupe_threshold)
+    return prompts[: teacher.limit], diversity
+
+
+def _mean_answer_tokens(path: str) -> int | None:
+    tokens = [r["meta"]["completion_tokens"] for r in read_jsonl(path) if "meta" in r]
+    return round(sum(tokens) / len(tokens)) if len(tokens) >= 5 else None
+
+
+def estimate(teacher: TeacherPlan) -> Estimate:
+    """Forecast tokens and cost without sending anything (no key needed).
+
+    Topic runs count ``count`` questions of about 25 tokens plus the requests
+    that write them. Input is priced at the cache-miss rate, so this errs high.
+    """
+    measured = _mean_answer_tokens(teacher.output)
+    each = measured or min(teacher.max_tokens, ASSUMED_ANSWER_TOKENS)
+    system_tokens = estimate_tokens(teacher.system)
+    if teacher.topic:
+        asks = ceil(teacher.count / QUESTIONS_PER_REQUEST)
+        prompt_tokens = teacher.count * (system_tokens + QUESTION_TOKENS) + asks * 300
+        prompts, already, diversity = teacher.count, 0, None
+        to_send = teacher.count
+        prompt_tokens += asks * QUESTIONS_PER_REQUEST * QUESTION_TOKENS  # the questions' own text
+    else:
+        chosen, diversity = _file_prompts(teacher)
+        done = done_keys(teacher.output)
+        pending = [p for p in chosen if _key(teacher, p) not in done]
+        prompts, already, to_send = len(chosen), len(chosen) - len(pending), len(pending)
+        prompt_tokens = sum(
+            sum(estimate_tokens(m["content"]) + 4 for m in _messages(teacher, p)) for p in pending
+        )
+    return Estimate(
+        prompts=prompts,
+        already=already,
+        to_send=to_send,
+        prompt_tokens=prompt_tokens,
+        answer_tokens_each=min(each, teacher.max_tokens),
+        answer_tokens_measured=measured is not None,
+        max_tokens=teacher.max_tokens,
+        price=price_of(teacher),
+        diversity=diversity,
+    )
+
+
+def run(teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool] = _never) -> Summary:
+    """Answer every prompt not yet in ``teacher.output``; never raises for user errors.
+
+    A user-fixable failure (missing key, bad model, no balance...) ends the job
+    with an ``error`` event and is returned in ``Summary.error``.
+    """
+    job = _Job(teacher, emit, should_stop)
+    try:
+        asyncio.run(job.main())
+    except UserError as error:
+        job.summary.error = error
+        job.summary.stopped = "error"
+    return job.finish()
+
+
+class _Job:
+    """The state of one run; every method runs on the job's event loop thread."""
+
+    def __init__(self, teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool]):
+        self.teacher = teacher
+        self.emit = emit
+        self.should_stop = should_stop
+        self.price = price_of(teacher)
+        self.summary = Summary(output=teacher.output, cost_usd=0.0 if self.price else None)
+        self.in_flight = 0
+        self.started = time.monotonic()
+        self.gate = Gate()
+        self.flags: Counter[str] = Counter()
+        self.fatal: TeacherError | None = None
+        self.key = ""
+        self.client: Any = None
+
+    # -- accounting ---------------------------------------------------------------
+
+    def _account(self, reply: Reply) -> float | None:
+        s = self.summary
+        s.prompt_tokens += reply.prompt_tokens
+        s.completion_tokens += reply.completion_tokens
+        if self.price is None:
+            return None
+        cost = self.price.cost(reply.prompt_tokens, reply.completion_tokens)
+        s.cost_usd = (s.cost_usd or 0.0) + cost
+        return cost
+
+    def progress(self, job: str = JOB) -> None:
+        s = self.summary
+        elapsed = time.monotonic() - self.started
+        remaining = s.total - s.done
+        eta = remaining * elapsed / s.answered if s.answered and remaining else None
+        self.emit(
+            ev.Progress(
+                job=job,
+                done=s.done,
+                total=s.total,
+                failed=s.failed,
+                in_flight=self.in_flight,
+                prompt_tokens=s.prompt_tokens,
+                completion_tokens=s.completion_tokens,
+                cost_usd=s.cost_usd or 0.0,
+                elapsed_s=elapsed,
+                eta_s=0.0 if not remaining else eta,
+            )
+        )
+
+    def _on_retry(self, reason: str) -> None:
+        self.summary.retries += 1
+
+    def _over_budget(self, prompt: Prompt) -> bool:
+        """Would one more request risk passing the cap, counting those in flight?"""
+        budget = self.teacher.budget_usd
+        if budget is None or self.price is None:
+            return False
+        s = self.summary
+        if s.answered:
+            each = (s.cost_usd or 0.0) / s.answered
+        else:  # no answer yet: assume the worst, every answer at max_tokens
+            asked = sum(estimate_tokens(m["content"]) for m in _messages(self.teacher, prompt))
+            each = self.price.cost(asked, self.teacher.max_tokens)
+        return (s.cost_usd or 0.0) + (self.in_flight + 1) * each > budget
+
+    # -- the job ----------------------------------------------------------------------
+
+    async def main(self) -> None:
+        teacher = self.teacher
+        if teacher.budget_usd is not None and self.price is None:
+            raise UserError(
+                f"budget_usd is set but the price of {teacher.model} is unknown",
+                hint="Set price_input_per_mtok and price_output_per_mtok (USD per million tokens).",
+            )
+        store = Store(teacher.output)
+        if store.repaired_bytes:
+            self.emit(
+                ev.Warning(
+                    message=f"cut a torn last line ({store.repaired_bytes} bytes) from {store.path}",
+                    hint="An answer was being written when the last run was killed; it is asked again.",
+                )
+            )
+        self.key = api_key(teacher)
+        async with make_client(teacher, self.key) as self.client:
+            await self._preflight()
+            if teacher.topic:
+                prompts, diversity = await self._topic_prompts()
+            else:
+                prompts, diversity = _file_prompts(teacher)
+            self.summary.diversity = diversity
+            self.emit(ev.Log(line=f"prompts: {diversity.describe()}"))
+            done = store.done_keys()
+            pending = [p for p in prompts if _key(teacher, p) not in done]
+            self.summary.total = len(prompts)
+            self.summary.already = len(prompts) - len(pending)
+            self.emit(
+                ev.Started(
+                    job=JOB,
+                    backend=teacher.provider,
+                    backend_reason=teacher.base_url,
+                    device=teacher.model,
+                    plan_hash=hashlib.sha256(teacher.model_dump_json().encode()).hexdigest()[:12],
+                    max_steps=len(prompts),
+                    pid=os.getpid(),
+                )
+            )
+            self.started = time.monotonic()
+            await self._answer_all(store, pending)
+
+    async def _preflight(self) -> None:
+        """Ask ``/models`` first: a wrong URL or key fails in a second, for free."""
+        teacher = self.teacher
+        models = await fetch_models(self.client, teacher, self.key)
+        if not teacher.model:
+            if len(models) != 1:
+                raise TeacherError(
+                    "model",
+                    "no model named, and the endpoint "
+                    + (
+                        f"serves {len(models)}: {', '.join(models[:20])}"
+                        if models
+                        else "lists none"
+                    ),
+                    hint="Pass --model with one of those ids.",
+                )
+            self.teacher = teacher = teacher.model_copy(update={"model": models[0]})
+            self.emit(ev.Log(line=f"model: {models[0]} (the only one the endpoint serves)"))
+        elif models and not {teacher.model, f"{teacher.model}:latest"} & set(models):
+            raise TeacherError(
+                "model",
+                f"{teacher.base_url} does not serve the model {teacher.model!r}",
+                hint="Pick one it lists with --model: " + ", ".join(models[:20]),
+            )
+
+    async def _topic_prompts(self) -> tuple[list[Prompt], Diversity]:
+        """Have the teacher write ``count`` distinct questions, keeping each batch it sends."""
+        teacher = self.teacher
+        path = questions_path(teacher)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(path)
+        written = [
+            Prompt(r["question"])
+            for r in read_jsonl(path)
+            if r.get("topic") == teacher.topic and isinstance(r.get("question"), str)
+        ]
+        kept, start = dedupe(written, teacher.dedupe_threshold)
+        given, exact, near = len(written), start.exact_duplicates, start.near_duplicates
+        stale_rounds = 0
+        while len(kept) < teacher.count and stale_rounds < 3 and not self._stopping():
+            self.summary.total = teacher.count
+            self.summary.already = len(kept)
+            self.progress("questions")
+            need = teacher.count - len(kept)
+            asks = [
+                question_request(
+                    teacher.topic, min(QUESTIONS_PER_REQUEST, need), [p.user for p in kept]
+                )
+                for _ in range(min(teacher.concurrency, ceil(need / QUESTIONS_PER_REQUEST)))
+            ]
+            calls = [
+                chat_with_retries(
+                    self.client,
+                    teacher,
+                    ask,
+                    self.key,
+                    self.gate,
+                    self._on_retry,
+                    temperature=max(teacher.temperature, 1.0),
+                )
+                for ask in asks
+            ]
+            replies = await asyncio.gather(*calls, return_exceptions=True)
+            fresh = []
+            for reply in replies:
+                if isinstance(reply, TeacherError):
+                    raise reply
+                if isinstance(reply, BaseException):  # retries ran out; the round counts as stale
+                    self.summary.first_failure = self.summary.first_failure or str(reply)
+                    continue
+                self._account(reply)
+                fresh += [Prompt(q) for q in parse_questions(split_reasoning(reply.content)[0])]
+            grown, step = dedupe(kept + fresh, teacher.dedupe_threshold)
+            new = grown[len(kept) :]
+            given, exact, near = (
+                given + len(fresh),
+                exact + step.exact_duplicates,
+                near + step.near_duplicates,
+            )
+            for prompt in new:
+                append_jsonl(path, {"topic": teacher.topic, "question": prompt.user}, fsync=False)
+            stale_rounds = stale_rounds + 1 if len(new) < max(1, need // 10) else 0
+            kept = grown
+        if len(kept) < teacher.count:
+            self.emit(
+                ev.Warning(
+                    message=f"the teacher wrote {len(kept)} distinct questions of {teacher.count}",
+                    hint="Broaden the topic, or raise dedupe_threshold to keep closer questions.",
+                )
+            )
+        kept = kept[: teacher.count][: teacher.limit]
+        self.summary.total = self.summary.already = 0
+        return kept, Diversity(given, len(kept), exact, near, dedupe(kept, 0)[1].distinct_2)
+
+    def _stopping(self) -> bool:
+        return self.fatal is not None or self.should_stop()
+
+    async def _answer_all(self, store: Store, pending: list[Prompt]) -> None:
+        queue = list(reversed(pending))
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-writer")
+
+        async def worker() -> None:
+            while queue and not self._stopping():
+                if self._over_budget(queue[-1]):
+                    self.summary.stopped = "budget"
+                    return
+                prompt = queue.pop()
+                self.in_flight += 1
+                try:
+                    record = await self._answer(prompt)
+                    if record is not None:
+                        await loop.run_in_executor(writer, store.append, record)
+                        self.summary.answered += 1
+                finally:
+                    self.in_flight -= 1
+
+        async def ticker() -> None:
+            while True:
+                self.progress()
+                await asyncio.sleep(PROGRESS_EVERY_S)
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            workers = min(self.teacher.concurrency, len(pending))
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            ticking.cancel()
+            writer.shutdown(wait=True)
+        self.progress()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _answer(self, prompt: Prompt) -> dict[str, Any] | None:
+        """One prompt to one record, or ``None`` when it failed (and is asked next run)."""
+        messages = _messages(self.teacher, prompt)
+        try:
+            reply = await chat_with_retries(
+                self.client, self.teacher, messages, self.key, self.gate, self._on_retry
+            )
+        except (Retryable, PromptRejected) as failure:
+            self.summary.failed += 1
+            self.summary.first_failure = self.summary.first_failure or str(failure)
+            return None
+        except TeacherError as error:
+            self.fatal = self.fatal or error
+            return None
+        cost = self._account(reply)
+        answer, reasoning = split_reasoning(reply.content, reply.reasoning_content)
+        flags = quality.flags(answer, reply.finish_reason)
+        self.flags.update(flags)
+        meta: dict[str, Any] = {
+            "model": reply.model,
+            "finish_reason": reply.finish_reason,
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "latency_s": round(reply.latency_s, 3),
+            "flags": flags,
+        }
+        if cost is not None:
+            meta["cost_usd"] = round(cost, 8)
+        if reply.usage_estimated:
+            meta["usage_estimated"] = True
+        record: dict[str, Any] = {"messages": [*messages, {"role": "assistant", "content": answer}]}
+        if reasoning:
+            record["reasoning"] = reasoning
+        record["meta"] = meta
+        return record
+
+    # -- the end ------------------------------------------------------------------------
+
+    def finish(self) -> Summary:
+        """Settle ``stopped``, emit the warnings and the one terminal event."""
+        s = self.summary
+        s.elapsed_s = time.monotonic() - self.started
+        s.flagged = {flag: self.flags[flag] for flag in quality.FLAGS if self.flags[flag]}
+        for flag, count in s.flagged.items():
+            what, todo = _FLAG_WORDS[flag]
+            self.emit(
+                ev.Warning(
+                    message=f"{count} answers {what} (marked {flag!r} in meta.flags)", hint=todo
+                )
+            )
+        if s.error is not None:
+            s.stopped = "error"
+            self.emit(
+                ev.Error(
+                    kind=getattr(s.error, "kind", "input"), message=str(s.error), hint=s.error.hint
+                )
+            )
+        elif s.stopped == "budget":
+            self.emit(
+                ev.Warning(
+                    message=f"stopped at the budget of ${self.teacher.budget_usd:g}",
+                    hint="Run the same command again (with a new budget) to finish.",
+                )
+            )
+            self.emit(ev.Cancelled(step=s.done))
+        elif self.should_stop():
+            s.stopped = "cancelled"
+            self.emit(ev.Cancelled(step=s.done))
+        elif s.failed:
+            s.stopped = "incomplete"
+            self.emit(
+                ev.Error(
+                    kind="incomplete",
+                    message=f"{s.failed} prompts failed after {self.teacher.max_retries} retries "
+                    f"({s.first_failure})",
+                    hint="Run the same command again: only the unanswered prompts are asked.",
+                )
+            )
+        else:
+            s.stopped = "complete"
+            self.emit(ev.Finished(runtime_s=s.elapsed_s, steps=s.answered))
+        return s
