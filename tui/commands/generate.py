@@ -1,0 +1,285 @@
+"""``stillroom generate``: have the teacher write the training data, headless.
+
+Flags override the plan's ``[teacher]`` section. The output file is appended
+to, one finished answer a line; running the same command again asks only the
+prompts not yet answered. Exit 0 when every prompt has an answer, 1 when some
+are still missing (failed, budget reached), 2 for a mistake to fix, 130 when
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import TYPE_CHECKING, Any, get_args
+from urllib.parse import urlparse
+
+from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
+
+if TYPE_CHECKING:
+    from engine.teacher.generate import Estimate, Summary
+
+# flag -> TeacherPlan key, for the flags that map one to one
+_FLAGS = {
+    "provider": "provider",
+    "base_url": "base_url",
+    "model": "model",
+    "api_key_env": "api_key_env",
+    "concurrency": "concurrency",
+    "system": "system",
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "prompts": "prompts",
+    "topic": "topic",
+    "count": "count",
+    "out": "output",
+    "budget": "budget_usd",
+    "limit": "limit",
+    "timeout": "timeout_s",
+    "stream": "stream",
+}
+_PRESET_KEYS = ("base_url", "api_key_env", "model")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="have the teacher answer prompts, writing a resumable JSONL dataset",
+        description=(
+            "Have the teacher model answer every prompt, appending one finished answer "
+            "a line to --out. Run the same command again to finish an interrupted job: "
+            "answered prompts are skipped, never paid for twice. The API key is read from "
+            "the environment variable named by --api-key-env and is never written anywhere."
+        ),
+    )
+    source = parser.add_argument_group("prompts")
+    source.add_argument(
+        "--prompts", metavar="FILE", help="text file (one a line), JSONL or dataset"
+    )
+    source.add_argument("--topic", metavar="TEXT", help="let the teacher write questions on this")
+    source.add_argument("--count", type=int, metavar="N", help="questions to write for --topic")
+    source.add_argument("--limit", type=int, metavar="N", help="answer only the first N prompts")
+    teacher = parser.add_argument_group("teacher")
+    teacher.add_argument("--plan", metavar="PLAN", help="take the [teacher] settings from a plan")
+    teacher.add_argument(
+        "--provider", choices=get_args(Provider), help="preset (default: deepseek)"
+    )
+    teacher.add_argument("--base-url", metavar="URL", help="OpenAI-compatible endpoint")
+    teacher.add_argument("--model", metavar="NAME", help="model id (see --list-models)")
+    teacher.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the key ('' for none)"
+    )
+    teacher.add_argument("--system", metavar="TEXT", help="system prompt ('' for none)")
+    teacher.add_argument("--max-tokens", type=int, metavar="N", help="answer budget per prompt")
+    teacher.add_argument("--temperature", type=float, metavar="T")
+    teacher.add_argument("--concurrency", type=int, metavar="N", help="requests in flight")
+    teacher.add_argument("--timeout", type=float, metavar="S", help="seconds without a byte")
+    teacher.add_argument(
+        "--stream", action=argparse.BooleanOptionalAction, default=None, help="stream answers"
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", metavar="FILE.jsonl", help="output file (default: teacher.jsonl)")
+    run.add_argument("--budget", type=float, metavar="USD", help="stop cleanly once spent")
+    run.add_argument(
+        "--dry-run", action="store_true", help="estimate tokens and cost, send nothing"
+    )
+    run.add_argument(
+        "--list-models", action="store_true", help="list the endpoint's models and exit"
+    )
+    parser.set_defaults(func=main)
+
+
+def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
+    """The plan's teacher with the flags applied; a new provider brings its own preset."""
+    plan = load_plan(args.plan) if args.plan else None
+    data: dict[str, Any] = plan.teacher.model_dump(exclude_unset=True) if plan else {}
+    given = {key: getattr(args, flag) for flag, key in _FLAGS.items()}
+    given = {key: value for key, value in given.items() if value is not None}
+    if "base_url" in given and "provider" not in given and not (plan and "provider" in data):
+        host = urlparse(given["base_url"]).hostname or ""
+        given["provider"] = "local" if host in ("localhost", "127.0.0.1", "::1") else "custom"
+    if given.get("provider", data.get("provider")) != data.get("provider", "deepseek"):
+        for key in _PRESET_KEYS:
+            data.pop(key, None)
+    if given.get("prompts"):
+        data.pop("topic", None)
+    if given.get("topic"):
+        data.pop("prompts", None)
+    data.update(given)
+    source = f"{args.plan} with the command line" if args.plan else "the command line"
+    from pydantic import ValidationError
+
+    try:
+        return TeacherPlan.model_validate(data)
+    except ValidationError as error:
+        problems = [f"teacher.{line}" for line in describe_errors(error)]
+        raise PlanError(source, problems) from None
+
+
+def main(args: argparse.Namespace) -> int:
+    teacher = teacher_from_args(args)
+    if args.list_models:
+        return _list_models(teacher)
+    if args.dry_run:
+        from engine.teacher.generate import estimate
+
+        _print_estimate(teacher, estimate(teacher))
+        return 0
+    return _generate(teacher)
+
+
+def _list_models(teacher: TeacherPlan) -> int:
+    import asyncio
+
+    from engine.teacher.client import api_key, fetch_models, make_client
+
+    async def fetch() -> list[str]:
+        key = api_key(teacher)
+        async with make_client(teacher, key) as client:
+            return await fetch_models(client, teacher, key)
+
+    for model in asyncio.run(fetch()):
+        print(model)
+    return 0
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "unknown (set price_input_per_mtok / price_output_per_mtok)"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.teacher.providers import PRICES_AS_OF
+
+    table = Table(title=f"Dry run: {teacher.model} at {teacher.base_url}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("prompts", f"{estimate.prompts:,}")
+    if estimate.diversity is not None:
+        table.add_row("diversity", estimate.diversity.describe())
+    table.add_row("already answered", f"{estimate.already:,}")
+    table.add_row("to send", f"{estimate.to_send:,}")
+    table.add_row("input tokens", f"~{estimate.prompt_tokens:,}")
+    basis = "mean of earlier answers" if estimate.answer_tokens_measured else "assumed"
+    table.add_row(
+        "output tokens",
+        f"~{estimate.completion_tokens:,} ({estimate.answer_tokens_each:,} an answer, {basis})",
+    )
+    if estimate.price is not None:
+        table.add_row(
+            "price",
+            f"${estimate.price.input_per_mtok:g} in / ${estimate.price.output_per_mtok:g} out "
+            f"per million tokens (table of {PRICES_AS_OF}; plan keys override)",
+        )
+    table.add_row("expected cost", _money(estimate.cost_usd()))
+    table.add_row("at most", f"{_money(estimate.cost_max_usd)} (every answer at max_tokens)")
+    Console().print(table)
+
+
+def _generate(teacher: TeacherPlan) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from engine import events as ev
+    from engine.teacher.generate import run
+
+    console = Console(stderr=True)
+    stop = {"requested": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        console.print(
+            "[yellow]stopping: finishing the answers in flight (paid for already); "
+            "press Ctrl-C again to abandon them[/]"
+        )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("connecting", total=None, stats="")
+
+    def emit(event: ev.Event) -> None:
+        if isinstance(event, ev.Progress):
+            eta = "" if event.eta_s is None else f" · ETA {_duration(event.eta_s)}"
+            cost = f" · ${event.cost_usd:,.4f}" if event.cost_usd else ""
+            stats = (
+                f"failed {event.failed} · in flight {event.in_flight}{eta}\n"
+                f"tokens {event.prompt_tokens:,} in / {event.completion_tokens:,} out{cost} · "
+                f"{_duration(event.elapsed_s)} elapsed"
+            )
+            name = "questions" if event.job == "questions" else "answers"
+            progress.update(
+                task, description=name, completed=event.done, total=event.total, stats=stats
+            )
+        elif isinstance(event, ev.Log):
+            progress.console.print(event.line)
+        elif isinstance(event, ev.Warning):
+            progress.console.print(f"[yellow]warning:[/] {event.message}")
+            if event.hint:
+                progress.console.print(f"  {event.hint}")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with progress:
+            summary = run(teacher, emit, lambda: stop["requested"])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if summary.total or summary.done:
+        _print_summary(console, summary)
+    if summary.error is not None:
+        raise summary.error
+    if summary.stopped == "cancelled":
+        return 130
+    if not summary.complete:
+        missing = summary.total - summary.done
+        console.print(
+            f"[red]{missing} of {summary.total} prompts are not answered yet "
+            f"({summary.stopped}).[/] Run the same command again to finish them."
+        )
+        return 1
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _print_summary(console: Any, summary: Summary) -> None:
+    from rich.table import Table
+
+    table = Table(title="Teacher generation", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("output", summary.output)
+    table.add_row("prompts", f"{summary.total:,}")
+    table.add_row(
+        "answered", f"{summary.done:,} ({summary.already:,} earlier, {summary.answered:,} now)"
+    )
+    table.add_row(
+        "failed", f"{summary.failed:,}" + (f" ({summary.first_failure})" if summary.failed else "")
+    )
+    if summary.flagged:
+        table.add_row("flagged", ", ".join(f"{n} {flag}" for flag, n in summary.flagged.items()))
+    table.add_row("retries", f"{summary.retries:,}")
+    table.add_row(
+        "tokens", f"{summary.prompt_tokens:,} in / {summary.completion_tokens:,} out (this run)"
+    )
+    table.add_row("cost", _money(summary.cost_usd))
+    table.add_row("time", _duration(summary.elapsed_s))
+    if summary.diversity is not None:
+        table.add_row("diversity", summary.diversity.describe())
+    console.print(table)
