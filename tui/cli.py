@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from engine.errors import UserError
 
 # Listed in the order `--help` shows them. A subcommand appears here only once it works.
-COMMANDS = ["plan", "doctor", "inspect"]
+COMMANDS = ["plan", "doctor", "inspect", "generate"]
 
 
 def _version() -> str:
