@@ -31,7 +31,8 @@ WORDS = (
 
 
 def write_rows(path: Path, count: int, seed: int = 0) -> None:
-    """Alpaca rows of varied length, a third with an input, a few empty or repeated."""
+    """Alpaca-sized rows (about 100 words each; Stanford Alpaca averages about 70), 40% with
+    an input, one in a thousand with an empty answer for the problem report to find."""
     rng = random.Random(seed)
 
     def words(low: int, high: int) -> str:
@@ -40,12 +41,10 @@ def write_rows(path: Path, count: int, seed: int = 0) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(count):
             row = {
-                "instruction": f"{words(4, 30)}?",
-                "input": words(5, 60) if i % 3 == 0 else "",
-                "output": words(10, 300),
+                "instruction": f"{words(4, 25)}?",
+                "input": words(3, 40) if i % 5 < 2 else "",
+                "output": "" if i % 1000 == 999 else words(5, 150),
             }
-            if i % 1000 == 999:
-                row["output"] = ""
             handle.write(json.dumps(row) + "\n")
 
 
