@@ -264,7 +264,7 @@ def _detect_as(
     for extra in ("system", "reasoning"):
         if extra in FORMAT_KEYS[fmt] and extra not in mapping:
             name = override.get(extra) or _first(
-                [c for c in free if c.name not in used], extra, kinds=("text",)
+                [c for c in free if c.name not in used], extra, kinds=("text", "empty")
             )
             if name:
                 mapping[extra] = name

@@ -166,6 +166,16 @@ def test_reasoning_column_reaches_the_conversation():
     assert conversations[0].reasoning == "two plus two"
 
 
+def test_reasoning_on_a_few_rows_of_a_teacher_file_is_kept():
+    answer = chat(("user", "Hi"), ("assistant", "Hello"))
+    rows = [{"messages": answer, "meta": {}} for _ in range(1000)]
+    rows.append({"messages": answer, "reasoning": "greet back", "meta": {}})
+    data = Table("teacher.jsonl", ["messages", "reasoning", "meta"], rows)
+    detection = detect(data)
+    assert detection.mapping == {"conversations": "messages", "reasoning": "reasoning"}
+    assert normalise(data, detection)[0][-1].reasoning == "greet back"
+
+
 @pytest.mark.parametrize(
     "rows",
     [
