@@ -1,0 +1,603 @@
+"""Render conversations with the student's own chat template into ids and loss masks.
+
+The student learns only what its assistant turns say: every other token (system
+prompt, user turns, role headers) gets the label -100. Each assistant turn's
+span is found by rendering the template itself (the conversation up to that
+turn with ``add_generation_prompt=True`` is a prefix of the whole), never by a
+hand-written copy of it, and must hold exactly one end-of-turn token, which is
+trained so the student learns to stop. Gates here raise :class:`UserError`
+before any GPU time is spent on data that would teach nothing or the wrong thing.
+
+Module imports stay stdlib-only: transformers arrives with the tokenizer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import statistics
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from engine.data.types import Conversation, Message
+from engine.errors import UserError
+
+IGNORE_INDEX = -100
+Overflow = Literal["drop", "truncate"]
+
+_CHUNK_ROWS = 1024
+_PROBE_USER = "Stillroom probe question"
+_PROBE_ANSWER = "Stillroom probe answer"
+# Control markers as chat templates spell them: <|im_end|>, <|eot_id|>, <｜Assistant｜>.
+_MARKER = re.compile(r"<\|[^\s|<>]+\|>|<｜[^\s｜<>]+｜>")
+# Looser, for naming whatever a foreign template ends its turns with: <end_of_turn>, [/INST].
+_ANY_MARKER = re.compile(r"<[^\s<>]{1,40}>|\[/?[A-Z_]{2,20}\]")
+_SHOWN_ROWS = 5
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """What the student's template writes around an answer, found by rendering a probe.
+
+    ``answer_opener`` is the generation prompt from its last control token on, e.g.
+    ``<|im_start|>assistant\\n`` ("" if it has none); ``end_of_turn`` closes the answer.
+    """
+
+    end_of_turn: str
+    end_of_turn_id: int
+    answer_opener: str
+
+
+@dataclass
+class RenderedRow:
+    """One conversation as token ids; ``spans`` are the trained ``[start, end)`` token ranges."""
+
+    row: int
+    input_ids: array  # array("i"): a compact list of ints; list(row.input_ids) for a plain list
+    spans: list[tuple[int, int]]
+
+    @property
+    def labels(self) -> list[int]:
+        """``input_ids`` where trained, -100 elsewhere: what the loss sees."""
+        labels = [IGNORE_INDEX] * len(self.input_ids)
+        for start, end in self.spans:
+            labels[start:end] = self.input_ids[start:end]
+        return labels
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(end - start for start, end in self.spans)
+
+
+@dataclass
+class OverflowReport:
+    """Rows longer than ``max_seq_length`` and what the policy does to their answers.
+
+    ``answer_cut_partly`` rows would keep some trained tokens (usually losing the
+    end-of-turn, so they never learn to stop there); ``answer_cut_entirely`` rows
+    have every trained token beyond the limit and would teach nothing.
+    """
+
+    max_seq_length: int
+    policy: Overflow
+    too_long: int = 0
+    answer_cut_partly: int = 0
+    answer_cut_entirely: int = 0
+    dropped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_seq_length": self.max_seq_length,
+            "policy": self.policy,
+            "too_long": self.too_long,
+            "answer_cut_partly": self.answer_cut_partly,
+            "answer_cut_entirely": self.answer_cut_entirely,
+            "dropped": self.dropped,
+        }
+
+
+@dataclass
+class RenderedSet:
+    """Rows ready for training plus what a user should see before spending GPU time.
+
+    ``lengths`` are full token lengths before any truncation, one per conversation in
+    input order (dropped rows included), so the stats describe the data as given.
+    """
+
+    rows: list[RenderedRow]
+    lengths: list[int]
+    overflow: OverflowReport
+    chat_format: ChatFormat
+    no_answer_rows: list[int] = field(default_factory=list)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(row.trained_tokens for row in self.rows)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(len(row.input_ids) for row in self.rows)
+
+    def token_stats(self) -> dict[str, Any]:
+        return token_stats(self.lengths, self.overflow.max_seq_length)
+
+
+class Segment(NamedTuple):
+    """A run of text that is either all trained or all masked, for highlighting."""
+
+    text: str
+    trained: bool
+
+
+def load_tokenizer(model_id_or_path: str) -> Any:
+    """The student's tokenizer (hub id or local folder), checked to have a chat template."""
+    folder = Path(model_id_or_path).expanduser()
+    if model_id_or_path.startswith((".", "/", "~")) and not folder.is_dir():
+        raise UserError(
+            f"No model folder at {model_id_or_path}.",
+            hint="Give a folder holding tokenizer.json, or a hub id such as "
+            "unsloth/Qwen2.5-1.5B-Instruct.",
+        )
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_id_or_path)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"Could not load a tokenizer from {model_id_or_path}: {reason}",
+            hint="Check the model id or folder; a hub model needs network access the first time.",
+        ) from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(
+            f"The tokenizer of {model_id_or_path!r} has no chat template.",
+            hint="Pick a chat model (usually its -Instruct variant), e.g. "
+            "unsloth/Qwen2.5-1.5B-Instruct.",
+        )
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise UserError(
+            f"The tokenizer of {model_id_or_path!r} is not a fast (Rust) tokenizer.",
+            hint="Stillroom needs character offsets to mask prompts; pick a model with tokenizer.json.",
+        )
+    return tokenizer
+
+
+def inspect_chat_template(tokenizer: Any) -> ChatFormat:
+    """Render a probe conversation and check the template belongs to this tokenizer.
+
+    Fails when the template uses control markers the tokenizer does not know as
+    single tokens (a template copied from another model), ends an assistant turn
+    with no end-of-turn token (the student would never learn to stop), or with
+    two of them (the reference notebook's hand-made template did this).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(
+            "The student's tokenizer has no chat template.",
+            hint="Pick a chat model (usually its -Instruct variant).",
+        )
+    from jinja2 import TemplateError
+
+    probe: list[Message] = [
+        {"role": "user", "content": _PROBE_USER},
+        {"role": "assistant", "content": _PROBE_ANSWER},
+    ]
+    try:
+        prompt = tokenizer.apply_chat_template(
+            probe[:1], tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(probe, tokenize=False)
+    except TemplateError as error:
+        raise UserError(
+            f"The student's chat template cannot render a plain question and answer: {error}",
+            hint="Use the chat template the student ships with.",
+        ) from None
+    foreign = sorted({m for m in _MARKER.findall(full) if not _is_single_token(tokenizer, m)})
+    if foreign:
+        raise UserError(
+            f"The chat template uses {', '.join(foreign)}, which this tokenizer does not know "
+            "as single tokens: the template was written for another model.",
+            hint="Remove the custom chat template and use the one the student ships with.",
+        )
+    if not full.startswith(prompt) or _PROBE_ANSWER not in full[len(prompt) :]:
+        raise UserError(
+            "The chat template does not render a conversation as its prompt followed by the "
+            "answer, so Stillroom cannot tell which tokens the student should learn.",
+            hint="Use the chat template the student ships with.",
+        )
+    turn = full[len(prompt) :]
+    after = turn[turn.index(_PROBE_ANSWER) + len(_PROBE_ANSWER) :]
+    end_of_turn = _first_added_token(tokenizer, after)
+    if end_of_turn is None:
+        marker = _ANY_MARKER.search(after)
+        if marker:
+            raise UserError(
+                f"The chat template ends an assistant turn with {marker.group()!r}, which is not "
+                "a token of this tokenizer: the template was written for another model.",
+                hint="Use the chat template the student ships with.",
+            )
+        raise UserError(
+            f"The chat template ends an assistant turn with {after!r}: no end-of-turn token, "
+            "so the student would never learn to stop.",
+            hint="Pick a chat model (usually its -Instruct variant) whose template ends turns.",
+        )
+    if after.count(end_of_turn) > 1:
+        raise UserError(
+            f"The chat template puts {end_of_turn} {after.count(end_of_turn)} times after each "
+            "answer: the student would learn a turn ending its own chat format never uses.",
+            hint="Drop the extra end-of-turn (often an added `eos_token`) from the template, or "
+            "remove the custom template and use the student's own.",
+        )
+    opener = _last_added_token(tokenizer, prompt)
+    return ChatFormat(
+        end_of_turn,
+        tokenizer.convert_tokens_to_ids(end_of_turn),
+        prompt[prompt.rindex(opener) :] if opener else "",
+    )
+
+
+def assistant_content(answer: str, reasoning: str | None, train_on_reasoning: bool) -> str:
+    """The text the student learns to write: the answer, after the reasoning if wanted."""
+    if reasoning and train_on_reasoning:
+        return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+    return answer
+
+
+def render_conversations(
+    conversations: Iterable[Conversation],
+    tokenizer: Any,
+    *,
+    max_seq_length: int,
+    overflow: Overflow = "drop",
+    train_on_reasoning: bool = False,
+) -> RenderedSet:
+    """Tokenize conversations with masks, apply the overflow policy, and run the gates.
+
+    Conversations with no answer to learn are left out and listed in ``no_answer_rows``.
+    Raises :class:`UserError` if the template is not the student's, if an answer's span
+    lacks its end-of-turn token or holds it twice, or if nothing would be trained.
+    Chunks are tokenized in a thread while the next chunk's template renders.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    renderer = _Renderer(tokenizer, max_seq_length, overflow, train_on_reasoning)
+    pending: tuple[_Chunk, Future] | None = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for batch in _batches(conversations, _CHUNK_ROWS):
+            chunk = renderer.prepare(batch)
+            future = pool.submit(renderer.encode, chunk.texts)
+            if pending:
+                renderer.finish(pending[0], pending[1].result())
+            pending = chunk, future
+        if pending:
+            renderer.finish(pending[0], pending[1].result())
+    return renderer.done()
+
+
+def token_stats(lengths: list[int], max_seq_length: int) -> dict[str, Any]:
+    """Min, median, 95th percentile and max tokens per row, and how many exceed the limit."""
+    if not lengths:
+        return {"rows": 0, "min": None, "median": None, "p95": None, "max": None, "too_long": 0}
+    ordered = sorted(lengths)
+    return {
+        "rows": len(ordered),
+        "min": ordered[0],
+        "median": statistics.median(ordered),
+        "p95": ordered[math.ceil(0.95 * len(ordered)) - 1],
+        "max": ordered[-1],
+        "too_long": len(ordered) - bisect.bisect_right(ordered, max_seq_length),
+    }
+
+
+def preview_segments(row: RenderedRow, tokenizer: Any) -> list[Segment]:
+    """The row's text cut into alternating masked and trained runs, for highlighting."""
+    segments: list[Segment] = []
+    cursor = 0
+    for start, end in [*row.spans, (len(row.input_ids), len(row.input_ids))]:
+        for a, b, trained in ((cursor, start, False), (start, end, True)):
+            if b > a:
+                text = tokenizer.decode(list(row.input_ids[a:b]), skip_special_tokens=False)
+                segments.append(Segment(text, trained))
+        cursor = end
+    return segments
+
+
+class _Chunk(NamedTuple):
+    rows: list[int]
+    texts: list[str]
+    answers: list[list[tuple[int, int]]]  # per row: (answer start, end-of-turn end) in chars
+
+
+class _Renderer:
+    """One call's state: the template, how to find answers, and the rows kept so far."""
+
+    def __init__(
+        self, tokenizer: Any, max_seq_length: int, overflow: Overflow, train_on_reasoning: bool
+    ):
+        chat_format = inspect_chat_template(tokenizer)
+        self.template = _Template(tokenizer)
+        self.locator = _Locator.for_tokenizer(tokenizer, chat_format)
+        self.backend = tokenizer.backend_tokenizer
+        self.train_on_reasoning = train_on_reasoning
+        self.result = RenderedSet([], [], OverflowReport(max_seq_length, overflow), chat_format)
+        self.bad_turns: list[tuple[int, str]] = []
+
+    def prepare(self, batch: list[Conversation]) -> _Chunk:
+        """Render each conversation and find its answers' character spans."""
+        end_of_turn = self.result.chat_format.end_of_turn
+        chunk = _Chunk([], [], [])
+        for conversation in batch:
+            text, turns = self._render(conversation)
+            answers = []
+            for start, stop in turns:
+                count = text.count(end_of_turn, start, stop)
+                if count == 1:
+                    answers.append((start, text.index(end_of_turn, start) + len(end_of_turn)))
+                else:
+                    self.bad_turns.append(
+                        (conversation.row, "missing" if not count else "repeated")
+                    )
+            chunk.rows.append(conversation.row)
+            chunk.texts.append(text)
+            chunk.answers.append(answers)
+        return chunk
+
+    def encode(self, texts: list[str]) -> list[Any]:
+        """Token ids without offsets: tracking offsets doubles the tokenizer's cost."""
+        return self.backend.encode_batch_fast(texts, add_special_tokens=False)
+
+    def finish(self, chunk: _Chunk, encodings: list[Any]) -> None:
+        """Turn answer character spans into token spans and keep the rows."""
+        ids = [array("i", e.ids) for e in encodings]
+        spans = [
+            self.locator.locate(text, row_ids, answers) if self.locator else None
+            for text, row_ids, answers in zip(chunk.texts, ids, chunk.answers, strict=True)
+        ]
+        slow = [i for i, row_spans in enumerate(spans) if row_spans is None]
+        if slow:
+            offsets = self.backend.encode_batch([chunk.texts[i] for i in slow], False)
+            for i, encoding in zip(slow, offsets, strict=True):
+                spans[i] = [_token_span(encoding, a, b) for a, b in chunk.answers[i]]
+        for row, row_ids, row_spans in zip(chunk.rows, ids, spans, strict=True):
+            self.result.lengths.append(len(row_ids))
+            row_spans = [(a, b) for a, b in row_spans or () if b > a]
+            if row_spans:
+                self._keep(row, row_ids, row_spans)
+            else:
+                self.result.no_answer_rows.append(row)
+
+    def done(self) -> RenderedSet:
+        if self.bad_turns:
+            raise _end_of_turn_error(self.bad_turns, self.result.chat_format.end_of_turn)
+        if not self.result.rows:
+            raise _nothing_trained_error(self.result)
+        return self.result
+
+    def _render(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        """The whole text, and for each assistant turn the span from the end of its
+        prompt (rendered with the generation prompt) to the end of the turn (rendered
+        through it); both renderings must be prefixes of the whole. An assistant
+        message that opens a conversation answers nothing and stays context."""
+        from jinja2 import TemplateError
+
+        chat = _messages_to_train(conversation, self.train_on_reasoning)
+        try:
+            text = self.template(chat)
+            turns = []
+            for m, message in enumerate(chat):
+                if message["role"] != "assistant" or m == 0:
+                    continue
+                prompt = self.template(chat[:m], add_generation_prompt=True)
+                through = text if m + 1 == len(chat) else self.template(chat[: m + 1])
+                if not (text.startswith(prompt) and text.startswith(through)):
+                    raise UserError(
+                        f"Row {conversation.row}: the chat template renders earlier turns "
+                        "differently once later turns follow, so Stillroom cannot tell which "
+                        "tokens are the answer.",
+                        hint="Use the chat template the student ships with, or single-turn data.",
+                    )
+                turns.append((len(prompt), len(through)))
+        except TemplateError as error:
+            raise UserError(
+                f"Row {conversation.row}: the student's chat template refuses it: {error}",
+                hint="Fix the conversation's roles (most templates want user and assistant "
+                "turns to alternate), or drop the row.",
+            ) from None
+        return text, turns
+
+    def _keep(self, row: int, ids: array, spans: list[tuple[int, int]]) -> None:
+        """Keep the row, unless the overflow policy drops it."""
+        report = self.result.overflow
+        limit = report.max_seq_length
+        if len(ids) > limit:
+            report.too_long += 1
+            nothing_left = spans[0][0] >= limit
+            if spans[-1][1] > limit:
+                if nothing_left:
+                    report.answer_cut_entirely += 1
+                else:
+                    report.answer_cut_partly += 1
+            if report.policy == "drop" or nothing_left:
+                report.dropped += 1
+                return
+            ids = ids[:limit]
+            spans = [(start, min(end, limit)) for start, end in spans if start < limit]
+        self.result.rows.append(RenderedRow(row, ids, spans))
+
+
+class _Template:
+    """The student's chat template, rendered exactly as ``apply_chat_template`` renders it
+    (same compiled template, globals and special tokens) minus its per-call set-up, which
+    costs as much as the rendering. Leans on transformers' template compiler, which the
+    pinned version provides; a test checks both give the same text."""
+
+    def __init__(self, tokenizer: Any):
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        self.compiled = _compile_jinja_template(tokenizer.get_chat_template())
+        self.variables = {
+            **self.compiled.globals,
+            **tokenizer.special_tokens_map,
+            "tools": None,
+            "documents": None,
+        }
+
+    def __call__(self, messages: list[Message], add_generation_prompt: bool = False) -> str:
+        variables = {
+            **self.variables,
+            "messages": messages,
+            "add_generation_prompt": add_generation_prompt,
+        }
+        context = self.compiled.new_context(variables, shared=True)
+        return "".join(self.compiled.root_render_func(context))
+
+
+class _Locator:
+    """Finds answer tokens from ids alone, without character offsets.
+
+    An answer starts after the k-th opener control token (``<|im_start|>``) and the
+    header tokens that follow it (``assistant\\n``), and ends at the k-th end-of-turn
+    token, with k counted in the text. Used only for control tokens that are matched
+    verbatim and lie inside no other added token, so text and ids hold the same
+    occurrences. ``locate`` returns ``None`` when a row's tokens do not split cleanly
+    where its answer starts (an answer opening with a newline can merge with the
+    header's); that row then takes the offsets path.
+    """
+
+    def __init__(self, tokenizer: Any, chat_format: ChatFormat, opener: str):
+        self.eot = chat_format.end_of_turn
+        self.eot_id = chat_format.end_of_turn_id
+        self.opener_text = chat_format.answer_opener
+        self.opener = opener
+        self.opener_id = tokenizer.convert_tokens_to_ids(opener)
+        header = self.opener_text[len(opener) :]
+        self.header_ids = array("i", tokenizer.encode(header, add_special_tokens=False))
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any, chat_format: ChatFormat) -> _Locator | None:
+        opener = _last_added_token(tokenizer, chat_format.answer_opener)
+        if not opener:
+            return None
+        added = {t.content: t for t in tokenizer.added_tokens_decoder.values()}
+        for token in (opener, chat_format.end_of_turn):
+            if added[token].normalized or any(token in o and o != token for o in added):
+                return None
+        return cls(tokenizer, chat_format, opener)
+
+    def locate(
+        self, text: str, ids: array, answers: list[tuple[int, int]]
+    ) -> list[tuple[int, int]] | None:
+        spans = []
+        for start, end in answers:
+            if not text.startswith(self.opener_text, start - len(self.opener_text)):
+                return None
+            opener_at = _nth_index(ids, self.opener_id, text.count(self.opener, 0, start))
+            eot_at = _nth_index(ids, self.eot_id, text.count(self.eot, 0, end))
+            first = opener_at + 1 + len(self.header_ids)
+            if opener_at < 0 or eot_at < first or ids[opener_at + 1 : first] != self.header_ids:
+                return None
+            spans.append((first, eot_at + 1))
+        return spans
+
+
+def _nth_index(ids: array, token_id: int, n: int) -> int:
+    """Index of the ``n``-th (1-based) occurrence of ``token_id``, or -1."""
+    at = -1
+    try:
+        for _ in range(n):
+            at = ids.index(token_id, at + 1)
+    except ValueError:
+        return -1
+    return at
+
+
+def _batches(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
+    batch: list[Conversation] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _messages_to_train(conversation: Conversation, train_on_reasoning: bool) -> list[Message]:
+    """The messages as the template should see them, reasoning folded into the last answer."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in conversation.messages]
+    if conversation.reasoning and train_on_reasoning:
+        answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        if answers:
+            last = messages[answers[-1]]
+            last["content"] = assistant_content(last["content"], conversation.reasoning, True)
+    return messages
+
+
+def _token_span(encoding: Any, start: int, end: int) -> tuple[int, int]:
+    """Tokens that overlap characters ``[start, end)``."""
+    first = encoding.char_to_token(start)
+    last = encoding.char_to_token(end - 1)
+    if first is None or last is None:  # characters no token covers (trimmed offsets)
+        offsets = encoding.offsets
+        covered = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+        return (covered[0], covered[-1] + 1) if covered else (0, 0)
+    return first, last + 1
+
+
+def _first_added_token(tokenizer: Any, text: str) -> str | None:
+    """The added (control) token that occurs first in ``text``, if any."""
+    found = [(text.find(token), -len(token), token) for token in tokenizer.get_added_vocab()]
+    found = [item for item in found if item[0] >= 0]
+    return min(found)[2] if found else None
+
+
+def _last_added_token(tokenizer: Any, text: str) -> str | None:
+    """The added (control) token that occurs last in ``text``, if any."""
+    found = [(text.rfind(t) + len(t), len(t), t) for t in tokenizer.get_added_vocab() if t in text]
+    return max(found)[2] if found else None
+
+
+def _is_single_token(tokenizer: Any, text: str) -> bool:
+    return len(tokenizer.encode(text, add_special_tokens=False)) == 1
+
+
+def _end_of_turn_error(bad_turns: list[tuple[int, str]], end_of_turn: str) -> UserError:
+    rows = sorted({row for row, _ in bad_turns})
+    shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS]) + (
+        " ..." if len(rows) > _SHOWN_ROWS else ""
+    )
+    if any(kind == "repeated" for _, kind in bad_turns):
+        return UserError(
+            f"{len(rows)} row(s) have an answer with more than one {end_of_turn} "
+            f"(rows {shown}): the student would learn to stop in the middle of an answer.",
+            hint=f"Remove the literal {end_of_turn} from those answers.",
+        )
+    return UserError(
+        f"{len(rows)} row(s) have an answer with no {end_of_turn} after it (rows {shown}): "
+        "the student would never learn to stop.",
+        hint="Use the chat template the student ships with.",
+    )
+
+
+def _nothing_trained_error(result: RenderedSet) -> UserError:
+    report = result.overflow
+    if report.dropped and report.policy == "drop":
+        return UserError(
+            f"Every row is longer than max_seq_length={report.max_seq_length} tokens, and "
+            "overflow = drop leaves nothing to train on.",
+            hint="Raise student.max_seq_length (the stats show the p95 length), or set "
+            'dataset.overflow = "truncate" to keep the start of each answer.',
+        )
+    if report.dropped:
+        return UserError(
+            f"Every answer lies beyond max_seq_length={report.max_seq_length} tokens, so "
+            "nothing is left to train on.",
+            hint="Raise student.max_seq_length (the stats show the p95 length) or shorten prompts.",
+        )
+    return UserError(
+        "No conversation has an assistant answer to train on: every token would be masked.",
+        hint="Check the column mapping: the response column must map to the assistant.",
+    )
