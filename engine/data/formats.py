@@ -435,7 +435,7 @@ def normalise(table: Table, detection: Detection) -> tuple[list[Conversation], l
     system_col, reasoning_col = mapping.get("system"), mapping.get("reasoning")
     conversations: list[Conversation] = []
     unreadable: list[int] = []
-    for number, row in enumerate(table.rows, start=1):
+    for number, row in zip(table.row_numbers(), table.rows, strict=True):
         messages = convert(row)
         if messages is None:
             unreadable.append(number)
@@ -447,8 +447,15 @@ def normalise(table: Table, detection: Detection) -> tuple[list[Conversation], l
         ):
             messages.insert(0, {"role": "system", "content": system})
         reasoning = _text(row.get(reasoning_col)) if reasoning_col else None
-        conversations.append(Conversation(messages, number, reasoning or None))
+        conversations.append(Conversation(messages, number, reasoning or None, _flags(row)))
     return conversations, unreadable
+
+
+def _flags(row: dict[str, Any]) -> tuple[str, ...]:
+    """Quality flags a teacher output row carries in ``meta.flags``."""
+    meta = row.get("meta")
+    flags = meta.get("flags") if isinstance(meta, dict) else None
+    return tuple(str(f) for f in flags) if isinstance(flags, list) else ()
 
 
 def _converter(detection: Detection) -> Callable[[dict[str, Any]], list[Message] | None]:

@@ -147,6 +147,7 @@ def _is_turn(item: dict[str, Any]) -> bool:
 
 def _read_jsonl(text: str, source: str) -> Table:
     rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     malformed: list[int] = []
     decode = json.JSONDecoder().decode
     for number, line in enumerate(text.splitlines(), start=1):
@@ -159,12 +160,18 @@ def _read_jsonl(text: str, source: str) -> Table:
             continue
         if isinstance(value, dict):
             rows.append(value)
+            lines.append(number)
         else:
             malformed.append(number)
     if not rows:
         raise UserError(f"{source}: not a dataset: no line is a JSON object")
     return Table(
-        source=source, columns=_columns(rows), rows=rows, malformed_rows=malformed, kind="jsonl"
+        source=source,
+        columns=_columns(rows),
+        rows=rows,
+        malformed_rows=malformed,
+        kind="jsonl",
+        line_numbers=lines if lines[-1] != len(lines) else None,
     )
 
 

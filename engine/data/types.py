@@ -20,6 +20,9 @@ class Table:
 
     ``malformed_rows`` holds the 1-based line numbers that could not be parsed
     (JSONL lines that are not JSON objects); they are skipped, never fatal.
+    ``line_numbers`` gives each row's line in the file when that differs from
+    its position (JSONL with blank or skipped lines), so every problem report
+    points at the line a user would open in an editor.
     """
 
     source: str
@@ -27,6 +30,11 @@ class Table:
     rows: list[dict[str, Any]]
     malformed_rows: list[int] = field(default_factory=list)
     kind: str = ""  # jsonl | json | csv | tsv | parquet | hub
+    line_numbers: list[int] | None = None
+
+    def row_numbers(self) -> list[int]:
+        """The 1-based number a user knows each row by."""
+        return self.line_numbers or list(range(1, len(self.rows) + 1))
 
 
 @dataclass
@@ -47,12 +55,14 @@ class Detection:
 class Conversation:
     """One training example: chat messages plus optional teacher reasoning.
 
-    ``row`` is the 1-based row number in the source, for problem reports.
+    ``row`` is the 1-based row number in the source, for problem reports;
+    ``flags`` come from a teacher output file's ``meta.flags``.
     """
 
     messages: list[Message]
     row: int
     reasoning: str | None = None
+    flags: tuple[str, ...] = ()  # the teacher's quality flags (cut, empty, refusal), if any
 
 
 @dataclass

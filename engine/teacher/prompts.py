@@ -76,7 +76,7 @@ def _read_dataset(source: str) -> list[Prompt]:
     if "prompt" in table.columns:
         return [
             Prompt(str(row["prompt"]).strip(), _text_or_none(row.get("system")), n)
-            for n, row in enumerate(table.rows, 1)
+            for n, row in zip(table.row_numbers(), table.rows, strict=True)
             if str(row.get("prompt") or "").strip()
         ]
     detection = detect(table)

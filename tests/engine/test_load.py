@@ -83,6 +83,19 @@ def test_bad_jsonl_lines_are_skipped_and_counted_by_line_number(tmp_path):
     table = read_table(str(path))
     assert table.rows == ROWS
     assert table.malformed_rows == [2, 4, 6]
+    assert table.row_numbers() == [1, 5]
+
+
+def test_problem_rows_are_file_lines_after_a_bad_line(tmp_path):
+    """A user opens the file at the reported line and finds the faulty row there."""
+    from engine.data.inspect import inspect_source
+
+    path = tmp_path / "pairs.jsonl"
+    good = {"prompt": "What is 2+2?", "response": "4"}
+    lines = [json.dumps(good), "{torn", "", json.dumps({"prompt": "Hi", "response": ""})]
+    path.write_text("\n".join(lines))
+    problems = {p["kind"]: p["rows"] for p in inspect_source(str(path)).to_json()["problems"]}
+    assert problems == {"malformed_line": [2], "empty_response": [4]}
 
 
 UNREADABLE = [
