@@ -26,6 +26,9 @@ _MESSAGES = {
     "missing_response": "{n} row(s) have no assistant answer to learn from; they are dropped. "
     "Generate answers with the teacher, or map the answer column "
     "(--map response=COLUMN)",
+    "teacher_flagged": "{n} row(s) were flagged by the teacher (answer cut by max_tokens, "
+    "empty, or a refusal: see meta.flags); they are dropped. Raise max_tokens and delete "
+    "those lines to have them answered again",
     "duplicate": "{n} row(s) repeat an earlier row exactly; only the first copy is kept",
     "too_long": "{n} row(s) are longer than max_seq_length",
 }
@@ -38,6 +41,7 @@ def find_problems(conversations: list[Conversation]) -> dict[str, list[int]]:
         "empty_prompt": [],
         "empty_response": [],
         "missing_response": [],
+        "teacher_flagged": [],
         "duplicate": [],
     }
     seen: set[tuple[tuple[str, str], ...]] = set()
@@ -51,6 +55,8 @@ def find_problems(conversations: list[Conversation]) -> dict[str, list[int]]:
             found["missing_response"].append(conversation.row)
         elif not all(answers):
             found["empty_response"].append(conversation.row)
+        if conversation.flags:
+            found["teacher_flagged"].append(conversation.row)
         key = tuple((m["role"], m["content"]) for m in messages)
         if key in seen:
             found["duplicate"].append(conversation.row)

@@ -344,10 +344,30 @@ def test_each_problem_kind_is_found_with_its_rows():
         "empty_prompt": [2],
         "empty_response": [3],
         "missing_response": [4],
+        "teacher_flagged": [],
         "duplicate": [5, 6],
     }
     assert [c.row for c in repair(conversations, flagged)] == [1, 7]
     assert data.rows[2] == {"prompt": "a question", "response": ""}  # the source is untouched
+
+
+def test_answers_the_teacher_flagged_are_reported_and_dropped():
+    """A cut or refused teacher answer is never mixed silently into the training set."""
+
+    def answer(q, a, flags):
+        return {
+            "messages": chat(("user", q), ("assistant", a)),
+            "meta": {"model": "t", "finish_reason": "stop", "flags": flags},
+        }
+
+    data = table(
+        [answer("q1", "a1", []), answer("q2", "cut mid", ["length"]), answer("q3", "a3", [])]
+    )
+    conversations, _ = normalise(data, detect(data))
+    flagged = find_problems(conversations)
+    assert flagged["teacher_flagged"] == [2]
+    assert [c.row for c in repair(conversations, flagged)] == [1, 3]
+    assert "flagged by the teacher" in report(flagged)[0].message
 
 
 def test_multi_turn_problems_look_at_every_turn():
@@ -365,6 +385,7 @@ def test_multi_turn_problems_look_at_every_turn():
         "empty_prompt": [1, 4],
         "empty_response": [2],
         "missing_response": [3],
+        "teacher_flagged": [],
         "duplicate": [],
     }
 
