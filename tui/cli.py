@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from engine.errors import UserError
 
 # Listed in the order `--help` shows them. A subcommand appears here only once it works.
-COMMANDS = ["plan", "doctor", "inspect", "generate"]
+COMMANDS = ["plan", "doctor", "inspect", "generate", "train", "runs", "attach", "cancel"]
 
 
 def _version() -> str:

@@ -1,0 +1,90 @@
+"""Child entry: ``python -m engine train RUN_DIR [--probe]``.
+
+Started by :func:`engine.runs.start` in its own session with stdout/stderr
+going to ``train.log``; events go to ``events.jsonl``. SIGTERM (or a
+``cancel`` file in the run directory) stops training at the end of the current
+step and saves the adapter. Heavy imports happen after the environment is set,
+and Unsloth's before transformers' (see :mod:`engine.train.job`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def _offline_friendly_env() -> None:
+    """Keep Unsloth's generated code out of the cwd; skip its hub call when offline."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stillroom"
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache / "unsloth_compiled_cache"))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if any(os.environ.get(k) == "1" for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+
+
+def _sample_gpu(emit, stop) -> None:
+    """GpuSample events every few seconds while training runs, if there is a GPU."""
+    import threading
+
+    from engine.gpu import available, sample
+
+    if not available()[0]:
+        return
+    own = frozenset({os.getpid()})
+
+    def loop() -> None:
+        while not stop.wait(3.0):
+            for event in sample(own):
+                emit(event)
+
+    threading.Thread(target=loop, name="gpu-sampler", daemon=True).start()
+
+
+def train(run_dir: Path, probe: bool) -> int:
+    import threading
+
+    from engine import runs
+    from engine.plan import load_plan
+
+    runs.write_pid(run_dir, os.getpid())
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    emit = runs.EventWriter(run_dir)
+
+    def should_stop() -> bool:
+        return stop.is_set() or (run_dir / runs.CANCEL_FILE).exists()
+
+    _offline_friendly_env()
+    plan = load_plan(run_dir / runs.PLAN_FILE)
+    sampler_stop = threading.Event()
+    _sample_gpu(emit, sampler_stop)
+    from engine.train.job import run
+
+    try:
+        run(plan, run_dir, emit, should_stop, probe=probe)
+    finally:
+        sampler_stop.set()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine")
+    sub = parser.add_subparsers(dest="job", required=True)
+    train_parser = sub.add_parser("train", help="train the run directory's plan")
+    train_parser.add_argument("run_dir", type=Path)
+    train_parser.add_argument("--probe", action="store_true")
+    args = parser.parse_args(argv)
+    return train(args.run_dir.resolve(), args.probe)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Trainer callbacks that turn training into events, and stop it cleanly.
+
+Used by both backends (the Unsloth-patched TRL trainer is a transformers
+``Trainer`` too), so metrics, cancel, checkpoint markers, wall-time saves and
+NaN detection behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from engine import events as ev
+from engine.train.checkpoints import mark_complete
+
+Emit = Callable[[ev.Event], None]
+
+INJECT_ENV = "STILLROOM_INJECT"  # test-only fault injection: "oom@3" or "nan@2"
+
+
+class CountingCollator:
+    """Wraps a collator and counts the real (non-padding) tokens and rows it sees."""
+
+    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+        self.inner = inner
+        self.tokens = 0
+        self.rows = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        self.tokens += sum(len(f["input_ids"]) for f in features)
+        self.rows += sum(len(f["seq_lengths"]) if "seq_lengths" in f else 1 for f in features)
+        return self.inner(features)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _memory_mb() -> tuple[float | None, float | None]:
+    if not torch.cuda.is_available():
+        return None, None
+    return torch.cuda.memory_allocated() / 2**20, torch.cuda.memory_reserved() / 2**20
+
+
+class RunCallback(TrainerCallback):
+    """Emits ``step`` and ``checkpoint`` events; honours cancel, wall-time saves and NaN.
+
+    After ``train()`` returns, ``outcome`` says why it ended: ``"done"``,
+    ``"stopped"`` (cancel) or ``"nan"``.
+    """
+
+    def __init__(
+        self,
+        emit: Emit,
+        counter: CountingCollator,
+        should_stop: Callable[[], bool],
+        save_seconds: float | None,
+    ):
+        self.emit = emit
+        self.counter = counter
+        self.should_stop = should_stop
+        self.save_seconds = save_seconds
+        self.outcome = "done"
+        self.losses: list[float] = []
+        self.trace: list[tuple[int, float, int]] = []  # (step, seconds, tokens) for summaries
+        self.step_times: deque[float] = deque(maxlen=10)
+        # (time, tokens, rows) at recent logs: rates over a window, because the
+        # dataloader collates ahead of the step that consumes the batch.
+        self._marks: deque[tuple[float, int, int]] = deque(maxlen=11)
+        self._inject = _parse_inject(os.environ.get(INJECT_ENV, ""))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        self._last_step = self._last_save = now
+        self._marks.append((now, self.counter.tokens, self.counter.rows))
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self._inject and self._inject[1] == state.global_step + 1:
+            _inject(self._inject[0], model)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        self.step_times.append(now - self._last_step)
+        self._last_step = now
+        if self.save_seconds and now - self._last_save >= self.save_seconds:
+            control.should_save = True
+        if self.should_stop():
+            self.outcome = "stopped"
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        loss = float(logs["loss"])
+        self._marks.append((time.monotonic(), self.counter.tokens, self.counter.rows))
+        self.trace.append((state.global_step, round(self._marks[-1][0], 4), self.counter.tokens))
+        (t0, tokens0, rows0), (t1, tokens1, rows1) = self._marks[0], self._marks[-1]
+        elapsed = max(t1 - t0, 1e-9)
+        tokens, rows = tokens1 - tokens0, rows1 - rows0
+        step_s = sum(self.step_times) / len(self.step_times) if self.step_times else None
+        allocated, reserved = _memory_mb()
+        self.emit(
+            ev.Step(
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(float(state.epoch or 0.0), 4),
+                loss=loss,
+                lr=_float(logs.get("learning_rate")),
+                grad_norm=_float(logs.get("grad_norm")),
+                tokens_per_s=round(tokens / elapsed, 1),
+                samples_per_s=round(rows / elapsed, 2),
+                eta_s=round(step_s * (state.max_steps - state.global_step), 1) if step_s else None,
+                mem_allocated_mb=allocated,
+                mem_reserved_mb=reserved,
+            )
+        )
+        if not math.isfinite(loss):
+            self.outcome = "nan"
+            control.should_training_stop = True
+            control.should_save = False
+        else:
+            self.losses.append(loss)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            mark_complete(folder, state.global_step)
+            self.emit(ev.Checkpoint(step=state.global_step, path=str(folder)))
+        self._last_save = time.monotonic()
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_inject(spec: str) -> tuple[str, int] | None:
+    kind, _, step = spec.partition("@")
+    return (kind, int(step)) if kind in ("oom", "nan") and step.isdigit() else None
+
+
+def _inject(kind: str, model: Any) -> None:
+    """Test-only faults: a CUDA OOM, or NaN weights so the next loss is NaN."""
+    if kind == "oom":
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. (injected by STILLROOM_INJECT)")
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))

@@ -1,0 +1,127 @@
+"""From the plan's dataset to the tokenized rows both backends train on.
+
+Load, detect, normalise, drop broken rows, hold out the eval share, render
+with the student's own chat template (loss on assistant tokens only), then the
+preflight gates. All of it runs before the model loads, so a data problem is
+reported in seconds as a ``dataset`` error.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from engine import events as ev
+from engine.data.formats import detect, normalise
+from engine.data.load import read_table
+from engine.data.problems import find_problems, repair, report
+from engine.data.types import Conversation
+from engine.errors import UserError
+from engine.plan import Plan
+
+
+@dataclass
+class TrainRows:
+    """Tokenized training rows plus the counts the plain-words summary needs."""
+
+    rows: list[dict[str, list[int]]]  # input_ids, labels (-100 = no loss)
+    source_rows: int
+    eval_rows: int
+    eval_conversations: list[Conversation]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r["input_ids"]) for r in self.rows]
+
+
+def prepare_rows(plan: Plan, emit) -> TrainRows:
+    """Read and render the plan's dataset; raise :class:`UserError` on anything unusable."""
+    d = plan.dataset
+    table = read_table(d.source, d.split)
+    detection = detect(table, d.format, d.mapping or None)
+    if detection.format == "unknown":
+        raise UserError(
+            f"{d.source}: cannot tell which columns hold the conversation", detection.evidence
+        )
+    conversations, _ = normalise(table, detection)
+    flagged = find_problems(conversations)
+    if not d.drop_duplicates:
+        flagged.pop("duplicate", None)
+    for problem in report(flagged):
+        emit(ev.Warning(message=problem.message))
+    conversations = repair(conversations, flagged)
+    if not conversations:
+        raise UserError(
+            f"{d.source}: no usable conversations", "See `stillroom inspect` for what is wrong."
+        )
+    train, held_out = _split(conversations, d.eval_fraction, plan.training.seed)
+    rows = _render(plan, train, emit)
+    return TrainRows(rows, len(table.rows), len(held_out), held_out)
+
+
+def _split(conversations: list[Conversation], fraction: float, seed: int):
+    """A seeded, reproducible eval hold-out; never the whole set."""
+    n_eval = min(int(len(conversations) * fraction), len(conversations) - 1)
+    if n_eval <= 0:
+        return conversations, []
+    order = list(range(len(conversations)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return (
+        [c for i, c in enumerate(conversations) if i not in held],
+        [c for i, c in enumerate(conversations) if i in held],
+    )
+
+
+def _render(plan: Plan, conversations: list[Conversation], emit) -> list[dict[str, list[int]]]:
+    from engine.data.render import load_tokenizer, render_conversations
+
+    tokenizer = load_tokenizer(plan.student.model)
+    rendered = render_conversations(
+        conversations,
+        tokenizer,
+        max_seq_length=plan.student.max_seq_length,
+        overflow=plan.dataset.overflow,
+        train_on_reasoning=plan.teacher.train_on_reasoning,
+    )
+    report = rendered.overflow
+    if report.too_long:
+        action = "dropped" if report.policy == "drop" else "truncated"
+        emit(
+            ev.Warning(
+                message=f"{report.too_long} row(s) exceed max_seq_length="
+                f"{report.max_seq_length} tokens and were {action}",
+                hint="Raise student.max_seq_length if the GPU has room.",
+            )
+        )
+    return [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rendered.rows]
+
+
+def describe(plan: Plan, setup, data: TrainRows) -> list[str]:
+    """What the run will do, in plain words, before any step is taken."""
+    t = plan.training
+    samples = setup.micro_batch * setup.grad_accum
+    seen = setup.max_steps * samples
+    n = len(data.rows)
+    epochs = seen / n if n else 0.0
+    covers = (
+        f"sees {min(seen, n):,} of {n:,} training rows"
+        if seen < n
+        else f"covers the {n:,} training rows {epochs:.1f} times"
+    )
+    lines = [
+        f"max_steps={setup.max_steps} x {samples} samples per step {covers} "
+        f"({epochs:.2f} epochs; {data.eval_rows:,} rows held out for eval)",
+        f"batches: {setup.micro_batch} x {setup.grad_accum} (micro-batch x grad-accum), "
+        f"{setup.batching}, {setup.precision}, {setup.optimizer} on {setup.device} via {setup.backend}",
+    ]
+    if setup.save:
+        every = f"every {t.save_steps} steps and every {t.save_minutes:g} min"
+        lines.append(
+            f"checkpoints {every} (two kept); after a crash `stillroom train --resume RUN` "
+            "continues from the newest; a cancel saves the adapter of the step it stopped at"
+        )
+    if not math.isfinite(epochs) or epochs > 20:
+        lines.append("that is many passes over a small set: expect the student to memorise it")
+    return lines

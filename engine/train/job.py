@@ -1,0 +1,298 @@
+"""One training run, start to end: ``run(plan, run_dir, emit, should_stop)``.
+
+Synchronous and UI-free. Every way out ends with exactly one terminal event:
+``finished``, ``cancelled`` or ``error`` (with a hint). The data is loaded,
+rendered and checked before the model loads, so a dataset problem costs
+seconds, not a model load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from engine import events as ev
+from engine.errors import UserError
+from engine.fileio import atomic_write_text
+from engine.plan import Plan
+from engine.train.dataset import TrainRows, describe, prepare_rows
+
+Emit = Callable[[ev.Event], None]
+PROBE_STEPS = 5
+
+
+def run(
+    plan: Plan,
+    run_dir: Path,
+    emit: Emit,
+    should_stop: Callable[[], bool],
+    *,
+    probe: bool = False,
+) -> None:
+    """Train ``plan`` into ``run_dir`` (resuming from its newest whole checkpoint, if any)."""
+    started = time.time()
+    stage = "plan"
+    try:
+        from engine.train.backend_choice import choose_backend
+
+        backend, reason = choose_backend(plan)
+        emit(
+            ev.Started(
+                job="probe" if probe else "train",
+                backend=backend,
+                backend_reason=reason,
+                device=_device_name(),
+                versions=_versions(),
+                plan_hash=plan.fingerprint(),
+                max_steps=plan.training.max_steps,
+                pid=_pid(),
+            )
+        )
+        stage = "dataset"
+        data = prepare_rows(plan, emit)
+        if backend == "unsloth":
+            # After rendering (which loads only transformers' lazy tokenizer modules: with
+            # Unsloth imported the same rendering came out fully masked on an H100), and
+            # before any model, trainer, trl or peft module is imported.
+            import unsloth  # noqa: F401
+        stage = "setup"
+        setup = _setup(plan, backend, data, probe)
+        for line in describe(plan, setup, data):
+            emit(ev.Log(line=line))
+        stage = "train"
+        _train(plan, setup, data, run_dir, emit, should_stop, started, probe)
+    except UserError as error:
+        emit(
+            ev.Error(
+                kind=stage if stage == "dataset" else "plan", message=error.message, hint=error.hint
+            )
+        )
+    except Exception as error:  # noqa: BLE001 - every failure must end in an event
+        if _is_oom(error):
+            emit(_oom_error(plan, error))
+            return
+        emit(
+            ev.Error(
+                kind="exception",
+                message=f"{type(error).__name__}: {error}",
+                hint="This looks like a bug or an environment problem; train.log has the details.",
+                log_tail="".join(traceback.format_exc()[-4000:]),
+            )
+        )
+
+
+def _is_oom(error: BaseException) -> bool:
+    """torch's OutOfMemoryError, or the plain RuntimeError some kernels raise instead."""
+    return type(error).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(error)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
+    import torch
+
+    from engine.train.backends import Setup, precision_for
+    from engine.train.memory import choose_batching
+
+    cuda = torch.cuda.is_available()
+    t = plan.training
+    batching = "padded" if t.batching == "auto" else t.batching
+    if batching != "padded" and backend != "unsloth":
+        raise UserError(
+            f"training.batching = {batching!r} needs the unsloth backend",
+            hint="Without a FlashAttention-style kernel packed samples attend to each other; "
+            "use batching = 'padded' (the default).",
+        )
+    micro, accum = t.batch_size, t.grad_accum
+    if cuda and t.rebatch:
+        total_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
+        micro, accum = choose_batching(
+            plan, total_mb, data.lengths, backend=backend, batching=batching
+        )
+    samples = t.batch_size * t.grad_accum
+    max_steps = t.max_steps or max(1, math.ceil(len(data.rows) * (t.epochs or 1) / samples))
+    optimizer = t.optimizer
+    if not cuda and "8bit" in optimizer:
+        optimizer = "adamw_torch"  # bitsandbytes' 8-bit optimisers need CUDA
+    return Setup(
+        backend=backend,
+        device="cuda" if cuda else "cpu",
+        precision=precision_for(plan, cuda),
+        optimizer=optimizer,
+        micro_batch=micro,
+        grad_accum=accum,
+        max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
+        batching=batching,
+        save=not probe,
+    )
+
+
+def _train(plan, setup, data, run_dir: Path, emit, should_stop, started: float, probe: bool):
+    import torch
+
+    from engine.train.backends import build_trainer, trainable_parameters
+    from engine.train.callbacks import CountingCollator, RunCallback
+    from engine.train.checkpoints import prepare_resume
+
+    if setup.optimizer != plan.training.optimizer:
+        emit(
+            ev.Warning(
+                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
+                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
+            )
+        )
+    resume = None if probe else prepare_resume(run_dir)
+    if resume:
+        emit(ev.Log(line=f"resuming from the checkpoint of step {resume[0]}"))
+    trainer, tokenizer = build_trainer(plan, setup, data.rows, run_dir)
+    trainable, total = trainable_parameters(trainer.model)
+    emit(
+        ev.Log(
+            line=f"LoRA trains {trainable:,} parameters ({100 * trainable / total:.2f} % of {total:,} as stored)"
+        )
+    )
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    callback = RunCallback(
+        emit, counter, should_stop, None if probe else plan.training.save_minutes * 60
+    )
+    trainer.add_callback(callback)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    step = trainer.state.global_step
+    summary = {
+        "state": {"done": "finished", "stopped": "cancelled", "nan": "failed"}[callback.outcome],
+        "backend": setup.backend,
+        "steps": step,
+        "max_steps": setup.max_steps,
+        "micro_batch": setup.micro_batch,
+        "grad_accum": setup.grad_accum,
+        "batching": setup.batching,
+        "trainable_params": trainable,
+        "train_loss": callback.losses[-1] if callback.losses else None,
+        "runtime_s": round(time.time() - started, 1),
+        "step_s_median": _median(list(callback.step_times)[1:] or list(callback.step_times)),
+        "tokens_trained": counter.tokens,
+        "trace": callback.trace,
+        "peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20
+        if torch.cuda.is_available()
+        else None,
+        "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20
+        if torch.cuda.is_available()
+        else None,
+    }
+    if callback.outcome == "nan":
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        last = prepare_resume(run_dir)
+        usable = (
+            f"the checkpoint of step {last[0]} is the last good state"
+            if last
+            else "no checkpoint was saved"
+        )
+        emit(
+            ev.Error(
+                kind="nan_loss",
+                message=f"the loss became NaN or infinite at step {step}; training stopped ({usable})",
+                hint="Lower training.learning_rate (e.g. halve it), check the data for empty or "
+                "garbled answers, or use student.dtype = 'bfloat16' instead of float16.",
+            )
+        )
+        return
+    adapter = "" if probe else str(save_adapter(trainer.model, tokenizer, run_dir))
+    summary["adapter_path"] = adapter
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if callback.outcome == "stopped":
+        emit(ev.Cancelled(step=step, adapter_path=adapter))
+    else:
+        emit(
+            ev.Finished(
+                adapter_path=adapter,
+                train_loss=summary["train_loss"]
+                if summary["train_loss"] is not None
+                else getattr(result, "training_loss", None),
+                runtime_s=summary["runtime_s"],
+                steps=step,
+            )
+        )
+
+
+def save_adapter(model, tokenizer, run_dir: Path) -> Path:
+    """Write the LoRA adapter and its tokenizer whole, then swap it in."""
+    final = run_dir / "adapter"
+    partial = run_dir / "adapter.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return final
+
+
+def _oom_error(plan: Plan, error: BaseException) -> ev.Error:
+    t, s, lora = plan.training, plan.student, plan.lora
+    estimate = ""
+    try:
+        import torch
+
+        from engine.train.memory import estimate as estimate_memory
+
+        total = (
+            torch.cuda.get_device_properties(0).total_memory / 2**20
+            if torch.cuda.is_available()
+            else None
+        )
+        estimate = estimate_memory(plan, gpu_total_mb=total).summary()
+    except Exception:  # noqa: BLE001 - the estimate only decorates the message
+        estimate = ""
+    fixes = [
+        f"training.batch_size = {max(1, t.batch_size // 2)} with grad_accum = {t.grad_accum * 2}"
+        " (same samples per step)",
+        f"student.max_seq_length = {max(256, s.max_seq_length // 2)}",
+        f"lora.r = {max(4, lora.r // 2)}",
+    ]
+    message = "CUDA ran out of GPU memory"
+    if estimate:
+        message += f" (estimate: {estimate})"
+    return ev.Error(
+        kind="oom",
+        message=message,
+        hint="Try, one at a time: " + "; ".join(fixes) + ". Close other programs using the GPU "
+        "(`stillroom doctor` lists them). The last checkpoint is intact: `stillroom train --resume RUN`.",
+        log_tail=str(error)[-2000:],
+    )
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[len(ordered) // 2], 4)
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "unsloth"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,131 @@
+"""Follow a run's events in the terminal: a live Rich panel, or plain lines when piped.
+
+Shared by ``stillroom train`` and ``stillroom attach``. Ctrl-C detaches: the
+run keeps training in its own process, and the message says how to come back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from engine import events as ev
+from engine.runs import follow
+
+EXIT_CODES = {"finished": 0, "cancelled": 0, "error": 1}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _Board:
+    """The latest values worth showing; fed every event, rendered on demand."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.step: ev.Step | None = None
+        self.gpu: ev.GpuSample | None = None
+        self.backend = ""
+
+    def update(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Step):
+            self.step = event
+        elif isinstance(event, ev.GpuSample):
+            self.gpu = event
+        elif isinstance(event, ev.Started):
+            self.backend = f"{event.backend} on {event.device}"
+
+    def line(self) -> str:
+        s = self.step
+        if s is None:
+            return f"{self.name}: loading ({self.backend or 'starting'})"
+        loss = f"{s.loss:.4f}" if s.loss is not None else "-"
+        lr = f"{s.lr:.2e}" if s.lr is not None else "-"
+        tps = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s is not None else "-"
+        return (
+            f"step {s.step}/{s.max_steps}  loss {loss}  lr {lr}  tok/s {tps}  "
+            f"ETA {_duration(s.eta_s)}  GPU {self._memory()}"
+        )
+
+    def _memory(self) -> str:
+        if self.gpu is not None:
+            return f"{self.gpu.mem_used_mb / 1024:.1f}/{self.gpu.mem_total_mb / 1024:.0f} GB"
+        if self.step and self.step.mem_reserved_mb is not None:
+            return f"{self.step.mem_reserved_mb / 1024:.1f} GB reserved"
+        return "-"
+
+    def table(self) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(f"[b]{self.name}[/b]", self.backend)
+        grid.add_row("", self.line())
+        return grid
+
+
+def _describe(event: ev.Event) -> str | None:
+    """The line printed above the live panel for events worth keeping in scrollback."""
+    if isinstance(event, ev.Log):
+        return escape(event.line)
+    if isinstance(event, ev.Warning):
+        hint = f" ({escape(event.hint)})" if event.hint else ""
+        return f"[yellow]warning:[/] {escape(event.message)}{hint}"
+    if isinstance(event, ev.Checkpoint):
+        return f"checkpoint at step {event.step}"
+    if isinstance(event, ev.Finished):
+        return f"[green]finished[/] {event.steps} steps in {_duration(event.runtime_s)}; adapter: {event.adapter_path}"
+    if isinstance(event, ev.Cancelled):
+        return (
+            f"[yellow]cancelled[/] at step {event.step}; adapter of that step: {event.adapter_path}"
+        )
+    if isinstance(event, ev.Error):
+        text = f"[red]error ({event.kind}):[/] {escape(event.message)}"
+        if event.hint:
+            text += f"\n  hint: {escape(event.hint)}"
+        if event.kind in ("crashed", "exception") and event.log_tail:
+            text += "\n  last lines of train.log:\n" + escape(event.log_tail[-1500:])
+        return text
+    return None
+
+
+def follow_run(run_dir: Path, console: Console | None = None) -> int:
+    """Show the run until it ends (exit code 0 finished/cancelled, 1 failed) or Ctrl-C (0)."""
+    console = console or Console()
+    board = _Board(Path(run_dir).name)
+    last = None
+    try:
+        if console.is_terminal:
+            with Live(board.table(), console=console, refresh_per_second=4, transient=True) as live:
+                for event in follow(run_dir):
+                    last = _show(event, board, live.console)
+                    live.update(board.table())
+        else:
+            for event in follow(run_dir):
+                last = _show(event, board, console)
+                if isinstance(event, ev.Step):
+                    console.print(board.line(), highlight=False)
+    except KeyboardInterrupt:
+        console.print(
+            f"Detached; training goes on. Re-attach: stillroom attach {run_dir}   "
+            f"Stop it: stillroom cancel {run_dir}"
+        )
+        return 0
+    if last is None:
+        return 1
+    console.print(board.line(), highlight=False)
+    return EXIT_CODES.get(last, 1)
+
+
+def _show(event: ev.Event, board: _Board, console: Console) -> str | None:
+    board.update(event)
+    text = _describe(event)
+    if text:
+        console.print(text, highlight=False, markup=True)
+    return event.type if event.type in ev.TERMINAL else None
