@@ -157,11 +157,13 @@ def _measure(
 
     try:
         rendered = render_conversations(
-            usable, tokenizer, max_seq_length=max_seq_length, overflow=overflow
+            usable, tokenizer, max_seq_length=max_seq_length, overflow=overflow, raise_gates=False
         )
-    except UserError as error:
+    except UserError as error:  # a template that is not the student's: no stats to show
         report_.gate = f"{error} {error.hint}".strip()
         return usable
+    if rendered.gate:
+        report_.gate = f"{rendered.gate} {rendered.gate.hint}".strip()
     cut = rendered.overflow
     stats = rendered.token_stats()
     stats.update(

@@ -106,6 +106,8 @@ class RenderedSet:
 
     ``lengths`` are full token lengths before any truncation, one per conversation in
     input order (dropped rows included), so the stats describe the data as given.
+    ``gate`` is the pre-flight failure that would stop training, kept here (rather
+    than raised) only when the caller asked to see the stats anyway.
     """
 
     rows: list[RenderedRow]
@@ -113,6 +115,7 @@ class RenderedSet:
     overflow: OverflowReport
     chat_format: ChatFormat
     no_answer_rows: list[int] = field(default_factory=list)
+    gate: UserError | None = None
 
     @property
     def trained_tokens(self) -> int:
@@ -253,12 +256,15 @@ def render_conversations(
     max_seq_length: int,
     overflow: Overflow = "drop",
     train_on_reasoning: bool = False,
+    raise_gates: bool = True,
 ) -> RenderedSet:
     """Tokenize conversations with masks, apply the overflow policy, and run the gates.
 
     Conversations with no answer to learn are left out and listed in ``no_answer_rows``.
     Raises :class:`UserError` if the template is not the student's, if an answer's span
-    lacks its end-of-turn token or holds it twice, or if nothing would be trained.
+    lacks its end-of-turn token or holds it twice, or if nothing would be trained; with
+    ``raise_gates=False`` the last two are returned in ``gate`` instead, so a report can
+    still show the lengths that explain them.
     Chunks are tokenized in a thread while the next chunk's template renders.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -274,7 +280,10 @@ def render_conversations(
             pending = chunk, future
         if pending:
             renderer.finish(pending[0], pending[1].result())
-    return renderer.done()
+    result = renderer.done()
+    if result.gate and raise_gates:
+        raise result.gate
+    return result
 
 
 def token_stats(lengths: list[int], max_seq_length: int) -> dict[str, Any]:
@@ -371,9 +380,11 @@ class _Renderer:
 
     def done(self) -> RenderedSet:
         if self.bad_turns:
-            raise _end_of_turn_error(self.bad_turns, self.result.chat_format.end_of_turn)
-        if not self.result.rows:
-            raise _nothing_trained_error(self.result)
+            self.result.gate = _end_of_turn_error(
+                self.bad_turns, self.result.chat_format.end_of_turn
+            )
+        elif not self.result.rows:
+            self.result.gate = _nothing_trained_error(self.result)
         return self.result
 
     def _render(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:

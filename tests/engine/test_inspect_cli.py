@@ -190,3 +190,16 @@ def test_token_lengths_with_the_student_tokenizer(alpaca_file, tiny_model_dir):
     assert "3 usable" in truncated.stdout  # the long story is kept, cut short
     assert "trained tokens highlighted" in truncated.stdout
     assert "Token lengths" in truncated.stdout
+
+
+def test_a_limit_below_every_row_shows_the_gate_and_the_lengths_behind_it(
+    alpaca_file, tiny_model_dir
+):
+    """When nothing would train, the report still shows how long the rows are."""
+    report = inspect_json(
+        str(alpaca_file), "--model", str(tiny_model_dir), "--max-seq-length", "16"
+    )
+    assert "nothing to train on" in report["gate"]
+    assert report["tokens"]["too_long"] == report["tokens"]["rows"] == 3
+    assert report["tokens"]["min"] > 16
+    assert sum(bucket["rows"] for bucket in report["histogram"]) == 3
