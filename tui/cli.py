@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stillroom {_version()}")
+    parser.add_argument(
+        "--plan",
+        dest="wizard_plan",
+        metavar="PATH",
+        help="the wizard's draft plan (default: ./stillroom-plan.toml)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"tui.commands.{name}").register(subparsers)
@@ -52,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        from tui.app import run_wizard
+
+        return run_wizard(args.wizard_plan)
     try:
         return int(args.func(args) or 0)
     except UserError as error:

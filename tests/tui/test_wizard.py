@@ -1,0 +1,105 @@
+"""The wizard shell: welcome, step navigation and its gates, autosave and restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.plan import load_plan
+from tui.app import StillroomApp
+from tui.draft import read_draft
+from tui.screens.command import CommandScreen
+from tui.screens.data import DataScreen
+from tui.screens.teacher import TeacherScreen
+from tui.screens.welcome import WelcomeScreen
+from tui.widgets.knob import Knob
+
+from .conftest import SIZE
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_welcome_then_new_plan_opens_the_teacher_step(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, WelcomeScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, TeacherScreen)
+    plan, step = read_draft(Path("stillroom-plan.toml"))
+    assert step == "teacher" and plan == load_plan("stillroom-plan.toml")
+
+
+async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, DataScreen)
+        await pilot.press("ctrl+n")  # no dataset read yet
+        await pilot.pause()
+        assert isinstance(app.screen, DataScreen)
+        assert any("Read a dataset first" in n.message for n in app._notifications)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, TeacherScreen)
+
+
+async def test_typed_values_are_autosaved_and_restored_at_the_same_step(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "ctrl+n")
+        await pilot.pause()
+        await pilot.click("#knob-dataset-source Input")
+        await pilot.press("end", "ctrl+u", *"mine.jsonl")
+        await pilot.pause()
+    assert load_plan("stillroom-plan.toml").dataset.source == "mine.jsonl"
+
+    again = make_app()
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(again.screen, DataScreen)
+        source = again.screen.query_one("#knob-dataset-source", Knob)
+        assert source.value == "mine.jsonl"
+
+
+async def test_an_invalid_value_says_why_and_is_not_saved(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.click("#knob-teacher-concurrency Input")
+        await pilot.press("end", "ctrl+u", "0")
+        await pilot.pause()
+        knob = app.screen.query_one("#knob-teacher-concurrency", Knob)
+        assert knob.has_class("-invalid")
+        assert "greater than or equal to 1" in str(knob.query_one(".help").render())
+    assert load_plan("stillroom-plan.toml").teacher.concurrency == 16
+
+
+async def test_a_broken_draft_starts_from_defaults_and_says_so(project):
+    Path("stillroom-plan.toml").write_text("[training]\nbatch_size = 0\n")
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, WelcomeScreen)
+        assert any("batch_size" in n.message for n in app._notifications)
+
+
+async def test_train_step_is_a_command_not_a_screen(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.switch_mode("student")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandScreen)
+        assert "stillroom train stillroom-plan.toml" in app.screen.commands
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "student"

@@ -1,0 +1,196 @@
+"""StillroomApp: the wizard from teacher to student, one screen per step.
+
+The app owns the draft plan. Every valid change is autosaved (atomically) to
+the draft file together with the current step, so quitting and starting again
+resumes where the user was. Steps live in modes, so a screen and its running
+workers survive going back and forth. Nothing heavy is imported here: engine
+calls that need torch, transformers or openai are imported inside workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from engine.plan import Plan, PlanError, load_plan, plan_from_dict
+from engine.train.memory import TokenProfile
+from tui.draft import DEFAULT_PATH, read_draft, write_draft
+from tui.screens.command import CommandScreen
+from tui.screens.data import DataScreen
+from tui.screens.student import StudentScreen
+from tui.screens.teacher import TeacherScreen
+from tui.screens.welcome import WelcomeScreen
+from tui.steps import READY, neighbour, step_named
+
+GpuProbe = Callable[[], "tuple[float, str] | None"]
+
+
+def detect_gpu() -> tuple[float, str] | None:
+    """The first GPU's total MiB and name, or ``None`` without one (NVML, no torch)."""
+    from engine import gpu
+
+    samples = gpu.sample()
+    return (samples[0].mem_total_mb, samples[0].name) if samples else None
+
+
+class StillroomApp(App[None]):
+    """The guided wizard: Welcome, then Teacher, Data, Student (Train and Chat: soon)."""
+
+    TITLE = "Stillroom"
+    CSS_PATH = "styles/app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    MODES = {
+        "welcome": WelcomeScreen,
+        "teacher": TeacherScreen,
+        "data": DataScreen,
+        "student": StudentScreen,
+    }
+    # priority: these work while an Input has focus; none collides with Input's own keys.
+    BINDINGS = [
+        Binding("ctrl+p", "previous_step", "Back", priority=True),
+        Binding("ctrl+n", "next_step", "Next", priority=True),
+        Binding("ctrl+g", "show_command", "As command", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        plan_path: Path = DEFAULT_PATH,
+        *,
+        gpu_probe: GpuProbe = detect_gpu,
+        runs_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.plan_path = Path(plan_path)
+        self.gpu_probe = gpu_probe
+        self.gpu: tuple[float, str] | None = None
+        self.gpu_probed = False
+        self.token_profile: TokenProfile | None = None
+        self.draft_error: str | None = None
+        try:
+            self.plan, saved_step = read_draft(self.plan_path)
+        except PlanError as error:
+            self.plan, saved_step = Plan(), None
+            self.draft_error = (
+                f"{error}\nStarting from the defaults; the file is kept until you change something."
+            )
+        self.has_draft = saved_step is not None
+        self.step = saved_step if saved_step in READY else "teacher"
+        self._runs_dir = runs_dir
+
+    @property
+    def runs_dir(self) -> str:
+        return self._runs_dir or self.plan.output.runs_dir
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.step if self.has_draft else "welcome")
+        if self.draft_error:
+            self.notify(self.draft_error, title="Draft not loaded", severity="error", timeout=15)
+
+    # The draft plan
+
+    def value_of(self, key: str) -> Any:
+        section, name = key.split(".")
+        return getattr(getattr(self.plan, section), name)
+
+    def change_key(self, key: str, value: Any) -> str | None:
+        section, name = key.split(".")
+        return self.change(section, **{name: value})
+
+    def change(self, section: str, **values: Any) -> str | None:
+        """Set keys of one section; ``None`` means "back to the default".
+
+        Returns what is wrong (and the plan unchanged) or ``None`` once saved.
+        """
+        data = self.plan.to_dict()
+        part = data.setdefault(section, {})
+        for name, value in values.items():
+            if value is None:
+                part.pop(name, None)
+            else:
+                part[name] = value
+        try:
+            plan = plan_from_dict(data, "the wizard")
+        except PlanError as error:
+            return "; ".join(line.removeprefix(f"{section}.") for line in error.problems)
+        self.set_plan(plan)
+        return None
+
+    def set_plan(self, plan: Plan) -> None:
+        if plan != self.plan:
+            self.plan = plan
+            self.save()
+
+    def save(self) -> None:
+        write_draft(self.plan_path, self.plan, self.step)
+        self.has_draft = True
+
+    def arrived(self, step: str) -> None:
+        """A step screen is showing: remember it in the draft."""
+        if step != self.step:
+            self.step = step
+            self.save()
+
+    def start_plan(self, plan: Plan) -> None:
+        """Replace the draft (new or opened plan) and begin at the first step."""
+        self.plan, self.step = plan, "teacher"
+        self.token_profile = None
+        self.save()
+        self.switch_mode("teacher")
+
+    def open_plan(self, path: str) -> str | None:
+        """Load a plan file as the new draft; returns what is wrong instead."""
+        try:
+            plan = load_plan(Path(path).expanduser())
+        except PlanError as error:
+            return str(error)
+        self.start_plan(plan)
+        return None
+
+    # Navigation
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "previous_step":
+            return self.current_mode != "welcome"
+        return True
+
+    def action_next_step(self) -> None:
+        if isinstance(self.screen, CommandScreen):
+            return
+        current = self.current_mode
+        if current == "welcome":
+            self.switch_mode(self.step)
+            return
+        problems = self.screen.problems() if hasattr(self.screen, "problems") else []
+        if problems:
+            self.notify("\n".join(problems), title="Before the next step", severity="error")
+            return
+        following = neighbour(current, 1)
+        if following is None:
+            return
+        if following.later:
+            self.push_screen(CommandScreen(following.name, note=following.later))
+        else:
+            self.switch_mode(following.name)
+
+    def action_previous_step(self) -> None:
+        if self.current_mode == "welcome" or isinstance(self.screen, CommandScreen):
+            return
+        previous = neighbour(self.current_mode, -1)
+        self.switch_mode(previous.name if previous else "welcome")
+
+    def action_show_command(self) -> None:
+        if isinstance(self.screen, CommandScreen):
+            return
+        step = self.current_mode if self.current_mode in READY else self.step
+        self.push_screen(CommandScreen(step, note=f"The {step_named(step).title} step, headless:"))
+
+
+def run_wizard(plan_path: str | None) -> int:
+    """``stillroom`` with no subcommand: the wizard on the draft plan."""
+    StillroomApp(Path(plan_path) if plan_path else DEFAULT_PATH).run()
+    return 0

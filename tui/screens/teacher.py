@@ -1,0 +1,248 @@
+"""Teacher: which model writes the answers, to what prompts, with live, pausable progress.
+
+Generation runs ``engine.teacher.generate.run`` in a thread worker. Its events
+come back as messages; progress messages replace each other, so a fast teacher
+never floods the UI. Pausing stops cleanly; generating again resumes, since the
+engine skips every prompt already answered in the output file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Button, ProgressBar, Static
+
+from engine import events as ev
+from engine.teacher.providers import PRESETS
+from tui.screens.base import StepScreen
+from tui.widgets.knob import Knob
+
+if TYPE_CHECKING:
+    from engine.teacher.generate import Summary
+
+
+class TeacherScreen(StepScreen):
+    """Provider, model, key check, prompts, and the generation job."""
+
+    STEP = "teacher"
+    BINDINGS = [
+        Binding("ctrl+t", "test_call", "Test call", priority=True),
+        Binding("ctrl+r", "generate", "Generate", priority=True),
+        Binding("ctrl+s", "pause", "Pause", priority=True),
+    ]
+
+    class Progressed(Message):
+        """An engine event from the generation job."""
+
+        def __init__(self, event: ev.Event) -> None:
+            super().__init__()
+            self.event = event
+
+        def can_replace(self, message: Message) -> bool:
+            return (
+                isinstance(message, TeacherScreen.Progressed)
+                and isinstance(message.event, ev.Progress)
+                and isinstance(self.event, ev.Progress)
+            )
+
+    class Generated(Message):
+        """The generation job ended (complete, paused, or failed)."""
+
+        def __init__(self, summary: Summary) -> None:
+            super().__init__()
+            self.summary = summary
+
+    class Tested(Message):
+        """The test call came back: ``ok`` and one line saying what it found."""
+
+        def __init__(self, ok: bool, text: str) -> None:
+            super().__init__()
+            self.ok = ok
+            self.text = text
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self.running = False
+        self.summary: Summary | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(
+            "The teacher writes the answers the student learns. Skip this step (ctrl+n) "
+            "if you bring your own dataset.",
+            classes="intro",
+        )
+        yield Knob(
+            "teacher.provider",
+            "Provider",
+            "a preset: URL, key variable, model",
+            choices=[(name, name) for name in PRESETS],
+        )
+        yield Knob("teacher.model", "Model", "the endpoint lists its models (ctrl+t)")
+        yield Knob("teacher.base_url", "Base URL", "any OpenAI-compatible endpoint")
+        yield Knob("teacher.api_key_env", "Key variable", "")
+        yield Knob("teacher.prompts", "Prompt file", "text (one a line), JSONL, or a dataset")
+        yield Knob("teacher.topic", "…or a topic", "the teacher first writes questions on it")
+        yield Knob("teacher.count", "Questions", "how many questions to write for the topic")
+        yield Knob("teacher.output", "Output", "append-only JSONL; re-running resumes it")
+        yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
+        yield Knob("teacher.max_tokens", "Max tokens", "answer budget; too low cuts answers")
+        with Horizontal(classes="buttons"):
+            yield Button("Test call ^t", id="test", compact=True)
+            yield Button("Generate ^r", id="generate", variant="primary", compact=True)
+            yield Button("Pause ^s", id="pause", compact=True, disabled=True)
+        yield Static("", id="test-result")
+        yield ProgressBar(show_eta=False, id="bar")
+        yield Static("Not started. Generating again later resumes where it stopped.", id="progress")
+
+    def show_plan(self) -> None:
+        super().show_plan()
+        self._show_key_status()
+
+    def plan_changed(self, key: str) -> None:
+        if key == "teacher.provider":
+            preset = PRESETS[self.app.plan.teacher.provider]
+            self.app.change(
+                "teacher",
+                base_url=preset.base_url or None,
+                api_key_env=preset.api_key_env,
+                model=preset.model or None,
+            )
+            self.show_plan()
+        elif key == "teacher.api_key_env":
+            self._show_key_status()
+
+    def _show_key_status(self) -> None:
+        """Whether the key's variable is set: the most common first-run failure, shown early."""
+        name = self.app.plan.teacher.api_key_env
+        if not name:
+            text = "no key: for local servers"
+        elif os.environ.get(name, "").strip():
+            text = "✓ set in the environment"
+        else:
+            text = f"✗ not set: quit, export {name}=…, start again"
+        self.query_one("#knob-teacher-api_key_env", Knob).explain(help=text)
+
+    @on(Button.Pressed, "#test")
+    def action_test_call(self) -> None:
+        self.query_one("#test-result", Static).update("Calling the endpoint…")
+        self._test_call()
+
+    @work(thread=True, exclusive=True, group="test-call")
+    def _test_call(self) -> None:
+        import asyncio
+
+        from engine.errors import UserError
+        from engine.teacher.client import api_key, fetch_models, make_client
+
+        teacher = self.app.plan.teacher
+        try:
+            key = api_key(teacher)
+            models = asyncio.run(fetch_models(make_client(teacher, key), teacher, key))
+        except UserError as error:
+            self.post_message(self.Tested(False, f"✗ {error} {error.hint}".strip()))
+            return
+        if not models:
+            text = f"✓ {teacher.base_url} answered (it does not list its models)"
+        elif teacher.model in models:
+            text = f"✓ {teacher.base_url} answered and serves {teacher.model}"
+        else:
+            shown = ", ".join(models[:6])
+            self.post_message(self.Tested(False, f"✗ {teacher.model} is not served; try: {shown}"))
+            return
+        self.post_message(self.Tested(True, text))
+
+    @on(Tested)
+    def _tested(self, message: Tested) -> None:
+        result = self.query_one("#test-result", Static)
+        result.update(message.text)
+        result.set_class(not message.ok, "-error")
+
+    @on(Button.Pressed, "#generate")
+    def action_generate(self) -> None:
+        teacher = self.app.plan.teacher
+        if not teacher.prompts and not teacher.topic:
+            self.notify(
+                "Give a prompt file or a topic first.", title="No prompts", severity="error"
+            )
+            return
+        if self.running:
+            return
+        self._stop.clear()
+        self._set_running(True)
+        self.query_one("#progress", Static).update("Starting…")
+        self._generate(teacher)
+
+    @on(Button.Pressed, "#pause")
+    def action_pause(self) -> None:
+        if self.running:
+            self._stop.set()
+            self.query_one("#progress", Static).update(
+                "Pausing: letting requests in flight finish…"
+            )
+
+    def _set_running(self, running: bool) -> None:
+        self.running = running
+        self.query_one("#generate", Button).disabled = running
+        self.query_one("#pause", Button).disabled = not running
+
+    @work(thread=True, exclusive=True, group="generate")
+    def _generate(self, teacher: object) -> None:
+        from engine.teacher.generate import run
+
+        summary = run(teacher, self._emit, self._stop.is_set)  # type: ignore[arg-type]
+        self.post_message(self.Generated(summary))
+
+    def _emit(self, event: ev.Event) -> None:
+        self.post_message(self.Progressed(event))
+
+    @on(Progressed)
+    def _progressed(self, message: Progressed) -> None:
+        event = message.event
+        if isinstance(event, ev.Progress):
+            self.query_one("#bar", ProgressBar).update(
+                total=event.total or None, progress=event.done
+            )
+            self.query_one("#progress", Static).update(progress_line(event))
+        elif isinstance(event, ev.Warning):
+            self.notify(f"{event.message} {event.hint}".strip(), severity="warning")
+
+    @on(Generated)
+    def _generated(self, message: Generated) -> None:
+        self._set_running(False)
+        summary = self.summary = message.summary
+        progress = self.query_one("#progress", Static)
+        if summary.error is not None:
+            progress.update(f"✗ {summary.error} {summary.error.hint}".strip())
+            progress.add_class("-error")
+            return
+        progress.remove_class("-error")
+        ended = {
+            "complete": "Done",
+            "cancelled": "Paused (ctrl+r resumes)",
+            "budget": "Stopped at the budget",
+        }.get(summary.stopped, "Stopped with answers missing (ctrl+r retries them)")
+        progress.update(
+            f"{ended}: {summary.done}/{summary.total} answered, {summary.failed} failed, "
+            f"written to {summary.output}."
+        )
+        if summary.done and self.app.plan.dataset.source != summary.output:
+            self.app.change("dataset", source=summary.output, mapping=None, format=None)
+            self.notify(f"The Data step now reads {summary.output}.")
+
+
+def progress_line(event: ev.Progress) -> str:
+    """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns."""
+    tokens = event.prompt_tokens + event.completion_tokens
+    eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
+    return (
+        f"{event.done}/{event.total} done · {event.failed} failed · {event.in_flight} in flight"
+        f" · {tokens:,} tok · ${event.cost_usd:.4f} · ETA {eta}"
+    )

@@ -1,0 +1,35 @@
+"""The wizard's steps, in order, and what stands in for the ones not built yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the step bar; ``later`` explains a step the wizard cannot run yet."""
+
+    name: str
+    title: str
+    later: str = ""
+
+
+STEPS: tuple[Step, ...] = (
+    Step("teacher", "Teacher"),
+    Step("data", "Data"),
+    Step("student", "Student"),
+    Step("train", "Train", later="Training from the wizard is coming; run it headless:"),
+    Step("chat", "Chat", later="Chat in the wizard is coming; list finished runs with:"),
+)
+READY = tuple(step.name for step in STEPS if not step.later)
+
+
+def step_named(name: str) -> Step:
+    return next(step for step in STEPS if step.name == name)
+
+
+def neighbour(name: str, offset: int) -> Step | None:
+    """The step ``offset`` places away, or ``None`` past either end."""
+    names = [step.name for step in STEPS]
+    index = names.index(name) + offset
+    return STEPS[index] if 0 <= index < len(STEPS) else None

@@ -1,0 +1,96 @@
+"""Will the run fit the GPU? A bar of the estimated peak against the card, and the fix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widget import Widget
+
+if TYPE_CHECKING:
+    from engine.train.memory import Estimate
+
+VERDICT_WORDS = {
+    "fits": "FITS",
+    "tight": "TIGHT",
+    "will_not_fit": "WILL NOT FIT",
+    "unknown": "NO GPU TO COMPARE",
+}
+
+# The breakdown's names, short enough for one line at 80 columns.
+SHORT = {"lora + optimizer": "LoRA+opt", "activations": "act", "allocator": "slack",
+         "CUDA context": "CUDA"}  # fmt: skip
+
+
+class FitGauge(Widget):
+    """Peak-memory bar, its verdict, the breakdown, and the first suggested fix."""
+
+    DEFAULT_CSS = """
+    FitGauge {
+        height: auto;
+        border: round $primary;
+        padding: 0 1;
+    }
+    FitGauge > .fit-gauge--fits { color: $text-success; text-style: bold; }
+    FitGauge > .fit-gauge--tight { color: $text-warning; text-style: bold; }
+    FitGauge > .fit-gauge--will_not_fit { color: $text-error; text-style: bold; }
+    FitGauge > .fit-gauge--unknown { color: $text-muted; text-style: bold; }
+    FitGauge > .fit-gauge--empty { color: $text-muted; }
+    """
+    COMPONENT_CLASSES = {
+        "fit-gauge--fits",
+        "fit-gauge--tight",
+        "fit-gauge--will_not_fit",
+        "fit-gauge--unknown",
+        "fit-gauge--empty",
+    }
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.estimate: Estimate | None = None
+        self.message = "Estimating…"
+        self.card = ""
+
+    @property
+    def verdict(self) -> str | None:
+        return self.estimate.verdict if self.estimate else None
+
+    def show(self, estimate: Estimate | None, card: str, message: str = "") -> None:
+        self.estimate, self.card, self.message = estimate, card, message
+        self.refresh(layout=True)
+
+    def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
+        return 1 if self.estimate is None else 3
+
+    def render(self) -> Text:
+        estimate = self.estimate
+        if estimate is None:
+            return Text(self.message, style="dim")
+        style = self.get_component_rich_style(f"fit-gauge--{estimate.verdict}", partial=True)
+        empty = self.get_component_rich_style("fit-gauge--empty", partial=True)
+        peak_gb = estimate.peak_mb / 1024
+        word = VERDICT_WORDS[estimate.verdict]
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if estimate.available_mb:
+            of = f" {peak_gb:.1f} / {estimate.available_mb / 1024:.1f} GB "
+            room = max(4, self.size.width - len(of) - len(word) - 1)
+            filled = min(room, round(room * estimate.peak_mb / estimate.available_mb))
+            text.append("█" * filled, style=style)
+            text.append("░" * (room - filled), style=empty)
+            text.append(of)
+        else:
+            text.append(f"~{peak_gb:.1f} GB peak · ")
+        text.append(word, style=style)
+        parts = ", ".join(
+            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in estimate.parts().items()
+        )
+        text.append(f"\nGB: {parts}", style="dim")
+        if estimate.suggestions and estimate.verdict != "fits":
+            text.append(f"\nctrl+y applies: {estimate.suggestions[0]}")
+        elif estimate.verdict == "fits":
+            text.append(
+                f"\n{self.card}: {estimate.tokens:,} tokens in the largest micro-batch", style="dim"
+            )
+        else:
+            text.append("\nPick a GPU size above to compare with.", style="dim")
+        return text

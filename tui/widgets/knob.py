@@ -1,0 +1,96 @@
+"""One plan key on screen: a label, an editor and a one-line explanation.
+
+The explanation turns into the validation error while the value is wrong, so
+every mistake says what to do next right where it was made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Input, Label, Select, Static
+
+BOOLEAN = [("yes", True), ("no", False)]
+
+
+class Knob(Horizontal):
+    """Edits ``key`` (``section.name``) of the plan; ``choices`` makes it a compact Select."""
+
+    DEFAULT_CSS = """
+    Knob {
+        height: 1;
+        margin: 0 0 0 0;
+    }
+    Knob > Label {
+        width: 16;
+        color: $text-muted;
+    }
+    Knob > Input, Knob > Select {
+        width: 24;
+    }
+    Knob > .help {
+        width: 1fr;
+        padding: 0 0 0 1;
+        color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    Knob.-invalid > .help {
+        color: $text-error;
+    }
+    """
+
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        help: str,
+        *,
+        choices: list[tuple[str, Any]] | None = None,
+        placeholder: str = "",
+    ) -> None:
+        super().__init__(id=f"knob-{key.replace('.', '-')}")
+        self.key = key
+        self.label = label
+        self.help = help
+        self.choices = choices
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label)
+        if self.choices is not None:
+            yield Select(self.choices, allow_blank=False, compact=True)
+        else:
+            yield Input(placeholder=self.placeholder, compact=True)
+        yield Static(self.help, classes="help")
+
+    @property
+    def editor(self) -> Input | Select:
+        return self.query_one("Input, Select")  # type: ignore[return-value]
+
+    @property
+    def value(self) -> Any:
+        """What the user entered; an empty Input means "the default"."""
+        editor = self.editor
+        if isinstance(editor, Input):
+            return editor.value.strip() or None
+        return editor.value
+
+    def show(self, value: Any) -> None:
+        """Put the plan's value in the editor (the caller silences the change event)."""
+        editor = self.editor
+        if isinstance(editor, Input):
+            text = "" if value is None else str(value)
+            if editor.value != text:
+                editor.value = text
+        elif editor.value != value:
+            editor.value = value
+
+    def explain(self, error: str | None = None, help: str | None = None) -> None:
+        """Show the error, or the explanation (``help`` replaces the standing one)."""
+        if help is not None:
+            self.help = help
+        self.set_class(bool(error), "-invalid")
+        self.query_one(".help", Static).update(error or self.help)
