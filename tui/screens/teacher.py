@@ -72,6 +72,7 @@ class TeacherScreen(StepScreen):
         self._stop = threading.Event()
         self.running = False
         self.summary: Summary | None = None
+        self.progress: ev.Progress | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static(
@@ -143,9 +144,16 @@ class TeacherScreen(StepScreen):
         from engine.teacher.client import api_key, fetch_models, make_client
 
         teacher = self.app.plan.teacher
+
+        async def ask(key: str) -> list[str]:
+            client = make_client(teacher, key)
+            try:
+                return await fetch_models(client, teacher, key)
+            finally:  # closed on this loop, never later by the garbage collector
+                await client.close()
+
         try:
-            key = api_key(teacher)
-            models = asyncio.run(fetch_models(make_client(teacher, key), teacher, key))
+            models = asyncio.run(ask(api_key(teacher)))
         except UserError as error:
             self.post_message(self.Tested(False, f"✗ {error} {error.hint}".strip()))
             return
@@ -207,6 +215,7 @@ class TeacherScreen(StepScreen):
     def _progressed(self, message: Progressed) -> None:
         event = message.event
         if isinstance(event, ev.Progress):
+            self.progress = event
             self.query_one("#bar", ProgressBar).update(
                 total=event.total or None, progress=event.done
             )

@@ -1,0 +1,207 @@
+"""The three working steps, each driven the way a user would, against real engine code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Select
+
+from engine.plan import load_plan
+from tests.teacher_server import TeacherServer, answer_for
+from tui.replay import inspect_command
+from tui.screens.command import CommandScreen
+from tui.widgets.fit_gauge import FitGauge
+from tui.widgets.histogram import Histogram
+
+from .conftest import SIZE
+
+pytestmark = pytest.mark.anyio
+KEY_VAR = "STILLROOM_TUI_TEST_KEY"
+
+
+async def until(pilot, condition, timeout_s: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (worker results arrive as messages)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+async def test_teacher_generates_with_live_progress_pauses_and_resumes(make_app, monkeypatch):
+    prompts = [f"Explain topic number {i} briefly" for i in range(8)]
+    Path("prompts.txt").write_text("\n".join(prompts) + "\n")
+    with TeacherServer(latency_s=0.15) as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            screen = app.screen
+            app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
+                       api_key_env=KEY_VAR, prompts="prompts.txt", concurrency=1)  # fmt: skip
+            screen.show_plan()
+            await pilot.press("ctrl+t")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert "serves teacher-1" in str(screen.query_one("#test-result").render())
+
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: screen.progress is not None and screen.progress.done >= 1)
+            assert " done · " in str(screen.query_one("#progress").render())
+            await pilot.press("ctrl+s")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            paused = screen.summary
+            assert paused.stopped == "cancelled" and 0 < paused.done < 8
+
+            await pilot.press("ctrl+r")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert screen.summary.complete and screen.summary.already == paused.done
+            assert "Done: 8/8" in str(screen.query_one("#progress").render())
+    records = [json.loads(line) for line in Path("teacher.jsonl").read_text().splitlines()]
+    answers = sorted(r["messages"][-1]["content"] for r in records)
+    assert answers == sorted(answer_for(p) for p in prompts)
+    assert load_plan("stillroom-plan.toml").dataset.source == "teacher.jsonl"
+
+
+async def test_teacher_says_what_to_do_when_the_key_is_missing(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        help_text = str(app.screen.query_one("#knob-teacher-api_key_env .help").render())
+        assert "export DEEPSEEK_API_KEY" in help_text
+        await pilot.press("ctrl+t")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "DEEPSEEK_API_KEY is not set" in str(app.screen.query_one("#test-result").render())
+
+
+async def read_data(app, pilot, source: str, model: str, max_seq_length: int = 2048):
+    await pilot.press("n")
+    await pilot.pause()
+    app.change("student", model=model, max_seq_length=max_seq_length)
+    app.change("dataset", source=source)
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.screen
+
+
+async def test_data_mapping_fixed_in_the_mapper_then_problems_and_a_rendered_sample(
+    make_app, wrong_columns, tiny_student
+):
+    app = make_app()
+    async with app.run_test(size=(100, 60)) as pilot:
+        screen = await read_data(app, pilot, wrong_columns.name, tiny_student)
+        assert screen.report.mapping == {"prompt": "body", "response": "title"}  # guessed wrong
+        assert "guessed from column order" in screen.report.evidence
+
+        screen.query_one("#role-prompt", Select).value = "title"
+        await pilot.pause()
+        screen.query_one("#role-response", Select).value = "body"
+        await pilot.pause()
+        await until(pilot, lambda: screen.rendered)
+        report = screen.report
+        assert report.mapping == {"prompt": "title", "response": "body"}
+        assert load_plan("stillroom-plan.toml").dataset.mapping == report.mapping
+        problems = str(screen.query_one("#problems").render())
+        assert "empty answer" in problems and "repeat an earlier row" in problems
+        trained = [text for text, is_trained in report.preview if is_trained]
+        assert trained[0].startswith("The capital of France is Paris.")
+        assert screen.query_one(Histogram).bins
+        assert screen.problems() == []
+
+
+async def test_data_long_rows_come_with_one_key_fixes(make_app, wrong_columns, tiny_student):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await read_data(app, pilot, wrong_columns.name, tiny_student, max_seq_length=16)
+        assert "ctrl+l" in str(screen.query_one("#problems").render())
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: screen.rendered)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.plan.student.max_seq_length >= screen.report.tokens["max"]
+        assert not any(p.kind == "too_long" for p in screen.report.problems)
+
+
+async def test_show_as_command_replays_headless(make_app, wrong_columns, tiny_student):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await read_data(app, pilot, wrong_columns.name, tiny_student)
+        app.change("dataset", format="pair", mapping={"prompt": "title", "response": "body"})
+        screen.action_inspect()
+        await until(pilot, lambda: screen.rendered)
+        on_screen = screen.report
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandScreen)
+        shown = app.screen.commands
+    assert " ".join(inspect_command(app.plan)[2:]) in shown.replace("'", "")
+
+    def stillroom(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tui.cli", *argv], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    assert stillroom("plan", "stillroom-plan.toml").returncode == 0
+    result = stillroom(*inspect_command(app.plan)[1:], "--json")
+    assert result.returncode == 0, result.stderr
+    headless = json.loads(result.stdout)
+    assert headless["format"] == on_screen.format and headless["mapping"] == on_screen.mapping
+    assert headless["usable_rows"] == on_screen.usable_rows
+
+
+async def test_student_gauge_follows_batch_size_and_applies_the_fix(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.switch_mode("student")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        gauge = screen.query_one(FitGauge)
+        assert gauge.verdict == "fits"
+
+        await pilot.click("#knob-training-batch_size Input")
+        await pilot.press("end", "ctrl+u", "6", "4")
+        await until(pilot, lambda: gauge.verdict == "will_not_fit")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.current_mode == "student"  # gated: it would not fit
+        assert "ctrl+y" in str(gauge.render())
+
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: gauge.verdict == "fits")
+        plan = load_plan("stillroom-plan.toml")
+        assert plan.training.batch_size < 64
+        assert plan.training.batch_size * plan.training.grad_accum >= 64 * 4
+
+
+async def test_student_compares_with_a_chosen_card_without_a_gpu(project):
+    from tui.app import StillroomApp
+
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        app.switch_mode("student")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        gauge = app.screen.query_one(FitGauge)
+        assert gauge.verdict == "unknown"
+        app.screen.query_one("#card", Select).value = 15360.0
+        await until(pilot, lambda: gauge.verdict == "fits")
+    await asyncio.sleep(0)
