@@ -71,6 +71,7 @@ def training_arguments(plan: Plan, setup: Setup, run_dir: Path) -> dict[str, Any
         bf16=setup.precision == "bf16",
         fp16=setup.precision == "fp16",
         report_to="none",
+        logging_nan_inf_filter=False,  # a NaN loss must reach the NaN check, not be averaged away
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,

@@ -1,0 +1,145 @@
+"""Headless training of the tiny model in a real detached child process.
+
+Covers the run life cycle a user meets: train and learn, follow, list, cancel
+(adapter kept), SIGKILL then resume to exactly the planned steps (a torn
+checkpoint ignored), injected OOM and NaN ending in error events with hints,
+and a dataset problem reported before the model loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import events as ev
+from engine import runs
+from tests.engine.training import (
+    FACTS,
+    events_of,
+    generate,
+    run_dir_from,
+    stillroom,
+    wait_for,
+    write_facts,
+    write_plan,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tmp_path_factory) -> Path:
+    """One finished 30-step run on the facts, through `stillroom train PLAN`."""
+    folder = tmp_path_factory.mktemp("trained")
+    plan = write_plan(folder, tiny_model_dir, write_facts(folder))
+    result = stillroom("train", str(plan))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "finished 30 steps" in result.stdout
+    return run_dir_from(result.stdout)
+
+
+def test_training_runs_and_the_loss_falls(trained):
+    losses = [e.loss for e in events_of(trained, ev.Step)]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) < 0.95 * sum(losses[:5])
+    for name in ("plan.toml", "events.jsonl", "train.log", "summary.json"):
+        assert (trained / name).is_file()
+    assert json.loads((trained / "summary.json").read_text())["steps"] == 30
+
+
+def test_the_run_says_in_plain_words_what_it_will_do(trained):
+    lines = [e.line for e in events_of(trained, ev.Log)]
+    assert any("max_steps=30 x 4 samples per step covers the 24 training rows" in x for x in lines)
+    assert any(x.startswith("LoRA trains ") for x in lines)
+
+
+def test_the_adapter_loads_back_and_changes_the_answers(trained, tiny_model_dir):
+    adapter = trained / "adapter"
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "tokenizer_config.json").is_file()
+    question = FACTS[0][0]
+    assert generate(tiny_model_dir, question, adapter) != generate(tiny_model_dir, question)
+
+
+def test_runs_lists_the_run_as_finished(trained):
+    result = stillroom("runs", "--json", "--runs-dir", str(trained.parent))
+    assert result.returncode == 0, result.stderr
+    (listed,) = json.loads(result.stdout)
+    assert listed["state"] == "finished" and listed["step"] == 30 and listed["loss"] > 0
+
+
+def test_cancel_stops_at_a_step_and_saves_that_steps_adapter(tiny_model_dir, tmp_path):
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=5000)
+    run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
+    wait_for(run_dir, lambda e: isinstance(e, ev.Step) and e.step >= 3)
+    result = stillroom("cancel", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    end = wait_for(run_dir, lambda e: False)
+    assert isinstance(end, ev.Cancelled), end
+    assert 3 <= end.step < 5000
+    assert (Path(end.adapter_path) / "adapter_config.json").is_file()
+    assert runs.status(run_dir).state == "cancelled"
+
+
+def test_sigkill_then_resume_ends_at_the_planned_step(tiny_model_dir, tmp_path):
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=400, save_steps=10)
+    run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
+    wait_for(run_dir, lambda e: isinstance(e, ev.Checkpoint) and e.step >= 20)
+    pid = int((run_dir / "pid").read_text().split()[0])
+    os.killpg(pid, signal.SIGKILL)
+    crashed = wait_for(run_dir, lambda e: False)
+    assert isinstance(crashed, ev.Error) and crashed.kind == "crashed"
+    assert runs.status(run_dir).state == "crashed"
+    saved = max(e.step for e in events_of(run_dir, ev.Checkpoint))
+    # A save torn by the kill: a higher-numbered folder without the completeness marker.
+    torn = run_dir / "checkpoints" / "checkpoint-999"
+    torn.mkdir()
+    (torn / "trainer_state.json").write_text("{")
+
+    result = stillroom("train", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not torn.exists()
+    attempts = runs.read_events(run_dir)
+    second = attempts[max(i for i, e in enumerate(attempts) if isinstance(e, ev.Started)) :]
+    steps = [e.step for e in second if isinstance(e, ev.Step)]
+    assert steps[0] == saved + 1 and steps[-1] == 400
+    assert isinstance(second[-1], ev.Finished) and second[-1].steps == 400
+
+
+@pytest.mark.parametrize(
+    ("inject", "kind", "words"),
+    [
+        ("oom@2", "oom", ("batch_size", "max_seq_length", "lora.r")),
+        ("nan@3", "nan_loss", ("learning_rate",)),
+    ],
+)
+def test_injected_faults_end_in_error_events_with_hints(
+    tiny_model_dir, tmp_path, inject, kind, words
+):
+    plan_path = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path))
+    from engine.plan import load_plan
+
+    run_dir = runs.create_run(load_plan(plan_path))
+    runs.start(run_dir, env={"STILLROOM_INJECT": inject})
+    end = wait_for(run_dir, lambda e: False)
+    assert isinstance(end, ev.Error) and end.kind == kind, end
+    assert all(word in end.hint for word in words), end.hint
+    assert "Traceback" not in end.message
+    assert runs.status(run_dir).state == "failed"
+
+
+def test_a_dataset_problem_is_reported_before_the_model_loads(tiny_model_dir, tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"instruction": "Hi", "output": ""}\n' * 3)
+    plan = write_plan(tmp_path, tiny_model_dir, data)
+    started = time.monotonic()
+    result = stillroom("train", str(plan))
+    assert result.returncode == 1
+    run_dir = run_dir_from(result.stdout)
+    (end,) = events_of(run_dir, ev.Error)
+    assert end.kind == "dataset" and "no usable conversations" in end.message
+    assert not events_of(run_dir, ev.Step)
+    assert time.monotonic() - started < 60
