@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,16 +9,10 @@ import pytest
 
 from tui.app import StillroomApp
 
+from .scenes import TINY, prepare
+
 T4 = (15360.0, "Tesla T4")
 SIZE = (80, 24)
-# Column order makes detection guess wrong: "body" holds the answers, "title" the questions.
-WRONG_COLUMNS = [
-    {"body": "The capital of France is Paris.", "title": "What is the capital of France?"},
-    {"body": "Seven is a prime number below ten.", "title": "Name a prime number below ten."},
-    {"body": "On a clear day the sky is blue.", "title": "What colour is the sky?"},
-    {"body": "On a clear day the sky is blue.", "title": "What colour is the sky?"},
-    {"body": "", "title": "Say nothing at all."},
-]
 
 
 @pytest.fixture
@@ -39,16 +32,16 @@ def make_app(project: Path) -> Callable[[], StillroomApp]:
 
 @pytest.fixture
 def wrong_columns(project: Path) -> Path:
-    path = project / "answers.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in WRONG_COLUMNS))
-    return path
+    """answers.jsonl: its column order makes detection guess the roles the wrong way round."""
+    prepare(project)
+    return project / "answers.jsonl"
 
 
 @pytest.fixture
 def tiny_student(project: Path, tiny_model_dir: Path) -> str:
     """The tiny model linked into the project, so its path on screen is always ./tiny-model."""
-    (project / "tiny-model").symlink_to(tiny_model_dir)
-    return "./tiny-model"
+    prepare(project, tiny_model_dir)
+    return TINY
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""Each wizard screen brought to a typical, deterministic state: for snapshots and screenshots.
+
+A scene runs inside ``app.run_test`` (as a snapshot's ``run_before``) in a
+project folder made by :func:`prepare`, so every path on screen is short and
+the same on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+WRONG_COLUMNS = [
+    {"body": "The capital of France is Paris.", "title": "What is the capital of France?"},
+    {"body": "Seven is a prime number below ten.", "title": "Name a prime number below ten."},
+    {"body": "On a clear day the sky is blue.", "title": "What colour is the sky?"},
+    {"body": "On a clear day the sky is blue.", "title": "What colour is the sky?"},
+    {"body": "", "title": "Say nothing at all."},
+]
+PROMPTS = [f"Explain topic number {i} briefly" for i in range(8)]
+TINY = "./tiny-model"
+
+
+def prepare(project: Path, tiny_model_dir: Path | None = None) -> None:
+    """Write the data files the scenes read (and link the tiny student) into ``project``."""
+    rows = "".join(json.dumps(row) + "\n" for row in WRONG_COLUMNS)
+    (project / "answers.jsonl").write_text(rows)
+    (project / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    if tiny_model_dir is not None and not (project / "tiny-model").exists():
+        (project / "tiny-model").symlink_to(tiny_model_dir)
+
+
+async def settle(pilot: Pilot) -> None:
+    """Let every worker finish and its messages land (results start more workers); toasts go."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+async def welcome(pilot: Pilot) -> None:
+    await settle(pilot)
+
+
+async def teacher(pilot: Pilot, base_url: str = "http://127.0.0.1:8000/v1") -> None:
+    app = pilot.app
+    await pilot.press("n")
+    await pilot.pause()
+    app.change("teacher", provider="local", base_url=base_url, model="teacher-1",
+               api_key_env="", prompts="prompts.txt", concurrency=4)  # fmt: skip
+    app.screen.show_plan()
+    await settle(pilot)
+
+
+async def data(pilot: Pilot) -> None:
+    app = pilot.app
+    await pilot.press("n")
+    await pilot.pause()
+    app.change("student", model=TINY, max_seq_length=72)  # two of three rows too long
+    app.change("dataset", source="answers.jsonl", format="pair",
+               mapping={"prompt": "title", "response": "body"})  # fmt: skip
+    await pilot.press("ctrl+n")
+    await settle(pilot)
+
+
+async def student(pilot: Pilot) -> None:
+    app = pilot.app
+    await pilot.press("n")
+    await pilot.pause()
+    app.change("training", batch_size=64, grad_accum=1)
+    app.switch_mode("student")
+    await settle(pilot)
+
+
+async def command(pilot: Pilot) -> None:
+    await data(pilot)
+    await pilot.press("ctrl+g")
+    await settle(pilot)
+
+
+SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
+    "welcome": welcome,
+    "teacher": teacher,
+    "data": data,
+    "student": student,
+    "command": command,
+}

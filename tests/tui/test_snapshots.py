@@ -1,0 +1,56 @@
+"""What each screen looks like, at 80x24 (the SSH minimum) and at 120x40."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tui.app import StillroomApp
+
+from . import scenes
+from .conftest import T4
+
+SMALL, LARGE = (80, 24), (120, 40)
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+
+
+@pytest.fixture
+def app(project: Path, tiny_model_dir: Path) -> StillroomApp:
+    scenes.prepare(project, tiny_model_dir)
+    return StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4)
+
+
+@SIZES
+def test_welcome(snap_compare, app, size):
+    """You should see the welcome screen: New plan highlighted, Open a plan file, no runs yet."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.welcome)
+
+
+@SIZES
+def test_teacher(snap_compare, app, size):
+    """You should see the Teacher step lit in the step bar, a local teacher-1 endpoint with
+    no key needed, prompts.txt as the prompt file, and Test call / Generate / Pause buttons."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.teacher)
+
+
+@SIZES
+def test_data(snap_compare, app, size):
+    """You should see answers.jsonl read as pair with prompt=title and response=body, the rows
+    table, problems (an empty answer, a duplicate), then (scrolled) a sample whose answer is
+    highlighted as trained and a length histogram."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.data)
+
+
+@SIZES
+def test_student(snap_compare, app, size):
+    """You should see a red WILL NOT FIT gauge for batch size 64 on a 15 GB T4, with the
+    ctrl+y fix to apply, above the student, LoRA and training knobs."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.student)
+
+
+@SIZES
+def test_show_as_command(snap_compare, app, size):
+    """You should see a dialog with `stillroom plan` and `stillroom inspect answers.jsonl
+    --format pair --map prompt=title,response=body ...` and the draft plan's TOML."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.command)
