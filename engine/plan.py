@@ -186,13 +186,15 @@ class TrainingPlan(_Section):
     save_minutes: float = Field(15.0, gt=0, description="Also checkpoint on wall time.")
     batching: Literal["auto", "padded", "padding_free", "packed"] = Field(
         "auto",
-        description="auto = padded, length-grouped micro-batches: samples never attend to "
-        "each other, and measured fastest on an H100. padding_free/packed: unsloth backend only.",
+        description="auto = padded micro-batches (length-grouped when rebatch is on): samples "
+        "never attend to each other, and measured fastest on an H100. padding_free/packed: "
+        "unsloth backend only.",
     )
     rebatch: bool = Field(
         True,
-        description="Keep batch_size x grad_accum samples per step, in fewer, larger "
-        "micro-batches where the memory estimate allows (several times faster on a GPU).",
+        description="Keep batch_size x grad_accum samples per step, in fewer, larger, "
+        "length-grouped micro-batches where the memory estimate allows (several times faster "
+        "on a GPU). false = the notebook's batching and random sampling, exactly.",
     )
 
     @model_validator(mode="before")

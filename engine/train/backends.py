@@ -33,6 +33,7 @@ class Setup:
     grad_accum: int
     max_steps: int
     batching: str  # one of BATCHING
+    group_by_length: bool = False  # similar lengths per micro-batch; off = the notebook's sampling
     save: bool = True
 
 
@@ -77,7 +78,7 @@ def training_arguments(plan: Plan, setup: Setup, run_dir: Path) -> dict[str, Any
         remove_unused_columns=False,
         # Similar lengths in one micro-batch: far less padding, same samples per step.
         train_sampling_strategy="group_by_length"
-        if setup.batching == "padded" and setup.micro_batch > 1
+        if setup.group_by_length and setup.batching == "padded" and setup.micro_batch > 1
         else "random",
     )
 
