@@ -76,13 +76,28 @@ def train(run_dir: Path, probe: bool) -> int:
     return 0
 
 
+def prepare(plan_path: Path, run_dir: Path) -> int:
+    """Render the plan's dataset into the run directory (see ``prepare_rows_apart``)."""
+    from engine import runs
+    from engine.plan import load_plan
+    from engine.train.dataset import prepare_rows_to_file
+
+    prepare_rows_to_file(load_plan(plan_path), run_dir, runs.EventWriter(run_dir))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine")
     sub = parser.add_subparsers(dest="job", required=True)
     train_parser = sub.add_parser("train", help="train the run directory's plan")
     train_parser.add_argument("run_dir", type=Path)
     train_parser.add_argument("--probe", action="store_true")
+    prepare_parser = sub.add_parser("prepare", help="render a plan's dataset for training")
+    prepare_parser.add_argument("plan", type=Path)
+    prepare_parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
+    if args.job == "prepare":
+        return prepare(args.plan, args.run_dir.resolve())
     return train(args.run_dir.resolve(), args.probe)
 
 

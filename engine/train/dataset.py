@@ -9,8 +9,12 @@ reported in seconds as a ``dataset`` error.
 from __future__ import annotations
 
 import math
+import pickle
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine import events as ev
 from engine.data.formats import detect, normalise
@@ -96,6 +100,47 @@ def _render(plan: Plan, conversations: list[Conversation], emit) -> list[dict[st
             )
         )
     return [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rendered.rows]
+
+
+ROWS_FILE = "rows.pkl"
+
+
+def prepare_rows_apart(plan_path: Path, run_dir: Path, log: Path) -> TrainRows:
+    """:func:`prepare_rows` in a separate process, for the unsloth backend.
+
+    Rendering needs transformers' tokenizer, and Unsloth must be imported before
+    transformers to patch it fully (and, imported first, it changed how the same
+    rendering came out on an H100). Rendering apart keeps this process free of
+    transformers until Unsloth is in. Warnings reach ``events.jsonl`` directly.
+    """
+    out = run_dir / ROWS_FILE
+    out.unlink(missing_ok=True)
+    with open(log, "a", encoding="utf-8") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "prepare", str(plan_path), str(run_dir)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"rendering the dataset failed (exit {done.returncode}); see {log}")
+    with open(out, "rb") as handle:
+        result = pickle.load(handle)
+    out.unlink()
+    if isinstance(result, tuple):  # (message, hint) of the user's mistake
+        raise UserError(*result)
+    return result
+
+
+def prepare_rows_to_file(plan: Plan, run_dir: Path, emit) -> None:
+    """The other side of :func:`prepare_rows_apart`: rows, or the user's mistake, pickled."""
+    try:
+        result: TrainRows | tuple[str, str] = prepare_rows(plan, emit)
+    except UserError as error:
+        result = (error.message, error.hint)
+    with open(run_dir / ROWS_FILE, "wb") as handle:
+        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def describe(plan: Plan, setup, data: TrainRows) -> list[str]:

@@ -21,7 +21,8 @@ from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.plan import Plan
-from engine.train.dataset import TrainRows, describe, prepare_rows
+from engine.runs import LOG_FILE, PLAN_FILE
+from engine.train.dataset import TrainRows, describe, prepare_rows, prepare_rows_apart
 
 Emit = Callable[[ev.Event], None]
 PROBE_STEPS = 5
@@ -55,12 +56,11 @@ def run(
             )
         )
         stage = "dataset"
-        data = prepare_rows(plan, emit)
         if backend == "unsloth":
-            # After rendering (which loads only transformers' lazy tokenizer modules: with
-            # Unsloth imported the same rendering came out fully masked on an H100), and
-            # before any model, trainer, trl or peft module is imported.
-            import unsloth  # noqa: F401
+            data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
+            import unsloth  # noqa: F401 - first, before transformers, trl and peft
+        else:
+            data = prepare_rows(plan, emit)
         stage = "setup"
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
@@ -133,6 +133,9 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         grad_accum=accum,
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
         batching=batching,
+        # Length grouping is part of Stillroom's faster batching; rebatch = false keeps
+        # the notebook's batching exactly, random sampling included.
+        group_by_length=t.rebatch,
         save=not probe,
     )
 

@@ -50,3 +50,50 @@ def test_lora_r16_on_all_projections_of_qwen25_15b_trains_18464768_parameters():
         model = Qwen2ForCausalLM(config)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules=ALL_PROJECTIONS))
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 18_464_768
+
+
+def test_only_stillroom_batching_groups_by_length(tmp_path):
+    """rebatch = false reproduces the notebook: same micro-batches, random sampling."""
+    from engine.plan import Plan
+    from engine.train.backends import Setup, training_arguments
+
+    def sampling(group_by_length: bool, micro_batch: int, batching: str = "padded") -> str:
+        setup = Setup(
+            backend="unsloth",
+            device="cuda",
+            precision="bf16",
+            optimizer="adamw_8bit",
+            micro_batch=micro_batch,
+            grad_accum=1,
+            max_steps=60,
+            batching=batching,
+            group_by_length=group_by_length,
+        )
+        return training_arguments(Plan(), setup, tmp_path)["train_sampling_strategy"]
+
+    assert sampling(group_by_length=True, micro_batch=8) == "group_by_length"
+    assert sampling(group_by_length=False, micro_batch=2) == "random"
+    assert sampling(group_by_length=True, micro_batch=8, batching="packed") == "random"
+
+
+def test_rendering_apart_gives_the_same_rows_and_the_same_mistakes(tiny_model_dir, tmp_path):
+    """The unsloth backend renders in a separate process (Unsloth must come before
+    transformers); what it trains on, and what it tells the user, must not change."""
+    import pytest
+
+    from engine import runs
+    from engine.errors import UserError
+    from engine.plan import load_plan
+    from engine.train.dataset import prepare_rows, prepare_rows_apart
+    from tests.engine.training import write_facts, write_plan
+
+    plan = load_plan(write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path)))
+    run_dir = runs.create_run(plan)
+    apart = prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
+    here = prepare_rows(plan, lambda event: None)
+    assert apart.rows == here.rows and apart.source_rows == here.source_rows
+
+    (tmp_path / "facts.jsonl").write_text('{"instruction": "only a question"}\n')
+    with pytest.raises(UserError) as caught:
+        prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
+    assert caught.value.hint
