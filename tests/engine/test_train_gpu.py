@@ -60,9 +60,11 @@ def test_unsloth_learns_facts_and_stops(small_model, tmp_path):
         tmp_path,
         small_model,
         write_facts(tmp_path, copies=8),
-        max_steps=80,
+        max_steps=300,
         batch_size=8,
-        learning_rate=5e-3,
+        learning_rate=3e-3,
+        warmup_steps=10,
+        save_steps=1000,
     )
     result = stillroom("train", str(plan), timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
