@@ -80,7 +80,8 @@ def _describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.Checkpoint):
         return f"checkpoint at step {event.step}"
     if isinstance(event, ev.Finished):
-        return f"[green]finished[/] {event.steps} steps in {_duration(event.runtime_s)}; adapter: {event.adapter_path}"
+        adapter = f"; adapter: {event.adapter_path}" if event.adapter_path else ""
+        return f"[green]finished[/] {event.steps} steps in {_duration(event.runtime_s)}{adapter}"
     if isinstance(event, ev.Cancelled):
         return (
             f"[yellow]cancelled[/] at step {event.step}; adapter of that step: {event.adapter_path}"
@@ -119,7 +120,8 @@ def follow_run(run_dir: Path, console: Console | None = None) -> int:
         return 0
     if last is None:
         return 1
-    console.print(board.line(), highlight=False)
+    if console.is_terminal:  # the live panel was transient: keep its last state in scrollback
+        console.print(board.line(), highlight=False)
     return EXIT_CODES.get(last, 1)
 
 

@@ -34,6 +34,7 @@ class Setup:
     max_steps: int
     batching: str  # one of BATCHING
     group_by_length: bool = False  # similar lengths per micro-batch; off = the notebook's sampling
+    planned_steps: int = 0  # the full run's steps, also when this is a short probe
     save: bool = True
 
 

@@ -132,6 +132,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         micro_batch=micro,
         grad_accum=accum,
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
+        planned_steps=max_steps,
         batching=batching,
         # Length grouping is part of Stillroom's faster batching; rebatch = false keeps
         # the notebook's batching exactly, random sampling included.
@@ -179,6 +180,7 @@ def _train(plan, setup, data, run_dir: Path, emit, should_stop, started: float, 
         "backend": setup.backend,
         "steps": step,
         "max_steps": setup.max_steps,
+        "planned_steps": setup.planned_steps,
         "micro_batch": setup.micro_batch,
         "grad_accum": setup.grad_accum,
         "batching": setup.batching,

@@ -143,3 +143,32 @@ def test_a_dataset_problem_is_reported_before_the_model_loads(tiny_model_dir, tm
     assert end.kind == "dataset" and "no usable conversations" in end.message
     assert not events_of(run_dir, ev.Step)
     assert time.monotonic() - started < 60
+
+
+def test_a_probe_runs_a_few_steps_and_projects_the_full_run(tiny_model_dir, tmp_path):
+    """A probe reports step time before the user commits, and leaves no adapter behind."""
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=200)
+    result = stillroom("train", str(plan), "--probe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "probe: no GPU memory measured (CPU)" in result.stdout
+    assert "the full run of 200 steps would take about" in result.stdout
+    run_dir = run_dir_from(result.stdout)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["steps"], summary["planned_steps"]) == (5, 200)
+    assert not (run_dir / "adapter").exists()
+
+
+def test_checkpoints_follow_wall_time_too_and_two_are_kept(tiny_model_dir, tmp_path):
+    """A long step budget never risks more than save_minutes of work."""
+    plan = write_plan(
+        tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=12, save_steps=1000
+    )
+    text = plan.read_text().replace("[training]\n", "[training]\nsave_minutes = 0.005\n")
+    plan.write_text(text)
+    result = stillroom("train", str(plan))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = run_dir_from(result.stdout)
+    saved = [e.step for e in events_of(run_dir, ev.Checkpoint)]
+    assert len(saved) >= 3, saved  # by time alone: save_steps is never reached
+    kept = [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("checkpoint-")]
+    assert len(kept) == 2, kept

@@ -70,3 +70,10 @@ def _print_probe(run_dir: Path) -> None:
     peak_text = f"{peak / 1024:.2f} GB peak reserved" if peak else "no GPU memory measured (CPU)"
     step_text = f"{step_s:.2f} s/step" if step_s else "step time unknown"
     print(f"probe: {peak_text}, {step_text} at {summary['micro_batch']} x {summary['grad_accum']}")
+    full_steps = summary.get("planned_steps")
+    if step_s and full_steps:
+        from tui.follow import _duration
+
+        print(
+            f"the full run of {full_steps} steps would take about {_duration(step_s * full_steps)}"
+        )
