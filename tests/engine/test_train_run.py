@@ -172,3 +172,47 @@ def test_checkpoints_follow_wall_time_too_and_two_are_kept(tiny_model_dir, tmp_p
     assert len(saved) >= 3, saved  # by time alone: save_steps is never reached
     kept = [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("checkpoint-")]
     assert len(kept) == 2, kept
+
+
+def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_path):
+    """Ctrl-C reaches the whole foreground process group of a terminal: the live
+    display stops and says how to come back, the training child does not notice."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.engine.training import REPO
+
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=60)
+    main, secondary = pty.openpty()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "train", str(plan)],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        cwd=REPO,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+        env={**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"},
+    )
+    os.close(secondary)
+    screen = b""
+    deadline = time.monotonic() + 120
+    while b"step 3/60" not in screen and time.monotonic() < deadline:
+        screen += os.read(main, 65536)
+    assert b"step 3/60" in screen, screen.decode(errors="replace")[-2000:]
+    os.killpg(follower.pid, signal.SIGINT)
+    assert follower.wait(timeout=30) == 0
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed with its last reader
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    text = screen.decode(errors="replace")
+    assert "Detached; training goes on. Re-attach: stillroom attach" in text
+    run_dir = Path(text.split("run directory: ")[1].split()[0])
+    end = wait_for(run_dir, lambda e: False)
+    assert isinstance(end, ev.Finished) and end.steps == 60
