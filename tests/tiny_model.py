@@ -210,8 +210,21 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
     )
 
 
-def build_tiny_model(folder: str | Path) -> Path:
-    """Save a tiny Qwen2 causal LM and its tokenizer in ``folder``; returns the folder."""
+TINY_SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
+
+
+def build_tiny_model(folder: str | Path, *, dtype: str | None = None, **shape: int) -> Path:
+    """Save a small random Qwen2 causal LM and its tokenizer in ``folder``; returns the folder.
+
+    ``shape`` overrides :data:`TINY_SHAPE` (e.g. a head size of 64 like the real models
+    for GPU tests); ``dtype`` (e.g. ``"bfloat16"``) is the dtype the weights are saved in.
+    """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -221,11 +234,7 @@ def build_tiny_model(folder: str | Path) -> Path:
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **{**TINY_SHAPE, **shape},
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         bos_token_id=pad_id,
@@ -234,6 +243,8 @@ def build_tiny_model(folder: str | Path) -> Path:
     )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)
+    if dtype:
+        model = model.to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(
         bos_token_id=pad_id, eos_token_id=[eos_id, pad_id], pad_token_id=pad_id
     )

@@ -30,29 +30,17 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    """The test tokenizer on a 4-layer Qwen2 with head size 64, like the real models."""
+    from tests.tiny_model import build_tiny_model
 
-    from tests.tiny_model import IM_END, PAD, build_tiny_tokenizer
-
-    folder = tmp_path_factory.mktemp("small-qwen2")
-    tokenizer = build_tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
+    return build_tiny_model(
+        tmp_path_factory.mktemp("small-qwen2"),
+        dtype="bfloat16",
         hidden_size=512,
         intermediate_size=1408,
         num_hidden_layers=4,
         num_attention_heads=8,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.convert_tokens_to_ids(PAD),
-        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
-        pad_token_id=tokenizer.convert_tokens_to_ids(PAD),
     )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_unsloth_learns_facts_and_stops(small_model, tmp_path):
