@@ -8,6 +8,7 @@ reported in seconds as a ``dataset`` error.
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -103,6 +104,28 @@ def _render(plan: Plan, conversations: list[Conversation], emit) -> list[dict[st
 
 
 ROWS_FILE = "rows.pkl"
+EVAL_FILE = "eval_split.jsonl"
+
+
+def save_eval_split(run_dir: Path, conversations: list[Conversation]) -> None:
+    """The held-out conversations, kept in the run so eval uses exactly what training never saw."""
+    from engine.fileio import atomic_write_text
+
+    lines = [
+        json.dumps({"row": c.row, "messages": c.messages, "reasoning": c.reasoning})
+        for c in conversations
+    ]
+    atomic_write_text(Path(run_dir) / EVAL_FILE, "".join(line + "\n" for line in lines))
+
+
+def load_eval_split(run_dir: Path) -> list[Conversation] | None:
+    """What :func:`save_eval_split` kept, or ``None`` for a run trained before it existed."""
+    from engine.fileio import read_jsonl
+
+    path = Path(run_dir) / EVAL_FILE
+    if not path.is_file():
+        return None
+    return [Conversation(r["messages"], r["row"], r.get("reasoning")) for r in read_jsonl(path)]
 
 
 def prepare_rows_apart(plan_path: Path, run_dir: Path, log: Path) -> TrainRows:

@@ -22,7 +22,13 @@ from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.plan import Plan
 from engine.runs import LOG_FILE, PLAN_FILE
-from engine.train.dataset import TrainRows, describe, prepare_rows, prepare_rows_apart
+from engine.train.dataset import (
+    TrainRows,
+    describe,
+    prepare_rows,
+    prepare_rows_apart,
+    save_eval_split,
+)
 
 Emit = Callable[[ev.Event], None]
 PROBE_STEPS = 5
@@ -61,6 +67,8 @@ def run(
             import unsloth  # noqa: F401 - first, before transformers, trl and peft
         else:
             data = prepare_rows(plan, emit)
+        if not probe:
+            save_eval_split(run_dir, data.eval_conversations)
         stage = "setup"
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
