@@ -1,0 +1,351 @@
+"""Talk to a trained student: load it once, stream answers, compare with base and teacher.
+
+One :class:`Student` holds the base model with the run's LoRA adapter; the base
+model's answer comes from the same weights with the adapter switched off, so a
+comparison never needs a second copy in memory. On CUDA with Unsloth installed
+it loads through Unsloth's inference mode, elsewhere through PEFT. Answers stream
+from a generation thread; the final :class:`Answer` says whether the student
+stopped at its end-of-turn token or was cut by the token budget.
+
+The module imports nothing heavy itself, so a CLI or a TUI worker can import it;
+torch and transformers arrive with :func:`load_student` (run it in a child process
+from the TUI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.data.types import Message
+from engine.errors import UserError
+from engine.plan import Plan, TeacherPlan, load_plan
+from engine.runs import PLAN_FILE, find_run, list_runs
+
+# Large enough that a chat answer is not cut at half a sentence (the notebook's 64-128
+# was the most common complaint); an answer that reaches it is marked cut.
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+
+@dataclass
+class Answer:
+    """One finished answer and how it ended."""
+
+    text: str
+    tokens: int
+    cut: bool  # stopped by max_new_tokens before the end-of-turn token
+    ended_cleanly: bool  # stopped at the end-of-turn token
+    ttft_s: float | None = None  # time to first token
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class Generation:
+    """Text pieces as they are generated; :attr:`answer` is set once the stream ends."""
+
+    _pieces: Iterator[str]
+    answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+
+def resolve_run(ref: str | None, runs_dir: str | Path = "runs") -> Path:
+    """A run by name or path (as ``stillroom attach`` finds it), or the newest with an adapter."""
+    if ref:
+        return find_run(ref, runs_dir)
+    for run in list_runs(runs_dir):
+        if (Path(run.path) / "adapter").is_dir():
+            return Path(run.path)
+    raise UserError(f"no trained run in {runs_dir}/", hint="`stillroom runs` lists them.")
+
+
+class Student:
+    """The run's student (base + adapter) and its tokenizer, ready to answer."""
+
+    def __init__(self, model: Any, tokenizer: Any, plan: Plan, *, has_adapter: bool, backend: str):
+        from engine.data.render import inspect_chat_template
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.plan = plan
+        self.has_adapter = has_adapter
+        self.backend = backend
+        self.end_of_turn_id = inspect_chat_template(tokenizer).end_of_turn_id
+        self._lock = threading.Lock()  # one generation at a time: the adapter switch is global
+
+    def render(self, messages: list[Message], system: str | None = None) -> str:
+        """The prompt as the student saw its training data: its own chat template."""
+        chat = [{"role": "system", "content": system}] if system else []
+        chat += [{"role": m["role"], "content": m["content"]} for m in messages]
+        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        system: str | None = None,
+        base: bool = False,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> Generation:
+        """Answer the last user turn of ``messages``, piece by piece.
+
+        ``base`` answers with the adapter switched off; ``temperature`` 0 is greedy.
+        """
+        import torch
+
+        ids = self.tokenizer(
+            self.render(messages, system), return_tensors="pt", add_special_tokens=False
+        )["input_ids"].to(self.model.device)
+        streamer = _Streamer(self.tokenizer)
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        stops = [self.end_of_turn_id, *_eos_ids(self.model)]
+        pad = self.tokenizer.pad_token_id
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, self._adapter_off() if base else nullcontext(), torch.no_grad():
+                    self.model.generate(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        max_new_tokens=max_new_tokens,
+                        eos_token_id=list(dict.fromkeys(stops)),
+                        pad_token_id=pad if pad is not None else self.end_of_turn_id,
+                        streamer=streamer,
+                        **sampling,
+                    )
+            except BaseException as error:  # noqa: BLE001 - re-raised in the reader
+                failure.append(error)
+                streamer.end()
+
+        generation = Generation(iter(()))
+
+        def pieces() -> Iterator[str]:
+            started = time.monotonic()
+            thread = threading.Thread(target=work, name="stillroom-generate", daemon=True)
+            thread.start()
+            yield from streamer.texts()
+            thread.join()
+            if failure:
+                raise failure[0]
+            generation.answer = streamer.answer(started, self.end_of_turn_id, max_new_tokens)
+
+        generation._pieces = pieces()
+        return generation
+
+    def answer(self, messages: list[Message], **options: Any) -> Answer:
+        """:meth:`stream`, consumed."""
+        generation = self.stream(messages, **options)
+        for _ in generation:
+            pass
+        assert generation.answer is not None
+        return generation.answer
+
+    @contextmanager
+    def _adapter_off(self) -> Iterator[None]:
+        """The base model: PEFT's ``disable_adapter`` on the same weights."""
+        if not self.has_adapter:
+            yield
+            return
+        with self.model.disable_adapter():
+            yield
+
+
+class _Streamer:
+    """A transformers streamer that keeps the token ids, to tell a clean stop from a cut.
+
+    Text is decoded from all ids so far and only whole characters are released, so
+    a multi-byte character split across tokens never shows as a replacement mark.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._sent = ""
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # generate() passes the prompt first
+            self._prompt_seen = True
+            return
+        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+        now = time.monotonic()
+        self.first_token_at = self.first_token_at or now
+        self.last_token_at = now
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return
+        if len(text) > len(self._sent) and text.startswith(self._sent):
+            self._queue.put(text[len(self._sent) :])
+            self._sent = text
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def texts(self) -> Iterator[str]:
+        while (piece := self._queue.get()) is not None:
+            yield piece
+
+    def answer(self, started: float, end_of_turn_id: int, budget: int) -> Answer:
+        ended = bool(self.ids) and self.ids[-1] == end_of_turn_id
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        rate = None
+        if self.first_token_at and self.last_token_at and len(self.ids) > 1:
+            span = self.last_token_at - self.first_token_at
+            rate = (len(self.ids) - 1) / span if span > 0 else None
+        return Answer(
+            text=text,
+            tokens=len(self.ids),
+            cut=not ended and len(self.ids) >= budget,
+            ended_cleanly=ended,
+            ttft_s=self.first_token_at - started if self.first_token_at else None,
+            tokens_per_s=rate,
+        )
+
+
+def _eos_ids(model: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
+
+def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
+    """The run's base model plus its adapter (or the base model alone), ready to answer."""
+    run_dir = Path(run_dir)
+    plan = load_plan(run_dir / PLAN_FILE)
+    adapter = run_dir / "adapter"
+    if not base_only and not (adapter / "adapter_config.json").is_file():
+        raise UserError(
+            f"{run_dir.name} has no adapter yet",
+            hint="It appears when training finishes or is cancelled; `stillroom runs` shows "
+            "the state. --base talks to the base model alone.",
+        )
+    from engine.train.backend_choice import choose_backend
+
+    backend, _ = choose_backend(plan)
+    if backend == "unsloth":
+        model, tokenizer = _load_unsloth(plan, None if base_only else adapter)
+    else:
+        model, tokenizer = _load_hf(plan, None if base_only else adapter)
+    model.eval()
+    return Student(model, tokenizer, plan, has_adapter=not base_only, backend=backend)
+
+
+def _load_unsloth(plan: Plan, adapter: Path | None) -> tuple[Any, Any]:
+    """Unsloth's fast inference mode; given the adapter folder it loads base and LoRA together."""
+    import unsloth  # noqa: F401 - first, before transformers and peft
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(adapter or plan.student.model),
+        max_seq_length=plan.student.max_seq_length,
+        load_in_4bit=plan.student.load_in_4bit,
+        dtype=None,
+    )
+    FastLanguageModel.for_inference(model)
+    return model, tokenizer
+
+
+def _load_hf(plan: Plan, adapter: Path | None) -> tuple[Any, Any]:
+    """transformers + PEFT: the base in its own dtype on a GPU, float32 on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.data.render import load_tokenizer
+
+    cuda = torch.cuda.is_available()
+    tokenizer = load_tokenizer(str(adapter or plan.student.model))
+    model = AutoModelForCausalLM.from_pretrained(
+        plan.student.model, dtype="auto" if cuda else torch.float32
+    )
+    if cuda:
+        model = model.to("cuda")
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model, tokenizer
+
+
+@dataclass
+class TeacherAnswer:
+    """The teacher's answer, or why there is none (no key, unreachable)."""
+
+    text: str = ""
+    note: str = ""
+    latency_s: float | None = None
+
+
+@dataclass
+class Comparison:
+    """One prompt answered by the student, the base model and (maybe) the teacher."""
+
+    student: Answer
+    base: Answer
+    teacher: TeacherAnswer = field(default_factory=TeacherAnswer)
+
+
+def ask_teacher(
+    teacher: TeacherPlan, messages: list[Message], system: str | None = None
+) -> TeacherAnswer:
+    """The teacher's answer through its API; a missing key or an outage becomes a note."""
+    from engine.teacher.client import Gate, api_key, chat_with_retries, make_client
+
+    if not teacher.model:
+        return TeacherAnswer(note="the plan names no teacher model")
+    chat = (
+        [{"role": "system", "content": system or teacher.system}]
+        if system or teacher.system
+        else []
+    )
+    chat += [{"role": m["role"], "content": m["content"]} for m in messages]
+
+    async def once() -> TeacherAnswer:
+        key = api_key(teacher)
+        client = make_client(teacher, key)
+        try:
+            reply = await chat_with_retries(client, teacher, chat, key, Gate())
+        finally:
+            await client.close()
+        return TeacherAnswer(text=reply.content, latency_s=reply.latency_s)
+
+    try:
+        return asyncio.run(once())
+    except UserError as error:
+        return TeacherAnswer(note=f"teacher skipped: {error.message}")
+    except Exception as error:  # noqa: BLE001 - the student's answers still stand
+        return TeacherAnswer(note=f"teacher skipped: {type(error).__name__}: {error}")
+
+
+def compare(
+    student: Student,
+    messages: list[Message],
+    *,
+    system: str | None = None,
+    with_teacher: bool = True,
+    **options: Any,
+) -> Comparison:
+    """One prompt, three answers: student, base (adapter off, same weights), teacher."""
+    return Comparison(
+        student=student.answer(messages, system=system, **options),
+        base=student.answer(messages, system=system, base=True, **options),
+        teacher=ask_teacher(student.plan.teacher, messages, system)
+        if with_teacher
+        else TeacherAnswer(note="teacher not asked"),
+    )

@@ -1,0 +1,296 @@
+"""Did distillation work? Base vs student on held-out prompts, scored against the teacher.
+
+Each held-out conversation's last assistant turn is the teacher's answer (the
+reference); everything before it is the prompt. The base model (adapter off)
+and the student answer greedily, and both are scored with token F1 and ROUGE-L
+against the reference, plus answer length, the share cut by the token budget
+and the share that ends cleanly at the end-of-turn token (a student that never
+stops is this workflow's most reported failure). With a teacher configured,
+``judge`` has it grade both answers blind, in random order.
+
+Metrics are pure Python; the model arrives through :mod:`engine.chat`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.data.types import Conversation, Message
+from engine.errors import UserError
+from engine.fileio import atomic_write_text
+
+EVAL_DIR = "eval"
+DEFAULT_N = 50
+EXAMPLES_SHOWN = 5
+MODELS = ("base", "student")
+_WORD = re.compile(r"\w+")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case words, punctuation and whitespace dropped: what the scores compare."""
+    return _WORD.findall(text.lower())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Harmonic mean of word precision and recall (SQuAD-style, counts respected)."""
+    predicted, wanted = tokens(prediction), tokens(reference)
+    if not predicted or not wanted:
+        return float(predicted == wanted)
+    common = sum((Counter(predicted) & Counter(wanted)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(wanted)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure: the longest common word subsequence, over both lengths."""
+    predicted, wanted = tokens(prediction), tokens(reference)
+    if not predicted or not wanted:
+        return float(predicted == wanted)
+    previous = [0] * (len(wanted) + 1)
+    for word in predicted:
+        current = [0]
+        for j, other in enumerate(wanted):
+            current.append(previous[j] + 1 if word == other else max(previous[j + 1], current[j]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(predicted), lcs / len(wanted)
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass
+class EvalItem:
+    """One held-out prompt, the teacher's reference answer and what each model said."""
+
+    messages: list[Message]
+    reference: str
+    answers: dict[str, dict[str, Any]]  # model -> text, tokens, cut, ended_cleanly, f1, rouge_l
+
+
+def split_prompt(conversation: Conversation) -> tuple[list[Message], str] | None:
+    """Messages up to the last assistant turn, and that turn's text (None if it has none)."""
+    messages = conversation.messages
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    if last < 1:
+        return None
+    return [dict(m) for m in messages[:last]], messages[last]["content"]
+
+
+def eval_conversations(run_dir: Path, n: int | None) -> tuple[list[Conversation], str]:
+    """The held-out split the run kept (its first ``n``), or the dataset's last ``n`` rows."""
+    from engine.plan import load_plan
+    from engine.runs import PLAN_FILE
+    from engine.train.dataset import load_eval_split
+
+    held_out = load_eval_split(run_dir)
+    if held_out:
+        return held_out[
+            : n or len(held_out)
+        ], f"{min(n or len(held_out), len(held_out))} held-out rows"
+    from engine.data.formats import detect, normalise
+    from engine.data.load import read_table
+
+    d = load_plan(run_dir / PLAN_FILE).dataset
+    table = read_table(d.source, d.split)
+    conversations, _ = normalise(table, detect(table, d.format, d.mapping or None))
+    count = n or DEFAULT_N
+    if not conversations:
+        raise UserError(f"{d.source}: no conversations to evaluate on")
+    return (
+        conversations[-count:],
+        f"the last {min(count, len(conversations))} dataset rows (no split was held out; "
+        "the student trained on them, so scores flatter it)",
+    )
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    n: int | None = None,
+    judge: bool = False,
+    max_new_tokens: int | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, Any]:
+    """Answer the eval prompts with base and student, score them, write ``eval/report.*``."""
+    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student
+
+    run_dir = Path(run_dir)
+    conversations, source = eval_conversations(run_dir, n)
+    pairs = [p for p in map(split_prompt, conversations) if p]
+    if not pairs:
+        raise UserError("no eval row has an assistant answer to compare with")
+    student = load_student(run_dir)
+    budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    items = []
+    for done, (messages, reference) in enumerate(pairs, 1):
+        answers = {}
+        for model in MODELS:
+            answer = student.answer(messages, base=model == "base", max_new_tokens=budget)
+            answers[model] = {
+                "text": answer.text,
+                "tokens": answer.tokens,
+                "cut": answer.cut,
+                "ended_cleanly": answer.ended_cleanly,
+                "f1": token_f1(answer.text, reference),
+                "rouge_l": rouge_l(answer.text, reference),
+            }
+        items.append(EvalItem(messages, reference, answers))
+        progress(done, len(pairs))
+    notes = []
+    if judge:
+        notes += judge_items(student.plan.teacher, items)
+    report = {
+        "run": run_dir.name,
+        "source": source,
+        "rows": len(items),
+        "max_new_tokens": budget,
+        "backend": student.backend,
+        "metrics": {model: summarise(items, model) for model in MODELS},
+        "notes": notes,
+        "items": [item.__dict__ for item in items],
+    }
+    write_report(run_dir, report)
+    return report
+
+
+def summarise(items: list[EvalItem], model: str) -> dict[str, float | None]:
+    """Means over the items of one model's answers."""
+    answers = [item.answers[model] for item in items]
+
+    def mean(key: str) -> float | None:
+        values = [float(a[key]) for a in answers if a.get(key) is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    return {
+        "token_f1": mean("f1"),
+        "rouge_l": mean("rouge_l"),
+        "answer_tokens": mean("tokens"),
+        "cut_share": mean("cut"),
+        "clean_end_share": mean("ended_cleanly"),
+        "judge_score": mean("judge"),
+    }
+
+
+JUDGE_PROMPT = """You grade answers to a question against a reference answer.
+Question:
+{question}
+
+Reference answer:
+{reference}
+
+Answer A:
+{a}
+
+Answer B:
+{b}
+
+Score each answer from 1 (wrong or useless) to 10 (as good as the reference).
+Reply with JSON only: {{"A": <score>, "B": <score>}}"""
+
+
+def judge_items(teacher: Any, items: list[EvalItem], seed: int = 0) -> list[str]:
+    """The teacher grades base and student blind, in a random order per item."""
+    from engine.chat import ask_teacher
+
+    shuffle = random.Random(seed)
+    unreadable = 0
+    for item in items:
+        order = list(MODELS)
+        shuffle.shuffle(order)
+        prompt = JUDGE_PROMPT.format(
+            question=item.messages[-1]["content"],
+            reference=item.reference,
+            a=item.answers[order[0]]["text"],
+            b=item.answers[order[1]]["text"],
+        )
+        reply = ask_teacher(
+            teacher, [{"role": "user", "content": prompt}], "You are a fair grader."
+        )
+        if reply.note:
+            return [f"judge: {reply.note}"]
+        scores = parse_scores(reply.text)
+        if scores is None:
+            unreadable += 1
+            continue
+        for label, model in zip("AB", order, strict=True):
+            item.answers[model]["judge"] = scores[label]
+    return [f"judge: {unreadable} grade(s) could not be read"] if unreadable else []
+
+
+def parse_scores(text: str) -> dict[str, float] | None:
+    """``{"A": 7, "B": 3}`` from the judge's reply, tolerating text around the JSON."""
+    match = re.search(r"\{[^{}]*\}", text)
+    try:
+        data = json.loads(match.group(0)) if match else None
+        return {label: float(data[label]) for label in "AB"}
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    folder = Path(run_dir) / EVAL_DIR
+    atomic_write_text(folder / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    atomic_write_text(folder / "report.md", render_markdown(report))
+
+
+_ROWS = (
+    ("token F1 vs teacher", "token_f1", "{:.3f}"),
+    ("ROUGE-L vs teacher", "rouge_l", "{:.3f}"),
+    ("answer length (tokens)", "answer_tokens", "{:.1f}"),
+    ("cut by the token budget", "cut_share", "{:.0%}"),
+    ("ended cleanly at end-of-turn", "clean_end_share", "{:.0%}"),
+    ("judged by the teacher (1-10)", "judge_score", "{:.1f}"),
+)
+
+
+def metric_lines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(metric, base, student) rows, formatted, for the markdown and the CLI summary."""
+    metrics = report["metrics"]
+    rows = []
+    for label, key, shape in _ROWS:
+        values = [metrics[model].get(key) for model in MODELS]
+        if all(v is None for v in values):
+            continue
+        rows.append((label, *("-" if v is None else shape.format(v) for v in values)))
+    return rows
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report a person reads: the metrics table, notes, then a few side-by-side examples."""
+    lines = [
+        f"# Evaluation of {report['run']}",
+        "",
+        f"{report['rows']} prompts from {report['source']}; greedy answers, at most "
+        f"{report['max_new_tokens']} new tokens; scores compare each answer with the teacher's.",
+        "",
+        "| metric | base | student |",
+        "|---|---|---|",
+        *(f"| {label} | {base} | {student} |" for label, base, student in metric_lines(report)),
+        "",
+    ]
+    lines += [f"- {note}" for note in report["notes"]]
+    lines += ["## Examples", ""]
+    for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1):
+        lines += [f"### {n}. {_quote(item['messages'][-1]['content'])}", ""]
+        lines += [f"- **teacher**: {_quote(item['reference'])}"]
+        for model in MODELS:
+            answer = item["answers"][model]
+            mark = " *(cut)*" if answer["cut"] else ""
+            lines += [f"- **{model}** (F1 {answer['f1']:.2f}){mark}: {_quote(answer['text'])}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _quote(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + " …"
