@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -253,12 +253,15 @@ def latest_live_run(runs_dir: str | Path = "runs") -> Path | None:
     return None
 
 
-def follow(run_dir: Path, *, poll_s: float = 0.5) -> Iterator[ev.Event]:
+def follow(
+    run_dir: Path, *, poll_s: float = 0.5, stop: Callable[[], bool] = lambda: False
+) -> Iterator[ev.Event]:
     """Every event of the current attempt, as it is written, until a terminal one.
 
     If the child is gone and no terminal event came, a ``crashed`` error is
     synthesised (it is not written to the file: the next resume may still write
-    the real ending).
+    the real ending). ``stop()`` true ends the following at the next poll (a
+    follower that goes away, e.g. a closing app, while the run trains on).
     """
     run_dir = Path(run_dir)
     path = run_dir / EVENTS_FILE
@@ -268,7 +271,7 @@ def follow(run_dir: Path, *, poll_s: float = 0.5) -> Iterator[ev.Event]:
     buffer = ""
     seen = 0
     quiet_since = time.monotonic()
-    while True:
+    while not stop():
         chunk = ""
         if path.exists():
             with open(path, encoding="utf-8") as handle:
@@ -304,12 +307,21 @@ def request_cancel(run_dir: Path) -> bool:
     if not child_alive(run_dir):
         return False
     (run_dir / CANCEL_FILE).touch()
-    try:
-        pid = int((run_dir / PID_FILE).read_text().split()[0])
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        pass
+    pid = read_pid(run_dir)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
     return True
+
+
+def read_pid(run_dir: Path) -> int | None:
+    """The training child's pid as recorded at start (alive or not)."""
+    try:
+        return int((Path(run_dir) / PID_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def prepare_resume(ref: str, runs_dir: str | Path = "runs") -> Path:

@@ -19,7 +19,7 @@ from engine.runs import follow
 EXIT_CODES = {"finished": 0, "cancelled": 0, "error": 1}
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = int(seconds)
@@ -53,7 +53,7 @@ class _Board:
         tps = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s is not None else "-"
         return (
             f"step {s.step}/{s.max_steps}  loss {loss}  lr {lr}  tok/s {tps}  "
-            f"ETA {_duration(s.eta_s)}  GPU {self._memory()}"
+            f"ETA {duration(s.eta_s)}  GPU {self._memory()}"
         )
 
     def _memory(self) -> str:
@@ -70,7 +70,7 @@ class _Board:
         return grid
 
 
-def _describe(event: ev.Event) -> str | None:
+def describe(event: ev.Event) -> str | None:
     """The line printed above the live panel for events worth keeping in scrollback."""
     if isinstance(event, ev.Log):
         return escape(event.line)
@@ -81,7 +81,7 @@ def _describe(event: ev.Event) -> str | None:
         return f"checkpoint at step {event.step}"
     if isinstance(event, ev.Finished):
         adapter = f"; adapter: {event.adapter_path}" if event.adapter_path else ""
-        return f"[green]finished[/] {event.steps} steps in {_duration(event.runtime_s)}{adapter}"
+        return f"[green]finished[/] {event.steps} steps in {duration(event.runtime_s)}{adapter}"
     if isinstance(event, ev.Cancelled):
         return (
             f"[yellow]cancelled[/] at step {event.step}; adapter of that step: {event.adapter_path}"
@@ -127,7 +127,7 @@ def follow_run(run_dir: Path, console: Console | None = None) -> int:
 
 def _show(event: ev.Event, board: _Board, console: Console) -> str | None:
     board.update(event)
-    text = _describe(event)
+    text = describe(event)
     if text:
         console.print(text, highlight=False, markup=True)
     return event.type if event.type in ev.TERMINAL else None
