@@ -16,6 +16,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
+from engine.events import GpuSample
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
 from engine.train.memory import TokenProfile
 from tui.draft import DEFAULT_PATH, read_draft, write_draft
@@ -23,10 +24,12 @@ from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
 from tui.screens.student import StudentScreen
 from tui.screens.teacher import TeacherScreen
+from tui.screens.train import TrainScreen
 from tui.screens.welcome import WelcomeScreen
 from tui.steps import READY, neighbour, step_named
 
 GpuProbe = Callable[[], "tuple[float, str] | None"]
+GpuSampler = Callable[[set[int]], "list[GpuSample] | None"]
 
 
 def detect_gpu() -> tuple[float, str] | None:
@@ -37,8 +40,15 @@ def detect_gpu() -> tuple[float, str] | None:
     return (samples[0].mem_total_mb, samples[0].name) if samples else None
 
 
+def sample_gpus(own_pids: set[int]) -> list[GpuSample] | None:
+    """Every GPU's reading now (``own_pids`` marked), or ``None`` without an NVIDIA GPU."""
+    from engine import gpu
+
+    return gpu.sample(own_pids) if gpu.available()[0] else None
+
+
 class StillroomApp(App[None]):
-    """The guided wizard: Welcome, then Teacher, Data, Student (Train and Chat: soon)."""
+    """The guided wizard: Welcome, then Teacher, Data, Student, Train (Chat: soon)."""
 
     TITLE = "Stillroom"
     CSS_PATH = "styles/app.tcss"
@@ -48,6 +58,7 @@ class StillroomApp(App[None]):
         "teacher": TeacherScreen,
         "data": DataScreen,
         "student": StudentScreen,
+        "train": TrainScreen,
     }
     # priority: these work while an Input has focus; none collides with Input's own keys.
     BINDINGS = [
@@ -62,11 +73,14 @@ class StillroomApp(App[None]):
         plan_path: Path = DEFAULT_PATH,
         *,
         gpu_probe: GpuProbe = detect_gpu,
+        gpu_sampler: GpuSampler = sample_gpus,
         runs_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.plan_path = Path(plan_path)
         self.gpu_probe = gpu_probe
+        self.gpu_sampler = gpu_sampler
+        self.attach_request: Path | None = None
         self.gpu: tuple[float, str] | None = None
         self.gpu_probed = False
         self.token_profile: TokenProfile | None = None
@@ -150,6 +164,18 @@ class StillroomApp(App[None]):
             return str(error)
         self.start_plan(plan)
         return None
+
+    def attach_run(self, run_dir: Path) -> None:
+        """Open the Train step following ``run_dir`` (a run still training)."""
+        self.attach_request = run_dir
+        if isinstance(self.screen, TrainScreen):
+            self.screen.take_attach_request()
+        else:
+            self.switch_mode("train")
+
+    def take_attach_request(self) -> Path | None:
+        request, self.attach_request = self.attach_request, None
+        return request
 
     # Navigation
 

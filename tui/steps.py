@@ -18,7 +18,7 @@ STEPS: tuple[Step, ...] = (
     Step("teacher", "Teacher"),
     Step("data", "Data"),
     Step("student", "Student"),
-    Step("train", "Train", later="Training from the wizard is coming; run it headless:"),
+    Step("train", "Train"),
     Step("chat", "Chat", later="Chat in the wizard is coming; list finished runs with:"),
 )
 READY = tuple(step.name for step in STEPS if not step.later)

@@ -26,8 +26,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def make_app(project: Path) -> Callable[[], StillroomApp]:
-    """A wizard on ./stillroom-plan.toml that sees a 15 GB T4, whatever this machine has."""
-    return lambda: StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4)
+    """A wizard on ./stillroom-plan.toml that sees a 15 GB T4, whatever this machine has.
+
+    Live GPU sampling finds no GPU, so the GPU panel shows only what a run's events say.
+    """
+    return lambda: StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4,
+                                gpu_sampler=no_gpu)  # fmt: skip
+
+
+def no_gpu(own_pids: set[int]) -> None:
+    """A GPU sampler for a machine without an NVIDIA driver."""
+    return None
 
 
 @pytest.fixture

@@ -8,10 +8,13 @@ the same on every machine.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
+
+from engine import runs
 
 WRONG_COLUMNS = [
     {"body": "The capital of France is Paris.", "title": "What is the capital of France?"},
@@ -82,10 +85,34 @@ async def command(pilot: Pilot) -> None:
     await settle(pilot)
 
 
+async def train(pilot: Pilot) -> None:
+    """A run 36 of 60 steps in on a shared H100, followed from the Train step."""
+    from .replayer import make_run_dir, recorded_run
+
+    app = pilot.app
+    await pilot.press("n")
+    await pilot.pause()
+    run_dir = make_run_dir(Path("runs"), app.plan)
+    write = runs.EventWriter(run_dir)
+    for event in recorded_run(36):
+        write(event)
+    runs.write_pid(run_dir, os.getpid())  # this process stands in for the live trainer
+    app.attach_run(run_dir)
+    while not (
+        getattr(app.screen, "last_step", None)
+        and app.screen.last_step.step == 36
+        and app.screen.query_one("GpuPanel").sample
+    ):
+        await pilot.pause(0.05)
+    app.clear_notifications()
+    await pilot.pause()
+
+
 SCENES: dict[str, Callable[[Pilot], Awaitable[None]]] = {
     "welcome": welcome,
     "teacher": teacher,
     "data": data,
     "student": student,
     "command": command,
+    "train": train,
 }

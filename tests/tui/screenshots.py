@@ -20,7 +20,7 @@ from pathlib import Path
 from tests.teacher_server import TeacherServer
 from tests.tiny_model import build_tiny_model
 from tests.tui import scenes
-from tests.tui.conftest import T4
+from tests.tui.conftest import T4, no_gpu
 from tui.app import StillroomApp
 
 KEY_VAR = "STILLROOM_SCREENSHOT_KEY"
@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parents[2] / "screenshots"
 
 
 async def capture(name: str, size: tuple[int, int], server: TeacherServer, out: Path) -> Path:
-    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4)
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
     async with app.run_test(size=size) as pilot:
         if name == "teacher":
             await scenes.teacher(pilot, base_url=server.base_url)

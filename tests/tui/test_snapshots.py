@@ -9,7 +9,7 @@ import pytest
 from tui.app import StillroomApp
 
 from . import scenes
-from .conftest import T4
+from .conftest import T4, no_gpu
 
 SMALL, LARGE = (80, 24), (120, 40)
 SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
@@ -18,7 +18,7 @@ SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 @pytest.fixture
 def app(project: Path, tiny_model_dir: Path) -> StillroomApp:
     scenes.prepare(project, tiny_model_dir)
-    return StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4)
+    return StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
 
 
 @SIZES
@@ -54,3 +54,12 @@ def test_show_as_command(snap_compare, app, size):
     """You should see a dialog with `stillroom plan` and `stillroom inspect answers.jsonl
     --format pair --map prompt=title,response=body ...` and the draft plan's TOML."""
     assert snap_compare(app, terminal_size=size, run_before=scenes.command)
+
+
+@SIZES
+def test_train(snap_compare, app, size):
+    """You should see the Train step following a live run at step 36 of 60: a green step bar
+    with loss, lr, 5,156 tok/s and ETA 0:38; an H100 memory bar split into this run (18.0 GB)
+    and others (6.6 GB, one process) with util, temperature and power; a falling braille loss
+    line with the lr schedule beneath it; and the log with the run's plain-words summary."""
+    assert snap_compare(app, terminal_size=size, run_before=scenes.train)

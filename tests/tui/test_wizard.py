@@ -88,18 +88,17 @@ async def test_a_broken_draft_starts_from_defaults_and_says_so(project):
         assert any("batch_size" in n.message for n in app._notifications)
 
 
-async def test_train_step_is_a_command_not_a_screen(make_app):
+async def test_chat_step_is_a_command_not_a_screen(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
         await pilot.pause()
-        app.switch_mode("student")
-        await app.workers.wait_for_complete()
+        app.switch_mode("train")
         await pilot.pause()
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, CommandScreen)
-        assert "stillroom train stillroom-plan.toml" in app.screen.commands
+        assert "stillroom runs" in app.screen.commands
         await pilot.press("escape")
         await pilot.pause()
-        assert app.current_mode == "student"
+        assert app.current_mode == "train"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -163,15 +162,11 @@ class WelcomeScreen(Screen[None]):
             event.input.display = False
 
     def action_attach(self) -> None:
-        """Hand the terminal to ``stillroom attach`` (Ctrl-C there comes back here)."""
+        """Follow the live run on the Train step, inside the app."""
         if not self.live_run:
             self.notify("No run is training now.")
             return
-        command = [sys.executable, "-m", "tui.cli", "attach", self.live_run]
-        command += ["--runs-dir", self.app.runs_dir]
-        with self.app.suspend():
-            subprocess.run(command, check=False)
-        self._list_runs(self.app.runs_dir)
+        self.app.attach_run(Path(self.app.runs_dir) / self.live_run)
 
 
 def _detail(step: int, max_steps: int | None, loss: float | None) -> str:

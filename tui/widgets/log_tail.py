@@ -1,0 +1,37 @@
+"""The run's story as it is told: log lines, warnings with hints, checkpoints, the ending."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from engine import events as ev
+from tui.follow import describe
+
+
+class LogTail(RichLog):
+    """The last few hundred lines, worded as `stillroom attach` words them (one source)."""
+
+    DEFAULT_CSS = """
+    LogTail {
+        height: 1fr;
+        min-height: 3;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    LogTail:focus {
+        border: round $accent;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=400, wrap=True, markup=False, id=id)
+        self.border_title = "log"
+
+    def add(self, event: ev.Event) -> None:
+        """Write the event's line, if it has one worth keeping."""
+        line = describe(event)
+        if line is not None:
+            self.write(Text.from_markup(line))
