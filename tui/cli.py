@@ -15,7 +15,19 @@ from importlib.metadata import PackageNotFoundError, version
 from engine.errors import UserError
 
 # Listed in the order `--help` shows them. A subcommand appears here only once it works.
-COMMANDS = ["plan", "doctor", "inspect", "generate", "train", "runs", "attach", "cancel"]
+COMMANDS = [
+    "plan",
+    "doctor",
+    "inspect",
+    "generate",
+    "train",
+    "runs",
+    "attach",
+    "cancel",
+    "chat",
+    "eval",
+    "export",
+]
 
 
 def _version() -> str:

@@ -1,0 +1,387 @@
+"""Ship a trained student: the adapter, a merged 16-bit model, or a GGUF for llama.cpp/Ollama.
+
+Every export is written to ``OUT.partial`` and renamed into place only when whole,
+so a failure never leaves a half-written export. A merged (or GGUF) export is
+checked for parity: the same prompts, answered greedily by the exported model
+and by base + adapter; any difference is reported and flags the export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.fileio import atomic_write_text
+from engine.plan import Plan, load_plan
+from engine.runs import PLAN_FILE
+
+FORMATS = ("adapter", "merged", "gguf")
+PARITY_PROMPTS = 3
+PARITY_TOKENS = 48
+GGUF_TYPES = ("f16", "bf16", "q8_0")
+_CONVERTER = "convert_hf_to_gguf.py"
+_INSTALL_GGUF = (
+    "GGUF needs llama.cpp's converter: `git clone https://github.com/ggml-org/llama.cpp` and "
+    "`pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt`, then set "
+    "LLAMA_CPP_DIR=/path/to/llama.cpp (or put convert_hf_to_gguf.py on PATH). "
+    "`--format merged` works without it."
+)
+
+
+@dataclass
+class Parity:
+    """Greedy answers of base + adapter and of the export, prompt by prompt."""
+
+    prompts: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    exported: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def differing(self) -> int:
+        return sum(a != b for a, b in zip(self.expected, self.exported, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "differing": self.differing,
+            "note": self.note,
+            "items": [
+                {"prompt": p, "base_plus_adapter": a, "exported": b, "same": a == b}
+                for p, a, b in zip(self.prompts, self.expected, self.exported, strict=True)
+            ],
+        }
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    parity: Parity | None = None
+    uploaded_to: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.parity and self.parity.differing)
+
+
+def export(
+    run_dir: str | Path,
+    format: str,
+    out: str | Path | None = None,
+    *,
+    gguf_type: str = "f16",
+    push_to_hub: str = "",
+) -> ExportResult:
+    """Export the run's student as ``format`` into ``out`` (default ``RUN/export/FORMAT``)."""
+    run_dir = Path(run_dir)
+    if format not in FORMATS:
+        raise UserError(f"unknown export format {format!r}", hint=f"one of {', '.join(FORMATS)}")
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(f"{run_dir.name} has no adapter to export", hint="`stillroom runs`")
+    token = hub_token() if push_to_hub else ""
+    converter = find_gguf_converter() if format == "gguf" else None
+    if format == "gguf" and converter is None:
+        raise UserError("no GGUF converter found", hint=_INSTALL_GGUF)
+    if gguf_type not in GGUF_TYPES:
+        raise UserError(f"unknown GGUF type {gguf_type!r}", hint=f"one of {', '.join(GGUF_TYPES)}")
+    plan = load_plan(run_dir / PLAN_FILE)
+    final = Path(out) if out else run_dir / "export" / format
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        result = ExportResult(final, format)
+        if format == "adapter":
+            shutil.copytree(adapter, partial)
+        else:
+            merged = partial if format == "merged" else partial / "merged-hf"
+            expected = merge(plan, adapter, merged)
+            if format == "merged":
+                result.parity = parity_merged(merged, expected)
+            else:
+                gguf = convert_to_gguf(converter, merged, partial, plan.output.name, gguf_type)
+                result.parity = parity_gguf(gguf, merged, expected)
+                atomic_write_text(
+                    partial / "Modelfile", ollama_modelfile(_tokenizer(merged), gguf.name)
+                )
+                shutil.rmtree(merged)
+        if result.parity:
+            atomic_write_text(
+                partial / "parity.json", json.dumps(result.parity.to_dict(), indent=2)
+            )
+        atomic_write_text(partial / "README.md", model_card(plan, run_dir, format, result.parity))
+        shutil.rmtree(final, ignore_errors=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if push_to_hub:
+        result.uploaded_to = upload(final, push_to_hub, token)
+    return result
+
+
+def merge(plan: Plan, adapter: Path, out: Path) -> dict[str, str]:
+    """Fold the adapter into a 16-bit base and save safetensors; returns parity answers.
+
+    The base is reloaded in its own (16-bit) dtype even when training used 4-bit:
+    merging into quantised weights would round the LoRA update away. On CUDA with
+    Unsloth, its ``save_pretrained_merged`` does the same dequantise-and-merge.
+    """
+    from engine.chat import load_student
+
+    student = load_student(adapter.parent)
+    prompts = parity_prompts(adapter.parent)
+    expected = {p: _greedy(student, p) for p in prompts}
+    if student.backend == "unsloth":
+        student.model.save_pretrained_merged(
+            str(out), student.tokenizer, save_method="merged_16bit"
+        )
+        return expected
+    del student
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(plan.student.model, dtype="auto")
+    if base.dtype == torch.float32 and torch.cuda.is_available():
+        base = base.to(torch.bfloat16)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(out), safe_serialization=True)
+    _tokenizer(adapter).save_pretrained(str(out))
+    return expected
+
+
+def parity_prompts(run_dir: Path, count: int = PARITY_PROMPTS) -> list[str]:
+    """A few held-out prompts (or dataset prompts): questions the student has an answer to."""
+    from engine.evaluate import eval_conversations, split_prompt
+
+    conversations, _ = eval_conversations(run_dir, count)
+    pairs = [p for p in map(split_prompt, conversations) if p]
+    return [messages[-1]["content"] for messages, _ in pairs][:count]
+
+
+def _greedy(student: Any, prompt: str) -> str:
+    return student.answer([{"role": "user", "content": prompt}], max_new_tokens=PARITY_TOKENS).text
+
+
+def parity_merged(folder: Path, expected: dict[str, str]) -> Parity:
+    """The merged folder loaded with plain transformers (no PEFT), answering the same prompts."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.chat import Student
+    from engine.plan import Plan
+
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype="auto" if cuda else torch.float32
+    )
+    student = Student(
+        model.to("cuda") if cuda else model.eval(),
+        _tokenizer(folder),
+        Plan(),
+        has_adapter=False,
+        backend="hf",
+    )
+    return Parity(list(expected), list(expected.values()), [_greedy(student, p) for p in expected])
+
+
+def find_gguf_converter() -> Path | None:
+    """llama.cpp's ``convert_hf_to_gguf.py``: in LLAMA_CPP_DIR, Unsloth's copy, or on PATH."""
+    places = [os.environ.get("LLAMA_CPP_DIR", ""), "~/.unsloth/llama.cpp", "llama.cpp"]
+    for place in filter(None, places):
+        script = Path(place).expanduser() / _CONVERTER
+        if script.is_file():
+            return script
+    found = shutil.which(_CONVERTER)
+    return Path(found) if found else None
+
+
+def convert_to_gguf(converter: Path, merged: Path, out: Path, name: str, outtype: str) -> Path:
+    target = out / f"{name}-{outtype}.gguf"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(converter),
+            str(merged),
+            "--outfile",
+            str(target),
+            "--outtype",
+            outtype,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 or not target.is_file():
+        tail = "\n".join((done.stderr or done.stdout).splitlines()[-5:])
+        raise UserError(f"the GGUF conversion failed: {tail}", hint=_INSTALL_GGUF)
+    return target
+
+
+def parity_gguf(gguf: Path, merged: Path, expected: dict[str, str]) -> Parity:
+    """GGUF answers through llama-cpp-python when it is installed; otherwise say so."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return Parity(note="not checked: `pip install llama-cpp-python` to compare the GGUF")
+    llm = Llama(model_path=str(gguf), n_ctx=2048, verbose=False)
+    tokenizer = _tokenizer(merged)
+    answers = []
+    for prompt in expected:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        out = llm(text, max_tokens=PARITY_TOKENS, temperature=0.0, stop=[_end_of_turn(tokenizer)])
+        answers.append(out["choices"][0]["text"].strip())
+    return Parity(list(expected), [a.strip() for a in expected.values()], answers)
+
+
+def _tokenizer(folder: Path) -> Any:
+    from engine.data.render import load_tokenizer
+
+    return load_tokenizer(str(folder))
+
+
+def _end_of_turn(tokenizer: Any) -> str:
+    from engine.data.render import inspect_chat_template
+
+    return inspect_chat_template(tokenizer).end_of_turn
+
+
+_SYS, _USER, _ANSWER = "\x00SYS\x00", "\x00USER\x00", "\x00ANSWER\x00"
+
+
+def ollama_modelfile(tokenizer: Any, gguf_name: str) -> str:
+    """An Ollama Modelfile whose TEMPLATE and stop token are the student's own chat template.
+
+    Found by rendering probe conversations and replacing the probes with Ollama's Go
+    template fields, so the served prompt is byte-for-byte the one the student trained on;
+    a template that adds a default system prompt gets it as ``SYSTEM``.
+    """
+
+    def render(messages: list[dict[str, str]], prompt: bool) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+
+    user = {"role": "user", "content": _USER}
+    head = render([{"role": "system", "content": _SYS}], False)
+    with_system = render([{"role": "system", "content": _SYS}, user], True)
+    if not with_system.startswith(head):
+        raise UserError("the chat template renders a system prompt in a way Ollama cannot copy")
+    turn = with_system[len(head) :]
+    plain = render([user], True)
+    full = render([user, {"role": "assistant", "content": _ANSWER}], False)
+    tail = full[full.index(_ANSWER) + len(_ANSWER) :]
+    before, after = head.split(_SYS)
+    default_head = plain[: len(plain) - len(turn)] if plain.endswith(turn) else ""
+    default_system = (
+        default_head[len(before) : len(default_head) - len(after)]
+        if default_head.startswith(before) and default_head.endswith(after)
+        else ""
+    )
+    template = (
+        f"{{{{ if .System }}}}{before}{{{{ .System }}}}{after}{{{{ end }}}}"
+        + turn.replace(_USER, "{{ .Prompt }}")
+        + "{{ .Response }}"
+        + tail
+    )
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
+    if default_system:
+        lines.append(f'SYSTEM """{default_system}"""')
+    lines.append(f'PARAMETER stop "{_end_of_turn(tokenizer)}"')
+    return "\n".join(lines) + "\n"
+
+
+def model_card(plan: Plan, run_dir: Path, format: str, parity: Parity | None) -> str:
+    """README.md for the export: base model, training settings, data size, eval metrics."""
+    summary = _read_json(run_dir / "summary.json")
+    report = _read_json(run_dir / "eval" / "report.json")
+    s, lora, t = plan.student, plan.lora, plan.training
+    lines = [
+        "---",
+        f"base_model: {s.model}",
+        *(["library_name: peft"] if format == "adapter" else []),
+        "tags: [stillroom, distillation, lora]",
+        "---",
+        "",
+        f"# {plan.output.name}",
+        "",
+        f"A {s.model} student distilled with Stillroom from "
+        f"{plan.teacher.model or 'a teacher'} ({plan.teacher.provider}) answers; "
+        f"exported as **{format}**.",
+        "",
+        "## Training",
+        "",
+        f"- data: {plan.dataset.source} ({_data_size(run_dir, summary)})",
+        f"- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, on {', '.join(lora.target_modules)}",
+        f"- {summary.get('steps', '?')} steps, batch {t.batch_size} x grad-accum {t.grad_accum}, "
+        f"lr {t.learning_rate}, {summary.get('backend', '?')} backend; final loss "
+        f"{summary.get('train_loss', '?')}",
+    ]
+    if format != "adapter":
+        lines.append(
+            "- merged into the unquantised base in its own dtype (16-bit for hub models; "
+            f"reloaded so even when training used 4-bit: load_in_4bit={s.load_in_4bit})"
+        )
+    if report:
+        from engine.evaluate import metric_lines
+
+        lines += ["", "## Evaluation", "", "| metric | base | student |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in metric_lines(report)]
+    if parity:
+        verdict = parity.note or (
+            f"**{parity.differing} of {len(parity.prompts)} answers differ from base + adapter**"
+            if parity.differing
+            else f"same greedy answers as base + adapter on {len(parity.prompts)} prompts"
+        )
+        lines += ["", "## Parity", "", verdict + " (parity.json)."]
+    return "\n".join(lines) + "\n"
+
+
+def _data_size(run_dir: Path, summary: dict[str, Any]) -> str:
+    from engine.train.dataset import load_eval_split
+
+    held = load_eval_split(run_dir)
+    tokens = summary.get("tokens_trained")
+    parts = [
+        f"{tokens:,} tokens trained" if tokens else "",
+        f"{len(held)} rows held out" if held else "",
+    ]
+    return ", ".join(p for p in parts if p) or "size not recorded"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def hub_token() -> str:
+    """HF_TOKEN from the environment; checked before any export work starts."""
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        raise UserError(
+            "--push-to-hub needs HF_TOKEN in the environment",
+            hint="Create a write token at https://huggingface.co/settings/tokens and "
+            "`export HF_TOKEN=...`; Stillroom never stores it.",
+        )
+    return token
+
+
+def upload(folder: Path, repo: str, token: str) -> str:
+    """Upload the export to a private model repository on the Hugging Face Hub."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    url = api.create_repo(repo, private=True, exist_ok=True, repo_type="model")
+    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model")
+    return str(url)

@@ -1,0 +1,94 @@
+"""Chat with the trained facts run: learned answers, streaming, history, cut marks, compare."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.chat import ask_teacher, compare, load_student
+from engine.plan import TeacherPlan
+from tests.engine.training import FACTS, stillroom
+from tests.teacher_server import TeacherServer, answer_for
+
+KEY_VAR = "STILLROOM_TEST_TEACHER_KEY"
+
+
+@pytest.fixture(scope="module")
+def student(facts_run):
+    return load_student(facts_run)
+
+
+def test_chat_prompt_gives_the_learned_answer_and_base_does_not(facts_run):
+    question, answer = FACTS[3]
+    learned = stillroom("chat", str(facts_run), "--prompt", question, "--max-new-tokens", "30")
+    assert learned.returncode == 0, learned.stderr
+    assert learned.stdout.strip() == answer
+    base = stillroom(
+        "chat", str(facts_run), "--prompt", question, "--base", "--max-new-tokens", "30"
+    )
+    assert base.returncode == 0, base.stderr
+    assert answer not in base.stdout
+    assert "cut by the budget of 30 tokens" in base.stderr
+
+
+def test_answers_stream_before_they_end(student):
+    generation = student.stream([{"role": "user", "content": FACTS[0][0]}], max_new_tokens=30)
+    pieces = iter(generation)
+    first = next(pieces)
+    assert first and generation.answer is None  # a piece arrived, the answer is not done
+    rest = "".join(pieces)
+    answer = generation.answer
+    assert first + rest == answer.text == FACTS[0][1]
+    assert answer.ended_cleanly and not answer.cut
+    assert answer.ttft_s is not None and answer.tokens > 1
+
+
+def test_a_multi_turn_history_renders_through_the_chat_template(student):
+    history = [
+        {"role": "user", "content": FACTS[0][0]},
+        {"role": "assistant", "content": FACTS[0][1]},
+        {"role": "user", "content": FACTS[4][0]},
+    ]
+    prompt = student.render(history, system="Be brief.")
+    assert prompt == student.tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, *history],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert prompt.count("<|im_start|>user") == 2 and prompt.endswith("<|im_start|>assistant\n")
+    assert student.answer(history, max_new_tokens=30).tokens > 0  # the model takes it
+
+
+def test_an_answer_that_hits_the_budget_is_marked_cut(student):
+    answer = student.answer([{"role": "user", "content": FACTS[1][0]}], base=True, max_new_tokens=5)
+    assert answer.cut and not answer.ended_cleanly and answer.tokens == 5
+
+
+def test_compare_answers_with_student_base_and_teacher(student, monkeypatch):
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        teacher = TeacherPlan(
+            provider="custom", base_url=server.base_url, model="teacher-1", api_key_env=KEY_VAR
+        )
+        monkeypatch.setattr(student.plan, "teacher", teacher)
+        question, answer = FACTS[2]
+        result = compare(student, [{"role": "user", "content": question}], max_new_tokens=20)
+    assert result.student.text == answer
+    assert result.base.text != answer
+    assert result.teacher.text == answer_for(question)
+
+
+def test_a_teacher_without_its_key_is_skipped_with_a_note(monkeypatch):
+    monkeypatch.delenv(KEY_VAR, raising=False)
+    reply = ask_teacher(
+        TeacherPlan(
+            provider="custom", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=KEY_VAR
+        ),
+        [{"role": "user", "content": "hi"}],
+    )
+    assert not reply.text and KEY_VAR in reply.note
+
+
+def test_chat_without_an_adapter_says_so(tmp_path):
+    (tmp_path / "plan.toml").write_text("")
+    result = stillroom("chat", str(tmp_path), "--prompt", "hi")
+    assert result.returncode == 2 and "has no adapter yet" in result.stderr

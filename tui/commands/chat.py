@@ -1,0 +1,107 @@
+"""``stillroom chat``: talk to a trained student, or print one streamed answer for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "chat",
+        help="talk to a run's student; --prompt prints one streamed answer",
+        description=(
+            "Talk to RUN's student (base model + adapter). With --prompt, stream one answer to "
+            "stdout and exit (--base: the base model, --compare: student, base and teacher). "
+            "Without it, a line-based chat that works over SSH: multi-turn, /reset forgets "
+            "the history, /quit (or Ctrl-D) leaves."
+        ),
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--prompt", metavar="TEXT", help="answer this one prompt and exit")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--base", action="store_true", help="the base model, adapter off")
+    which.add_argument(
+        "--compare", action="store_true", help="student, base and teacher, one after the other"
+    )
+    parser.add_argument("--system", metavar="TEXT", help="system prompt")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="default: 1.0")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="answer budget (default: 1024)"
+    )
+    parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN as ``stillroom attach`` takes it, defaulting to the newest trained run."""
+    parser.add_argument("run", nargs="?", help="run name or folder (default: the newest trained)")
+    parser.add_argument("--runs-dir", default="runs", help="default: runs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student, resolve_run
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    options = {
+        "system": args.system,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+    }
+    student = load_student(run_dir, base_only=args.base)
+    if args.prompt is not None:
+        messages = [{"role": "user", "content": args.prompt}]
+        if not args.compare:
+            _print_stream(student, messages, **options)
+            return 0
+        from engine.chat import ask_teacher
+
+        for label, base in (("student", False), ("base", True)):
+            print(f"== {label} ==", flush=True)
+            _print_stream(student, messages, base=base, **options)
+        print("== teacher ==", flush=True)
+        teacher = ask_teacher(student.plan.teacher, messages, args.system)
+        print(teacher.text or f"({teacher.note})", flush=True)
+        return 0
+    return _repl(student, options)
+
+
+def _print_stream(student, messages, **options) -> str:
+    generation = student.stream(messages, **options)
+    for piece in generation:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    print(flush=True)
+    answer = generation.answer
+    if answer and answer.cut:
+        print(
+            f"[cut by the budget of {options['max_new_tokens']} tokens: raise --max-new-tokens]",
+            file=sys.stderr,
+        )
+    return answer.text if answer else ""
+
+
+def _repl(student, options) -> int:
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("chat with the student; /reset forgets the history, /quit leaves", flush=True)
+    history: list[dict[str, str]] = []
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/quit":
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/reset":
+            history.clear()
+            print("(history cleared)", flush=True)
+            continue
+        if text.startswith("/"):
+            print(f"unknown command {text}: /reset or /quit", file=sys.stderr)
+            continue
+        history.append({"role": "user", "content": text})
+        history.append({"role": "assistant", "content": _print_stream(student, history, **options)})

@@ -1,0 +1,62 @@
+"""``stillroom export``: the adapter, a merged 16-bit model, or a GGUF with an Ollama Modelfile."""
+
+from __future__ import annotations
+
+import argparse
+
+from tui.commands.chat import add_run_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a run's student: adapter, merged model or GGUF",
+        description=(
+            "adapter: the LoRA adapter, tokenizer and a model card. merged: a 16-bit model in "
+            "safetensors that plain transformers loads. gguf: a GGUF file plus an Ollama "
+            "Modelfile (needs llama.cpp's converter: LLAMA_CPP_DIR). merged and gguf are checked "
+            "against base + adapter on a few prompts; an export that answers differently "
+            "exits 1. Nothing half-written is left behind."
+        ),
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--format", required=True, choices=("adapter", "merged", "gguf"))
+    parser.add_argument("--out", metavar="DIR", help="default: RUN/export/FORMAT")
+    parser.add_argument(
+        "--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help="default: f16"
+    )
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        default="",
+        help="upload to this private hub repo (HF_TOKEN)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from engine.chat import resolve_run
+    from engine.export import export
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    result = export(
+        run_dir, args.format, args.out, gguf_type=args.gguf_type, push_to_hub=args.push_to_hub
+    )
+    print(f"exported {result.format}: {result.path}")
+    if result.parity:
+        parity = result.parity
+        if parity.note:
+            print(f"parity: {parity.note}")
+        elif parity.differing:
+            print(
+                f"stillroom: the export answers {parity.differing} of {len(parity.prompts)} "
+                f"prompts differently from base + adapter; see {result.path / 'parity.json'}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"parity: same greedy answers as base + adapter on {len(parity.prompts)} prompts")
+    if result.uploaded_to:
+        print(f"uploaded: {result.uploaded_to}")
+    return 1 if result.flagged else 0
