@@ -172,3 +172,31 @@ async def test_a_run_whose_process_died_is_shown_as_crashed_with_its_log(make_ap
             assert "✗ crashed: the training process ended" in text_of(screen, "#problem")
             assert f"stillroom train --resume {run_dir}" in text_of(screen, "#problem")
             assert "Segmentation fault (core dumped)" in log_text(screen)
+
+
+@pytest.mark.slow
+async def test_ctrl_r_trains_the_tiny_model_to_the_end_in_a_detached_child(
+    make_app, project, tiny_model_dir
+):
+    from engine.plan import load_plan
+    from tests.engine.training import write_facts, write_plan
+
+    plan = load_plan(write_plan(project, tiny_model_dir, write_facts(project), max_steps=8))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.set_plan(plan)
+        app.switch_mode("train")
+        await pilot.pause()
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "ready")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.state == "running", timeout_s=60)
+        assert not screen.check_action("start", ())
+        await until(pilot, lambda: screen.ending is not None, timeout_s=90)
+        assert screen.state == "finished", text_of(screen, "#problem")
+        assert "finished 8 steps" in text_of(screen, "#state")
+        assert len(screen.query_one(LossChart).points) == 8
+        assert (screen.run_dir / "adapter" / "adapter_config.json").is_file()
+        assert str(screen.query_one(GpuPanel).render()) == NO_GPU
