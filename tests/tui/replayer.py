@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -167,13 +168,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     args = parser.parse_args()
     write = runs.EventWriter(args.run_dir)
+    parent = os.getppid()
     start = time.perf_counter()
     for n, event in enumerate(endless(args.rate)):
         write(event)
         delay = start + (n + 1) / args.rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        if not args.run_dir.exists():
+        if not args.run_dir.exists() or os.getppid() != parent:  # the bench is gone
             sys.exit(0)
 
 

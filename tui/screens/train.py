@@ -135,7 +135,7 @@ class TrainScreen(StepScreen):
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
-        if not self.take_attach_request() and self.run_dir is None:
+        if not self.take_attach_request() and self.run_dir is None and not self.live:
             self._show_state("ready")
             self._follow(self.app.plan, None, launch=False)
 
@@ -143,6 +143,7 @@ class TrainScreen(StepScreen):
         """Follow the run the app was asked to attach to, if any (Welcome's offer)."""
         request = self.app.take_attach_request()
         if request is not None:
+            self.run_dir = request  # now, so a second resume does not look for another
             self._follow(None, request)
         return request is not None
 
