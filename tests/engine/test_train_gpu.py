@@ -40,6 +40,7 @@ def small_model(tmp_path_factory):
         intermediate_size=1408,
         num_hidden_layers=4,
         num_attention_heads=8,
+        initializer_range=0.02,
     )
 
 
