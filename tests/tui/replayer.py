@@ -90,6 +90,11 @@ def make_run_dir(root: Path, plan: Plan | None = None, name: str = RUN_NAME) -> 
     return run_dir
 
 
+_STAND_IN_CHILD = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+)
+
+
 class Replay:
     """Write ``events`` into ``run_dir`` one every ``pace_s``, as a live (or dead) trainer."""
 
@@ -107,7 +112,8 @@ class Replay:
 
     def __enter__(self) -> Replay:
         (self.run_dir / runs.LOG_FILE).write_text(self.log)
-        self._child = subprocess.Popen(["sleep", "600"])
+        # Like the real child, it outlives the SIGTERM of a cancel until ``cancelled`` is written.
+        self._child = subprocess.Popen([sys.executable, "-c", _STAND_IN_CHILD])
         if not self.alive:  # a pid that existed and is gone: the trainer died
             self._child.kill()
             self._child.wait()
@@ -149,6 +155,8 @@ class Replay:
         if not (self.run_dir / runs.CANCEL_FILE).exists():
             return False
         write(ev.Cancelled(step=step, adapter_path=str(self.run_dir / "adapter")))
+        if self._child:
+            self._child.kill()  # the real child exits once its adapter is saved
         return True
 
 
