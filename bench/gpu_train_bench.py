@@ -9,7 +9,12 @@ batching Stillroom chooses by default. Steady state is steps 11-40, useful
 tokens are non-padding tokens, memory is torch's peak reserved. One JSON file
 per variant and ``results.json`` land in ``--out``.
 
-    python3 bench/gpu_train_bench.py --baseline PATH/baseline_unsloth.py --out DIR
+    python3 bench/gpu_train_bench.py --baseline PATH/baseline_unsloth.py --out DIR \
+        [--variants stillroom_2x4 stillroom_default]
+
+A device call is capped at 10 minutes: the baseline and both variants take about
+8, so ``--variants`` runs the baseline with a subset (the ratios always compare
+against the baseline measured in the same call).
 """
 
 from __future__ import annotations
@@ -122,6 +127,33 @@ def run_stillroom(plan, out: Path, tag: str) -> dict:
     return result
 
 
+# variant -> rebatch: the notebook's exact batching, or the batching Stillroom chooses
+VARIANTS = {"stillroom_2x4": False, "stillroom_default": True}
+
+
+def checks(base: dict, results: dict) -> dict:
+    """The issue's targets for whichever variants ran and finished."""
+    found: dict = {}
+    exact, default = results.get("stillroom_2x4", {}), results.get("stillroom_default", {})
+    if "tokens_per_s_nonpad" in exact:
+        found["exact_tok_ratio"] = round(
+            exact["tokens_per_s_nonpad"] / base["tokens_per_s_nonpad"], 3
+        )
+        found["exact_mem_ratio"] = round(exact["peak_reserved_GiB"] / base["peak_reserved_GiB"], 3)
+        found["exact_pass"] = found["exact_tok_ratio"] >= 0.95 and found["exact_mem_ratio"] <= 1.05
+    if "tokens_per_s_nonpad" in default:
+        found["default_tok_ratio"] = round(
+            default["tokens_per_s_nonpad"] / base["tokens_per_s_nonpad"], 3
+        )
+        found["default_pass"] = found["default_tok_ratio"] >= 3.0
+    ran = [r for r in (exact, default) if "trainable_params" in r]
+    if ran:
+        found["trainable_params_ok"] = all(
+            r["trainable_params"] == LORA_PARAMS_QWEN25_15B_R16 for r in ran
+        )
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -129,6 +161,7 @@ def main() -> int:
     )
     parser.add_argument("--model-dir", default="/tmp/qwen2.5-1.5b-instruct-random")
     parser.add_argument("--out", type=Path, default=Path("gpu-out"))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/stillroom-bench")
@@ -138,28 +171,12 @@ def main() -> int:
     # The baseline builds the model folder (tokenizer + random bf16 weights) on first run.
     results["baseline"] = base = run_baseline(args.baseline, args.model_dir, args.out)
     data = write_data(baseline, work)
-    for tag, rebatch in (("stillroom_2x4", False), ("stillroom_default", True)):
+    for tag in args.variants:
         results[tag] = run_stillroom(
-            plan_for(data, args.model_dir, work / "runs", tag, rebatch), args.out, tag
+            plan_for(data, args.model_dir, work / "runs", tag, VARIANTS[tag]), args.out, tag
         )
         print(json.dumps(results[tag]), flush=True)
-    exact, default = results["stillroom_2x4"], results["stillroom_default"]
-    if "tokens_per_s_nonpad" in exact and "tokens_per_s_nonpad" in default:
-        results["checks"] = {
-            "exact_tok_ratio": round(exact["tokens_per_s_nonpad"] / base["tokens_per_s_nonpad"], 3),
-            "exact_mem_ratio": round(exact["peak_reserved_GiB"] / base["peak_reserved_GiB"], 3),
-            "default_tok_ratio": round(
-                default["tokens_per_s_nonpad"] / base["tokens_per_s_nonpad"], 3
-            ),
-            "trainable_params_ok": exact["trainable_params"] == LORA_PARAMS_QWEN25_15B_R16,
-        }
-        c = results["checks"]
-        c["pass"] = (
-            c["exact_tok_ratio"] >= 0.95
-            and c["exact_mem_ratio"] <= 1.05
-            and c["default_tok_ratio"] >= 3.0
-            and c["trainable_params_ok"]
-        )
+    results["checks"] = checks(base, results)
     results["gpu"] = base.get("versions", {}).get("gpu")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results.get("checks"), indent=2))

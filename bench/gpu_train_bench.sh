@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# One device call: install the carried wheels, benchmark against the baseline, run the GPU tests.
-# Usage (repo root, on the CUDA machine): bash bench/gpu_train_bench.sh BASELINE_PY OUT_DIR
+# One device call: install the carried wheels, then run the GPU tests and/or the bench.
+# Usage (repo root, on the CUDA machine):
+#   bash bench/gpu_train_bench.sh BASELINE_PY OUT_DIR [tests] [stillroom_2x4] [stillroom_default]
+# With nothing after OUT_DIR it runs all three, which is more than one 10-minute call holds:
+# split them, e.g. `... stillroom_2x4` in one call and `... tests stillroom_default` in another.
 set -o pipefail
 baseline=${1:-../shared/gpu/baseline_unsloth.py}
 out=${2:-gpu-out}
+shift 2 2>/dev/null
+[ $# -eq 0 ] && set -- tests stillroom_2x4 stillroom_default
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
@@ -11,7 +16,14 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OF
        UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
        UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
-# The GPU tests first: they are the correctness check, and the bench's last variant is the
-# one to lose if a call runs out of time.
-python3 -m pytest -q -m gpu tests/engine 2>&1 | tee "$out/pytest_gpu.log"
-python3 bench/gpu_train_bench.py --baseline "$baseline" --out "$out" 2>&1 | tee "$out/bench.log"
+variants=()
+for item in "$@"; do
+  case $item in
+    tests) python3 -m pytest -q -s -m gpu tests/engine 2>&1 | tee "$out/pytest_gpu.log" ;;
+    *) variants+=("$item") ;;
+  esac
+done
+if [ ${#variants[@]} -gt 0 ]; then
+  python3 bench/gpu_train_bench.py --baseline "$baseline" --out "$out" --variants "${variants[@]}" \
+    2>&1 | tee "$out/bench.log"
+fi
