@@ -1,4 +1,5 @@
-"""Child entry: ``python -m engine train RUN_DIR [--probe]``.
+"""Child entry: ``python -m engine train RUN_DIR [--probe]`` (and ``chat-serve RUN_DIR``,
+see :mod:`engine.chat_serve`).
 
 Started by :func:`engine.runs.start` in its own session with stdout/stderr
 going to ``train.log``; events go to ``events.jsonl``. SIGTERM (or a
@@ -95,7 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     prepare_parser = sub.add_parser("prepare", help="render a plan's dataset for training")
     prepare_parser.add_argument("plan", type=Path)
     prepare_parser.add_argument("run_dir", type=Path)
+    chat_parser = sub.add_parser("chat-serve", help="answer JSON chat requests on stdin")
+    chat_parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
+    if args.job == "chat-serve":
+        from engine.chat_serve import protocol_stdout, serve
+
+        out = protocol_stdout()
+        _offline_friendly_env()
+        return serve(args.run_dir.resolve(), sys.stdin, out)
     if args.job == "prepare":
         return prepare(args.plan, args.run_dir.resolve())
     return train(args.run_dir.resolve(), args.probe)

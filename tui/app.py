@@ -20,6 +20,7 @@ from engine.events import GpuSample
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
 from engine.train.memory import TokenProfile
 from tui.draft import DEFAULT_PATH, read_draft, write_draft
+from tui.screens.chat import ChatScreen
 from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
 from tui.screens.student import StudentScreen
@@ -48,7 +49,7 @@ def sample_gpus(own_pids: set[int]) -> list[GpuSample] | None:
 
 
 class StillroomApp(App[None]):
-    """The guided wizard: Welcome, then Teacher, Data, Student, Train (Chat: soon)."""
+    """The guided wizard: Welcome, then Teacher, Data, Student, Train, Chat."""
 
     TITLE = "Stillroom"
     CSS_PATH = "styles/app.tcss"
@@ -59,6 +60,7 @@ class StillroomApp(App[None]):
         "data": DataScreen,
         "student": StudentScreen,
         "train": TrainScreen,
+        "chat": ChatScreen,
     }
     # priority: these work while an Input has focus; none collides with Input's own keys.
     BINDINGS = [

@@ -19,7 +19,7 @@ STEPS: tuple[Step, ...] = (
     Step("data", "Data"),
     Step("student", "Student"),
     Step("train", "Train"),
-    Step("chat", "Chat", later="Chat in the wizard is coming; list finished runs with:"),
+    Step("chat", "Chat"),
 )
 READY = tuple(step.name for step in STEPS if not step.later)
 

@@ -63,3 +63,17 @@ def test_train(snap_compare, app, size):
     and others (6.6 GB, one process) with util, temperature and power; a falling braille loss
     line with the lr schedule beneath it; and the log with the run's plain-words summary."""
     assert snap_compare(app, terminal_size=size, run_before=scenes.train)
+
+
+async def chat_without_a_run(pilot) -> None:
+    await pilot.press("n")
+    await pilot.pause()
+    pilot.app.switch_mode("chat")
+    await scenes.settle(pilot)
+
+
+def test_chat_without_a_run(snap_compare, app):
+    """You should see the Chat step lit in the step bar, a line saying no trained run of
+    'qwen-distill' is in runs/ yet and how to train one, an empty transcript, the input line
+    focused, and ctrl+b Student/base and ctrl+l Clear in the footer."""
+    assert snap_compare(app, terminal_size=SMALL, run_before=chat_without_a_run)

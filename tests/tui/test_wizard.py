@@ -9,7 +9,6 @@ import pytest
 from engine.plan import load_plan
 from tui.app import StillroomApp
 from tui.draft import read_draft
-from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
 from tui.screens.teacher import TeacherScreen
 from tui.screens.welcome import WelcomeScreen
@@ -86,19 +85,3 @@ async def test_a_broken_draft_starts_from_defaults_and_says_so(project):
         await pilot.pause()
         assert isinstance(app.screen, WelcomeScreen)
         assert any("batch_size" in n.message for n in app._notifications)
-
-
-async def test_chat_step_is_a_command_not_a_screen(make_app):
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await pilot.pause()
-        app.switch_mode("train")
-        await pilot.pause()
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert isinstance(app.screen, CommandScreen)
-        assert "stillroom runs" in app.screen.commands
-        await pilot.press("escape")
-        await pilot.pause()
-        assert app.current_mode == "train"

@@ -1,0 +1,68 @@
+"""Child entry for the wizard's Chat step: ``python -m engine chat-serve RUN_DIR``.
+
+Loads the run's student once, then answers JSON requests read one a line from
+stdin (``{"messages": [...], "base": bool, "max_new_tokens": N}``) with JSON
+lines on stdout: ``ready`` once loaded, a ``token`` per streamed piece, then one
+``answer``; an ``error`` (with a hint) for a bad request or a
+:class:`~engine.errors.UserError`. It exits when stdin closes, so a parent that
+dies never leaves it behind once loaded. Library chatter goes to stderr: stdout
+carries the protocol only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import UserError
+
+
+def protocol_stdout() -> IO[str]:
+    """The real stdout for protocol lines; fd 1 then points at stderr for any library print."""
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol
+
+
+def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
+    """Load the student of ``run_dir``, then answer each request line until ``requests`` ends."""
+
+    def send(kind: str, **fields: Any) -> None:
+        out.write(json.dumps({"type": kind, **fields}) + "\n")
+        out.flush()
+
+    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student
+
+    try:
+        student = load_student(run_dir)
+    except UserError as error:
+        send("error", message=error.message, hint=error.hint)
+        return 1
+    send("ready", run=run_dir.name, backend=student.backend)
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            messages = [{"role": m["role"], "content": m["content"]} for m in request["messages"]]
+            base = bool(request.get("base", False))
+            budget = int(request.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+        except (ValueError, KeyError, TypeError) as error:
+            send("error", message=f"bad request: {error}", hint="One JSON object a line.")
+            continue
+        try:
+            generation = student.stream(messages, base=base, max_new_tokens=budget)
+            for piece in generation:
+                send("token", text=piece)
+        except UserError as error:
+            send("error", message=error.message, hint=error.hint)
+            continue
+        answer = generation.answer
+        assert answer is not None
+        send("answer", text=answer.text, cut=answer.cut, ended_cleanly=answer.ended_cleanly,
+             ttft_s=answer.ttft_s, tokens_per_s=answer.tokens_per_s)  # fmt: skip
+    return 0

@@ -1,0 +1,56 @@
+"""``python -m engine chat-serve``: the Chat step's child, driven through real pipes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.engine.training import FACTS, REPO
+
+
+def serve(run_dir: Path, *requests: dict) -> list[dict]:
+    """Every line the child writes for ``requests`` (stdin then closes, so it exits)."""
+    lines = "".join(json.dumps(r) + "\n" for r in requests)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "chat-serve", str(run_dir)],
+        input=lines + "not json\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def ask(question: str, **options) -> dict:
+    return {"messages": [{"role": "user", "content": question}], "max_new_tokens": 30, **options}
+
+
+def test_it_streams_the_learned_answer_then_the_base_models(facts_run):
+    question, learned = FACTS[0]
+    replies = serve(
+        facts_run, ask(question), ask(question, base=True), ask(question, max_new_tokens=2)
+    )
+    assert replies[0] == {"type": "ready", "run": facts_run.name, "backend": replies[0]["backend"]}
+    answers = [i for i, r in enumerate(replies) if r["type"] == "answer"]
+    assert len(answers) == 3
+    student = replies[answers[0]]
+    tokens = [r["text"] for r in replies[1 : answers[0]]]
+    assert all(r["type"] == "token" for r in replies[1 : answers[0]]) and len(tokens) > 1
+    assert "".join(tokens) == student["text"] == learned
+    assert student["ended_cleanly"] and not student["cut"]
+    assert student["ttft_s"] > 0 and student["tokens_per_s"] > 0
+    assert replies[answers[1]]["text"] != learned
+    cut = replies[answers[2]]
+    assert cut["cut"] and not cut["ended_cleanly"]
+    assert replies[-1]["type"] == "error" and "bad request" in replies[-1]["message"]
+
+
+def test_a_run_without_an_adapter_is_an_error_with_a_hint(tmp_path, facts_run):
+    (tmp_path / "plan.toml").write_text((facts_run / "plan.toml").read_text())
+    (reply,) = serve(tmp_path, ask("hi"))
+    assert reply["type"] == "error" and "has no adapter yet" in reply["message"]
+    assert "stillroom runs" in reply["hint"]

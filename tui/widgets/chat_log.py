@@ -1,0 +1,77 @@
+"""The Chat step's transcript: the user's turns and the answers as they stream in."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+
+class ChatLog(VerticalScroll):
+    """Turns one under another; the last answer grows piece by piece, then gets a meta line."""
+
+    DEFAULT_CSS = """
+    ChatLog {
+        height: 1fr;
+        border: round $primary-background;
+        padding: 0 1;
+    }
+    ChatLog > .user {
+        color: $text-accent;
+        margin: 1 0 0 0;
+    }
+    ChatLog > .answer {
+        margin: 0 0 0 2;
+    }
+    ChatLog > .-base {
+        color: $text-warning;
+    }
+    ChatLog > .meta {
+        color: $text-muted;
+        margin: 0 0 0 2;
+    }
+    ChatLog > .-cut {
+        color: $text-error;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.answer_text = ""
+        self._answer: Static | None = None
+        self._label = ""
+
+    def add_user(self, text: str) -> None:
+        self.mount(Static(f"you › {text}", classes="user", markup=False))
+        self.scroll_end(animate=False)
+
+    def start_answer(self, base: bool) -> None:
+        self._label = "base › " if base else "student › "
+        self.answer_text = ""
+        self._answer = Static(self._label + "…", classes="answer -base" if base else "answer",
+                              markup=False)  # fmt: skip
+        self.mount(self._answer)
+        self.scroll_end(animate=False)
+
+    def add_piece(self, text: str) -> None:
+        self.answer_text += text
+        if self._answer is not None:
+            self._answer.update(self._label + self.answer_text)
+        self.scroll_end(animate=False)
+
+    def finish(self, text: str, meta: str, *, cut: bool) -> None:
+        self.answer_text = text
+        if self._answer is not None:
+            self._answer.update(self._label + (text or "(nothing)"))
+        self._answer = None
+        self.mount(Static(meta, classes="meta -cut" if cut else "meta", markup=False))
+        self.scroll_end(animate=False)
+
+    def note(self, text: str, *, error: bool = False) -> None:
+        self._answer = None
+        self.mount(Static(text, classes="meta -cut" if error else "meta", markup=False))
+        self.scroll_end(animate=False)
+
+    def clear(self) -> None:
+        self._answer = None
+        self.answer_text = ""
+        self.remove_children()
