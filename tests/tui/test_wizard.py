@@ -46,6 +46,17 @@ async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
         assert isinstance(app.screen, TeacherScreen)
 
 
+async def test_each_step_opens_with_its_first_setting_focused_for_typing(make_app):
+    """Over SSH with no mouse, arriving at a step and typing must fill in a field."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "ctrl+n")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"typed.jsonl")
+        await pilot.pause()
+    assert load_plan("stillroom-plan.toml").dataset.source == "typed.jsonl"
+
+
 async def test_typed_values_are_autosaved_and_restored_at_the_same_step(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

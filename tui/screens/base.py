@@ -21,6 +21,8 @@ class StepScreen(Screen[None]):
     """A wizard step. Knobs write their plan key on every change; ``problems`` gates Next."""
 
     STEP: ClassVar[str]
+    # The first setting, not the scrolling body, so typing goes straight into a field.
+    AUTO_FOCUS = "Knob Input, Knob Select"
 
     app: StillroomApp  # type: ignore[assignment]
 
