@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from engine import runs
 
@@ -37,11 +38,17 @@ def prepare(project: Path, tiny_model_dir: Path | None = None) -> None:
 
 
 async def settle(pilot: Pilot) -> None:
-    """Let every worker finish and its messages land (results start more workers); toasts go."""
+    """Let every worker finish and its messages land (results start more workers); toasts go.
+
+    A focused field's cursor blinks twice a second: stop it (hidden) so a capture
+    does not depend on when it was taken.
+    """
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
     pilot.app.clear_notifications()
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
     await pilot.pause()
 
 
