@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def prepare(project: Path, tiny_model_dir: Path | None = None) -> None:
     (project / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     if tiny_model_dir is not None and not (project / "tiny-model").exists():
         (project / "tiny-model").symlink_to(tiny_model_dir)
+
+
+async def until(pilot: Pilot, condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (worker results arrive as messages)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
 
 
 async def settle(pilot: Pilot) -> None:

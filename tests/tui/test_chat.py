@@ -10,7 +10,7 @@ from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog
 
 from .conftest import SIZE
-from .test_steps import until
+from .scenes import until
 
 pytestmark = pytest.mark.anyio
 

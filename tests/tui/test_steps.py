@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,10 @@ from tui.widgets.fit_gauge import FitGauge
 from tui.widgets.histogram import Histogram
 
 from .conftest import SIZE
+from .scenes import until
 
 pytestmark = pytest.mark.anyio
 KEY_VAR = "STILLROOM_TUI_TEST_KEY"
-
-
-async def until(pilot, condition, timeout_s: float = 30.0) -> None:
-    """Let the app run until ``condition()`` holds (worker results arrive as messages)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
 
 
 async def test_teacher_generates_with_live_progress_pauses_and_resumes(make_app, monkeypatch):

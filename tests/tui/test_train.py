@@ -16,7 +16,7 @@ from tui.widgets.loss_chart import LossChart
 
 from .conftest import SIZE
 from .replayer import Replay, make_run_dir, recorded_run, step_event
-from .test_steps import until
+from .scenes import until
 
 pytestmark = pytest.mark.anyio
 
