@@ -186,9 +186,9 @@ class TrainingPlan(_Section):
     save_minutes: float = Field(15.0, gt=0, description="Also checkpoint on wall time.")
     batching: Literal["auto", "padded", "padding_free", "packed"] = Field(
         "auto",
-        description="auto = padded micro-batches (length-grouped when rebatch is on): samples "
-        "never attend to each other, and measured fastest on an H100. padding_free/packed: "
-        "unsloth backend only.",
+        description="auto = padded micro-batches, length-grouped when rebatch is on (measured "
+        "fastest on an H100); with rebatch off on unsloth, padding-free, as the notebook gets. "
+        "padding_free/packed: unsloth backend only.",
     )
     rebatch: bool = Field(
         True,

@@ -76,6 +76,16 @@ def test_only_stillroom_batching_groups_by_length(tmp_path):
     assert sampling(group_by_length=True, micro_batch=8, batching="packed") == "random"
 
 
+def test_the_notebooks_batching_on_unsloth_is_padding_free_as_unsloth_makes_it():
+    """Unsloth turns padding-free on for the notebook's trainer; rebatch = false must match."""
+    from engine.train.job import auto_batching
+
+    assert auto_batching("unsloth", rebatch=False) == "padding_free"
+    assert auto_batching("unsloth", rebatch=True) == "padded"
+    # Without Unsloth's per-sample lengths, unpadded samples would attend to each other.
+    assert auto_batching("hf", rebatch=False) == "padded"
+
+
 def test_rendering_apart_gives_the_same_rows_and_the_same_mistakes(tiny_model_dir, tmp_path):
     """The unsloth backend renders in a separate process (Unsloth must come before
     transformers); what it trains on, and what it tells the user, must not change."""
