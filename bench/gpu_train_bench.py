@@ -102,6 +102,7 @@ def run_stillroom(plan, out: Path, tag: str) -> dict:
     for event in runs.follow(run_dir, poll_s=1.0):
         last = event
     (out / f"{tag}.log").write_text(runs.log_tail(run_dir, 400))
+    (out / f"{tag}.events.jsonl").write_text((run_dir / "events.jsonl").read_text())
     result = {"name": tag, "terminal": last.type if last else None}
     if last is None or last.type != "finished":
         result["error"] = getattr(last, "message", "") + " " + getattr(last, "log_tail", "")

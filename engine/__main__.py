@@ -16,14 +16,28 @@ import signal
 import sys
 from pathlib import Path
 
+ALLOCATOR_VARS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")
 
-def _offline_friendly_env() -> None:
-    """Keep Unsloth's generated code out of the cwd; skip its hub call when offline."""
+
+def _child_env() -> None:
+    """Set the environment before anything touches CUDA.
+
+    Keeps Unsloth's generated code out of the cwd and skips its hub call when
+    offline. Turns on torch's expandable segments, as ``import unsloth`` would:
+    torch reads the allocator setting once, when CUDA starts, and the child
+    starts CUDA (to name the device) before it imports Unsloth. Without them
+    the notebook's batching reserved 0.57 GiB over what it allocated on an H100,
+    against 0.08 GiB for the notebook itself. A user's own allocator setting
+    wins; WSL is left alone, where expandable segments fail (unsloth#3511).
+    """
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stillroom"
     os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache / "unsloth_compiled_cache"))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if any(os.environ.get(k) == "1" for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    wsl = "microsoft" in os.uname().release.lower() or "WSL_DISTRO_NAME" in os.environ
+    if not wsl and not any(name in os.environ for name in ALLOCATOR_VARS):
+        os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def _sample_gpu(emit, stop) -> None:
@@ -64,7 +78,7 @@ def train(run_dir: Path, probe: bool) -> int:
     def should_stop() -> bool:
         return stop.is_set() or (run_dir / runs.CANCEL_FILE).exists()
 
-    _offline_friendly_env()
+    _child_env()
     plan = load_plan(run_dir / runs.PLAN_FILE)
     sampler_stop = threading.Event()
     _sample_gpu(emit, sampler_stop)
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine.chat_serve import protocol_stdout, serve
 
         out = protocol_stdout()
-        _offline_friendly_env()
+        _child_env()
         return serve(args.run_dir.resolve(), sys.stdin, out)
     if args.job == "prepare":
         return prepare(args.plan, args.run_dir.resolve())

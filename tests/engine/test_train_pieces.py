@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from engine import events as ev
@@ -107,3 +108,20 @@ def test_rendering_apart_gives_the_same_rows_and_the_same_mistakes(tiny_model_di
     with pytest.raises(UserError) as caught:
         prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
     assert caught.value.hint
+
+
+def test_training_child_turns_on_expandable_segments_unless_the_user_chose(monkeypatch):
+    """torch reads the allocator setting once, so the child must set it before CUDA starts."""
+    import engine.__main__ as child
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in (*child.ALLOCATOR_VARS, "WSL_DISTRO_NAME")
+    }
+    monkeypatch.setattr(os, "environ", env)  # the child's settings stay out of this session
+    child._child_env()
+    if "microsoft" not in os.uname().release.lower():
+        assert env["PYTORCH_ALLOC_CONF"] == "expandable_segments:True"
+    del env["PYTORCH_ALLOC_CONF"]
+    env["PYTORCH_CUDA_ALLOC_CONF"] = "max_split_size_mb:128"
+    child._child_env()
+    assert "PYTORCH_ALLOC_CONF" not in env
