@@ -223,7 +223,13 @@ def convert_to_gguf(converter: Path, merged: Path, out: Path, name: str, outtype
     )
     if done.returncode != 0 or not target.is_file():
         tail = "\n".join((done.stderr or done.stdout).splitlines()[-5:])
-        raise UserError(f"the GGUF conversion failed: {tail}", hint=_INSTALL_GGUF)
+        raise UserError(
+            f"llama.cpp's converter ({converter}) failed: {tail}",
+            hint="A missing module: install the converter's requirements "
+            "(llama.cpp/requirements/requirements-convert_hf_to_gguf.txt). 'not recognized' or "
+            "'not supported': this llama.cpp is older than the model; update it "
+            "(`git -C LLAMA_CPP_DIR pull`). `--format merged` works without it.",
+        )
     return target
 
 

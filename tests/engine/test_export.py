@@ -17,6 +17,9 @@ def test_export_adapter_has_tokenizer_and_model_card(facts_run, tmp_path):
         assert (out / name).is_file()
     card = (out / "README.md").read_text()
     assert "library_name: peft" in card and "150 steps" in card and "6 rows held out" in card
+    # As readable as the files transformers wrote (a temp file's 0600 would lock out others).
+    mode = (out / "tokenizer.json").stat().st_mode & 0o777
+    assert (out / "README.md").stat().st_mode & 0o777 == mode
 
 
 def test_merged_export_loads_with_plain_transformers_and_answers_the_same(
