@@ -1,0 +1,334 @@
+"""What a trained run is worth and how to ship it: the evaluation report and the export.
+
+Both run the real CLI (``stillroom eval`` / ``stillroom export``) in a child
+process through :class:`ChildLog`, so the TUI never imports torch; the screens
+read only what the child leaves behind (``eval/report.json``, ``parity.json``).
+A child outlives its screen: closing one while it runs lets it finish.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
+
+from engine.chat import DEFAULT_MAX_NEW_TOKENS
+from engine.evaluate import EVAL_DIR, EXAMPLES_SHOWN, MODELS, metric_lines
+from engine.export import FORMATS
+from tui.widgets.child_log import ChildLog
+
+FORMAT_NOTES = {
+    "adapter": "the LoRA adapter, tokenizer and a model card",
+    "merged": "one 16-bit model that plain transformers loads",
+    "gguf": "a GGUF file and an Ollama Modelfile (needs llama.cpp)",
+}
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it: short on screen."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class ChildScreen(ModalScreen[None]):
+    """A whole-window dialog about one run that runs one ``stillroom`` child at a time."""
+
+    DEFAULT_CSS = """
+    ChildScreen > Vertical {
+        border: round $accent;
+        border-title-style: bold;
+        background: $surface;
+        padding: 0 1;
+    }
+    ChildScreen .options {
+        height: auto;
+        margin-top: 1;
+    }
+    ChildScreen .options Input {
+        width: 12;
+        margin-right: 2;
+    }
+    ChildScreen #results-status {
+        margin-top: 1;
+    }
+    ChildScreen ChildLog {
+        display: none;
+    }
+    ChildScreen ChildLog.-shown {
+        display: block;
+    }
+    ChildScreen #results-status.-error {
+        color: $text-error;
+    }
+    ChildScreen #results-status.-ok {
+        color: $text-success;
+    }
+    """
+    BINDINGS = [Binding("escape", "close", "Close")]
+    WHAT = ""  # the child's job in words, for the notice when the screen closes on it
+    LOG_FILE = ""  # in the run folder: the child's whole output
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / self.LOG_FILE
+
+    @property
+    def running(self) -> bool:
+        return self.query_one(ChildLog).running
+
+    def start(self, args: list[str], doing: str) -> None:
+        self.show_status(f"{doing} in its own process; output below.")
+        output = self.query_one(ChildLog)
+        output.add_class("-shown")
+        output.start(args, self.log_path)
+        self.refresh_bindings()
+
+    def show_status(self, text: str, state: str = "") -> None:
+        status = self.query_one("#results-status", Static)
+        status.update(text)
+        status.set_class(state == "error", "-error")
+        status.set_class(state == "ok", "-ok")
+
+    def show_failure(self, message: ChildLog.Finished) -> None:
+        assert message.failure is not None
+        hint = f"\n→ {message.failure.hint}" if message.failure.hint else ""
+        self.show_status(f"✗ {message.failure.message}{hint}", "error")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run" and self.running:
+            return None  # shown dimmed: one child at a time
+        return True
+
+    @on(ChildLog.Finished)
+    def _child_finished(self, message: ChildLog.Finished) -> None:
+        self.refresh_bindings()
+        self.child_finished(message)
+
+    def child_finished(self, message: ChildLog.Finished) -> None:
+        raise NotImplementedError
+
+    def action_close(self) -> None:
+        if self.running:
+            self.notify(
+                f"The {self.WHAT} goes on in its own process; its output is in "
+                f"{shown(self.log_path)}.",
+                timeout=8,
+            )
+        self.dismiss()
+
+
+class EvalScreen(ChildScreen):
+    """The run's report (base vs student against the teacher), and ctrl+r to evaluate again."""
+
+    DEFAULT_CSS = """
+    EvalScreen #eval-report {
+        height: 1fr;
+    }
+    """
+    BINDINGS = [Binding("ctrl+r", "run", "Evaluate")]
+    WHAT = "evaluation"
+    LOG_FILE = "eval.log"
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.report: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as dialog:
+            dialog.border_title = f"Evaluation of {self.run_dir.name}"
+            with VerticalScroll(id="eval-report"):
+                yield Static(id="eval-summary")
+            with Horizontal(classes="options"):
+                yield Label("rows ")
+                yield Input(placeholder="all", type="integer", id="eval-rows", compact=True)
+                yield Label("answer budget ")
+                yield Input(
+                    placeholder=str(DEFAULT_MAX_NEW_TOKENS), type="integer", id="eval-tokens",
+                    compact=True,
+                )  # fmt: skip
+                yield Label("tokens")
+            yield Static(id="results-status", markup=False)
+            yield ChildLog()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#eval-report").focus()
+        self.load_report()
+        if self.report is None:
+            self.show_status(
+                "No evaluation yet: ctrl+r answers the held-out prompts with the base model and "
+                "the student and scores both against the teacher's answers."
+            )
+        else:
+            report = shown(self.run_dir / EVAL_DIR / "report.md")
+            self.show_status(f"Also in {report}; ctrl+r evaluates again.")
+
+    def load_report(self) -> None:
+        self.report = read_json(self.run_dir / EVAL_DIR / "report.json")
+        self.query_one("#eval-summary", Static).update(
+            render_report(self.report) if self.report else ""
+        )
+
+    def action_run(self) -> None:
+        args = ["eval", str(self.run_dir)]
+        for field, flag in (("#eval-rows", "--n"), ("#eval-tokens", "--max-new-tokens")):
+            value = self.query_one(field, Input).value.strip()
+            if value:
+                args += [flag, value]
+        self.start(args, "Evaluating: loading the models, then answering each prompt twice,")
+
+    def child_finished(self, message: ChildLog.Finished) -> None:
+        if message.code:
+            self.show_failure(message)
+            return
+        self.load_report()
+        self.query_one(ChildLog).remove_class("-shown")
+        report = shown(self.run_dir / EVAL_DIR / "report.md")
+        self.show_status(f"✓ evaluated; the report is also in {report}.", "ok")
+
+
+def render_report(report: dict[str, Any]) -> RenderableType:
+    """The metrics table, the notes, then the first examples side by side."""
+    metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    metrics.add_column("metric")
+    for model in MODELS:
+        metrics.add_column(model, justify="right")
+    for row in metric_lines(report):
+        metrics.add_row(*row)
+    head = Text(
+        f"{report['rows']} prompts from {report['source']}; greedy answers of at most "
+        f"{report['max_new_tokens']} tokens, scored against the teacher's.",
+        style="dim",
+    )
+    notes = [Text(f"• {note}", style="yellow") for note in report["notes"]]
+    examples = [_example(n, item) for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1)]
+    return Group(head, metrics, *notes, *examples)
+
+
+def _example(n: int, item: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"{n}. {_short(item['messages'][-1]['content'])}",
+        title_justify="left",
+        title_style="bold",
+        box=box.ROUNDED,
+        expand=True,
+    )
+    table.add_column("teacher", ratio=1)
+    answers = [item["answers"][model] for model in MODELS]
+    for model, answer in zip(MODELS, answers, strict=True):
+        table.add_column(f"{model} · F1 {answer['f1']:.2f}", ratio=1)
+    table.add_row(
+        _short(item["reference"]),
+        *(_short(a["text"]) + (" ✂ cut" if a["cut"] else "") for a in answers),
+    )
+    return table
+
+
+def _short(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+class ExportScreen(ChildScreen):
+    """Choose a format and a folder, export the run's student, then say where and how faithful."""
+
+    DEFAULT_CSS = """
+    ExportScreen #export-out {
+        width: 1fr;
+    }
+    """
+    BINDINGS = [Binding("ctrl+r", "run", "Export")]
+    WHAT = "export"
+    LOG_FILE = "export.log"
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.out: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as dialog:
+            dialog.border_title = f"Export {self.run_dir.name}"
+            yield Static("Format (↑↓ choose, enter picks; tab moves to the folder):")
+            with RadioSet(id="export-format"):
+                for n, name in enumerate(FORMATS):
+                    yield RadioButton(f"{name}: {FORMAT_NOTES[name]}", value=n == 0, name=name)
+            with Horizontal(classes="options"):
+                yield Label("folder ")
+                yield Input(placeholder=self.default_out("adapter"), id="export-out", compact=True)
+            yield Static(id="results-status", markup=False)
+            yield ChildLog()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RadioSet).focus()
+        self.show_status("ctrl+r exports; an empty folder means the default shown.")
+
+    def default_out(self, format: str) -> str:
+        return shown(self.run_dir / "export" / format)
+
+    @property
+    def chosen_format(self) -> str:
+        pressed = self.query_one(RadioSet).pressed_button
+        return pressed.name if pressed and pressed.name else FORMATS[0]
+
+    @on(RadioSet.Changed)
+    def _format_changed(self) -> None:
+        self.query_one("#export-out", Input).placeholder = self.default_out(self.chosen_format)
+
+    def action_run(self) -> None:
+        typed = self.query_one("#export-out", Input).value.strip()
+        self.out = (
+            Path(typed).expanduser() if typed else self.run_dir / "export" / self.chosen_format
+        )
+        args = ["export", str(self.run_dir), "--format", self.chosen_format, "--out", str(self.out)]
+        self.start(args, f"Exporting {self.chosen_format} to {shown(self.out)}")
+
+    def child_finished(self, message: ChildLog.Finished) -> None:
+        assert self.out is not None
+        verdict, flagged = parity_verdict(self.out)
+        if message.code and not (message.code == 1 and flagged):  # 1 also: written, but flagged
+            self.show_failure(message)
+            return
+        mark, state = ("!", "error") if flagged else ("✓", "ok")
+        self.show_status(f"{mark} written to {shown(self.out)}\n{verdict}", state)
+
+
+def parity_verdict(folder: Path) -> tuple[str, bool]:
+    """What ``parity.json`` says in words, and whether the export answers differently."""
+    parity = read_json(folder / "parity.json")
+    if parity is None:
+        return "No parity check: the adapter is exactly what was trained.", False
+    if parity["note"]:
+        return f"Parity {parity['note']}", False
+    total = len(parity["items"])
+    if parity["differing"]:
+        return (
+            f"✗ PARITY FAILED: {parity['differing']} of {total} answers differ from base + "
+            f"adapter; see {shown(folder / 'parity.json')}",
+            True,
+        )
+    return f"Parity: the same greedy answers as base + adapter on {total} prompts.", False
