@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from engine.errors import UserError
 from engine.train.memory import TokenProfile
 from tui.screens.base import StepScreen
+from tui.screens.file_picker import FilePicker, fill
 from tui.widgets.column_mapper import ColumnMapper
 from tui.widgets.histogram import Histogram
 from tui.widgets.knob import Knob
@@ -47,6 +48,7 @@ class DataScreen(StepScreen):
     STEP = "data"
     BINDINGS = [
         Binding("ctrl+r", "inspect", "Read data", priority=True),
+        Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+l", "fit_length", "Fit length", priority=True),
         Binding("ctrl+o", "toggle_overflow", "Overflow", priority=True),
         Binding("ctrl+t", "ask_teacher", "Ask teacher", priority=True),
@@ -244,11 +246,21 @@ class DataScreen(StepScreen):
         return bool(self.report and any(p.kind == kind for p in self.report.problems))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Fix keys show in the footer only while their problem is on screen."""
+        """Fix keys show in the footer only while their problem is on screen; Browse only
+        while Source has focus (the footer has no room for every key at 80 columns)."""
+        if action == "browse":
+            return self.query_one("#knob-dataset-source").has_focus_within
         for kind, fixes in FIXES.items():
             if action in {name for name, _, _ in fixes}:
                 return self._has(kind)
         return True
+
+    def action_browse(self) -> None:
+        self.app.push_screen(FilePicker(), self._source_picked)
+
+    def _source_picked(self, path: str | None) -> None:
+        if path is not None and fill(self.query_one("#knob-dataset-source", Knob), path):
+            self.action_inspect()
 
     def action_fit_length(self) -> None:
         longest = (self.report and self.report.tokens or {}).get("max")

@@ -4,6 +4,10 @@ Generation runs ``engine.teacher.generate.run`` in a thread worker. Its events
 come back as messages; progress messages replace each other, so a fast teacher
 never floods the UI. Pausing stops cleanly; generating again resumes, since the
 engine skips every prompt already answered in the output file.
+
+The footer has room for the step's keys at 80 columns because it shows only
+those that apply now: Generate or Pause, and a field's own key (ctrl+l lists
+models from the Model field, ctrl+f browses from the Prompt file field).
 """
 
 from __future__ import annotations
@@ -15,17 +19,23 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, ProgressBar, Static
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, OptionList, ProgressBar, Static
 
 from engine import events as ev
 from engine.teacher.providers import PRESETS
 from tui.screens.base import StepScreen
+from tui.screens.file_picker import FilePicker, fill
 from tui.widgets.knob import Knob
 
 if TYPE_CHECKING:
+    from engine.plan import TeacherPlan
     from engine.teacher.generate import Summary
+
+# action -> the knob whose key it is: active (and in the footer) while that field has focus
+FIELD_KEYS = {"list_models": "#knob-teacher-model", "browse": "#knob-teacher-prompts"}
 
 
 class TeacherScreen(StepScreen):
@@ -36,6 +46,8 @@ class TeacherScreen(StepScreen):
         Binding("ctrl+t", "test_call", "Test call", priority=True),
         Binding("ctrl+r", "generate", "Generate", priority=True),
         Binding("ctrl+s", "pause", "Pause", priority=True),
+        Binding("ctrl+l", "list_models", "Models", priority=True),
+        Binding("ctrl+f", "browse", "Browse", priority=True),
     ]
 
     class Progressed(Message):
@@ -67,6 +79,14 @@ class TeacherScreen(StepScreen):
             self.ok = ok
             self.text = text
 
+    class ModelsListed(Message):
+        """The endpoint's models, or ``error`` (one line with its hint) when it could not say."""
+
+        def __init__(self, models: list[str], error: str | None = None) -> None:
+            super().__init__()
+            self.models = models
+            self.error = error
+
     def __init__(self) -> None:
         super().__init__()
         self._stop = threading.Event()
@@ -86,15 +106,17 @@ class TeacherScreen(StepScreen):
             "a preset: URL, key variable, model",
             choices=[(name, name) for name in PRESETS],
         )
-        yield Knob("teacher.model", "Model", "the endpoint lists its models (ctrl+t)")
+        yield Knob("teacher.model", "Model", "ctrl+l lists the endpoint's models")
         yield Knob("teacher.base_url", "Base URL", "any OpenAI-compatible endpoint")
         yield Knob("teacher.api_key_env", "Key variable", "")
-        yield Knob("teacher.prompts", "Prompt file", "text (one a line), JSONL, or a dataset")
+        yield Knob("teacher.prompts", "Prompt file", "text/JSONL/dataset; ctrl+f browses")
         yield Knob("teacher.topic", "…or a topic", "the teacher first writes questions on it")
         yield Knob("teacher.count", "Questions", "how many questions to write for the topic")
         yield Knob("teacher.output", "Output", "append-only JSONL; re-running resumes it")
         yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
         yield Knob("teacher.max_tokens", "Max tokens", "answer budget; too low cuts answers")
+        yield Knob("teacher.temperature", "Temperature", "0 to 2; higher varies the answers")
+        yield Knob("teacher.budget_usd", "Spending cap $", "stops cleanly once spent; empty: none")
         with Horizontal(classes="buttons"):
             yield Button("Test call ^t", id="test", compact=True)
             yield Button("Generate ^r", id="generate", variant="primary", compact=True)
@@ -138,22 +160,11 @@ class TeacherScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="test-call")
     def _test_call(self) -> None:
-        import asyncio
-
         from engine.errors import UserError
-        from engine.teacher.client import api_key, fetch_models, make_client
 
         teacher = self.app.plan.teacher
-
-        async def ask(key: str) -> list[str]:
-            client = make_client(teacher, key)
-            try:
-                return await fetch_models(client, teacher, key)
-            finally:  # closed on this loop, never later by the garbage collector
-                await client.close()
-
         try:
-            models = asyncio.run(ask(api_key(teacher)))
+            models = served_models(teacher)
         except UserError as error:
             self.post_message(self.Tested(False, f"✗ {error} {error.hint}".strip()))
             return
@@ -172,6 +183,61 @@ class TeacherScreen(StepScreen):
         result = self.query_one("#test-result", Static)
         result.update(message.text)
         result.set_class(not message.ok, "-error")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in FIELD_KEYS:
+            return self.query_one(FIELD_KEYS[action]).has_focus_within
+        if action == "generate":
+            return not self.running
+        if action == "pause":
+            return self.running
+        return True
+
+    def action_list_models(self) -> None:
+        url = self.app.plan.teacher.base_url
+        self.query_one("#test-result", Static).update(f"Asking {url} for its models…")
+        self._list_models()
+
+    @work(thread=True, exclusive=True, group="models")
+    def _list_models(self) -> None:
+        from engine.errors import UserError
+
+        try:
+            self.post_message(self.ModelsListed(served_models(self.app.plan.teacher)))
+        except UserError as error:
+            self.post_message(self.ModelsListed([], f"✗ {error} {error.hint}".strip()))
+
+    @on(ModelsListed)
+    def _models_listed(self, message: ModelsListed) -> None:
+        """Offer what the endpoint serves; when it can't say, the provider preset's suggestions."""
+        teacher = self.app.plan.teacher
+        result = self.query_one("#test-result", Static)
+        models, note = message.models, f"{teacher.base_url} serves:"
+        if models:
+            result.update(f"✓ {teacher.base_url} serves {len(models)} model(s).")
+        else:
+            models = list(PRESETS[teacher.provider].models)
+            note = f"Not from the endpoint: the {teacher.provider} preset's suggestions:"
+            result.update(message.error or "✗ The endpoint does not list its models: type one.")
+        result.set_class(not message.models, "-error")
+        if models:
+            self.app.push_screen(ModelPicker(models, teacher.model, note), self._model_picked)
+
+    def _model_picked(self, model: str | None) -> None:
+        if model is None:
+            return
+        self.app.change("teacher", model=model)
+        self.show_plan()
+        result = self.query_one("#test-result", Static)
+        result.update(f"Model: {model}. Test call (ctrl+t) checks it answers.")
+        result.remove_class("-error")
+
+    def action_browse(self) -> None:
+        self.app.push_screen(FilePicker(), self._prompts_picked)
+
+    def _prompts_picked(self, path: str | None) -> None:
+        if path is not None:
+            fill(self.query_one(FIELD_KEYS["browse"], Knob), path)
 
     @on(Button.Pressed, "#generate")
     def action_generate(self) -> None:
@@ -200,6 +266,7 @@ class TeacherScreen(StepScreen):
         self.running = running
         self.query_one("#generate", Button).disabled = running
         self.query_one("#pause", Button).disabled = not running
+        self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="generate")
     def _generate(self, teacher: object) -> None:
@@ -245,6 +312,71 @@ class TeacherScreen(StepScreen):
         if summary.done and self.app.plan.dataset.source != summary.output:
             self.app.change("dataset", source=summary.output, mapping=None, format=None)
             self.notify(f"The Data step now reads {summary.output}.")
+
+
+class ModelPicker(ModalScreen[str | None]):
+    """Pick a model id with the keyboard; dismisses with it, or None on escape."""
+
+    DEFAULT_CSS = """
+    ModelPicker {
+        align: center middle;
+    }
+    ModelPicker > Vertical {
+        width: 100%;
+        max-width: 60;
+        height: auto;
+        max-height: 20;
+        border: thick $accent;
+        padding: 0 1;
+        background: $surface;
+    }
+    ModelPicker OptionList {
+        height: auto;
+        max-height: 14;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "dismiss", "Cancel")]
+
+    def __init__(self, models: list[str], current: str, note: str) -> None:
+        super().__init__()
+        self.models = models
+        self.current = current
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.note, markup=False)
+            yield OptionList(*self.models)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.current in self.models:
+            self.query_one(OptionList).highlighted = self.models.index(self.current)
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.models[event.option_index])
+
+
+def served_models(teacher: TeacherPlan) -> list[str]:
+    """What the endpoint serves (``GET /models``, key from the environment); [] if it won't say.
+
+    Raises ``UserError`` saying what went wrong (no key, unreachable, refused). Call it
+    from a thread worker: it runs its own event loop and imports openai.
+    """
+    import asyncio
+
+    from engine.teacher.client import api_key, fetch_models, make_client
+
+    async def ask(key: str) -> list[str]:
+        client = make_client(teacher, key)
+        try:
+            return await fetch_models(client, teacher, key)
+        finally:  # closed on this loop, never later by the garbage collector
+            await client.close()
+
+    return asyncio.run(ask(api_key(teacher)))
 
 
 def progress_line(event: ev.Progress) -> str:

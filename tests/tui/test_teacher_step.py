@@ -1,0 +1,124 @@
+"""The Teacher step's sampling knobs and model picker, driven by keys against a loopback server."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import OptionList
+
+from engine.plan import load_plan
+from tests.teacher_server import MODELS, TeacherServer
+from tui.screens.teacher import ModelPicker
+
+from .conftest import SIZE
+
+pytestmark = pytest.mark.anyio
+KEY_VAR = "STILLROOM_TUI_TEST_KEY"
+
+
+async def type_into(pilot, key: str, text: str, *, clear: bool = True) -> str:
+    """Type ``text`` in the field of plan ``key`` (replacing it); returns the line beside it."""
+    knob = pilot.app.screen.query_one(f"#knob-{key.replace('.', '-')}")
+    knob.editor.focus()
+    await pilot.press("end", *(["ctrl+u"] if clear else []), *text)
+    await pilot.pause()
+    return str(knob.query_one(".help").render())
+
+
+async def test_temperature_and_spending_cap_reach_the_saved_plan_and_bad_values_are_refused(
+    make_app,
+):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        await type_into(pilot, "teacher.temperature", "0.3")
+        await type_into(pilot, "teacher.budget_usd", "2.5")
+        await type_into(pilot, "teacher.max_tokens", "512")
+        saved = load_plan("stillroom-plan.toml").teacher
+        assert (saved.temperature, saved.budget_usd, saved.max_tokens) == (0.3, 2.5, 512)
+
+        assert "valid number" in await type_into(pilot, "teacher.budget_usd", "x", clear=False)
+        assert "valid number" in await type_into(pilot, "teacher.temperature", "?", clear=False)
+        saved = load_plan("stillroom-plan.toml").teacher
+        assert (saved.temperature, saved.budget_usd) == (0.3, 2.5)  # the last valid values
+        assert "less than or equal to 2" in await type_into(pilot, "teacher.temperature", "5")
+        assert "greater than 0" in await type_into(pilot, "teacher.budget_usd", "-1")
+        assert load_plan("stillroom-plan.toml").teacher.temperature <= 2
+
+        assert "empty: none" in await type_into(pilot, "teacher.budget_usd", "")
+        assert load_plan("stillroom-plan.toml").teacher.budget_usd is None
+
+
+async def open_models(pilot) -> None:
+    """ctrl+l from the Model field, then wait for the endpoint's answer."""
+    pilot.app.screen.query_one("#knob-teacher-model Input").focus()
+    await pilot.pause()
+    await pilot.press("ctrl+l")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_model_picker_lists_the_endpoints_models_and_sets_the_plan(make_app, monkeypatch):
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
+                       api_key_env=KEY_VAR)  # fmt: skip
+            app.screen.show_plan()
+            await open_models(pilot)
+            assert isinstance(app.screen, ModelPicker)
+            options = app.screen.query_one(OptionList)
+            listed = [options.get_option_at_index(i).prompt for i in range(options.option_count)]
+            assert listed == sorted(MODELS)
+            assert listed[options.highlighted] == "teacher-1"  # the current model
+
+            await pilot.press("down", "enter")
+            await pilot.pause()
+            assert not isinstance(app.screen, ModelPicker)
+            assert app.screen.query_one("#knob-teacher-model Input").value == listed[1]
+    assert load_plan("stillroom-plan.toml").teacher.model == listed[1]
+
+
+async def test_models_key_belongs_to_the_model_field(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.screen.query_one("#knob-teacher-output Input").focus()
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert str(app.screen.query_one("#test-result").render()) == ""
+
+
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("unset", "DEEPSEEK_API_KEY is not set"),
+        ("wrong key", "refused the API key (401)"),
+        ("unreachable", "Is the server running"),
+    ],
+)
+async def test_models_failure_says_what_to_do_and_offers_the_preset(
+    make_app, monkeypatch, case, says
+):
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, "sk-wrong-0000000000")
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            if case == "wrong key":
+                app.change("teacher", base_url=server.base_url, api_key_env=KEY_VAR)
+            elif case == "unreachable":
+                app.change("teacher", base_url="http://127.0.0.1:9/v1", api_key_env="",
+                           retry_base_s=0.01)  # fmt: skip
+            await open_models(pilot)
+            assert isinstance(app.screen, ModelPicker)  # offline: the deepseek preset's models
+            assert app.screen.query_one(OptionList).option_count == 2
+            await pilot.press("escape")
+            await pilot.pause()
+            assert says in str(app.screen.query_one("#test-result").render())
+            assert app.plan.teacher.model == "deepseek-v4-flash"

@@ -1,0 +1,112 @@
+"""A file browser for path fields: pick a data file with the keyboard instead of typing it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DirectoryTree, Footer, Input, Static
+
+from tui.widgets.knob import Knob
+
+# What prompt files and datasets are usually stored as.
+DATA_SUFFIXES = frozenset({".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet"})
+
+
+class DataTree(DirectoryTree):
+    """Folders and likely data files only; hidden entries (.git, .venv) stay out of the way."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [
+            path
+            for path in paths
+            if not path.name.startswith(".")
+            and (self._safe_is_dir(path) or path.suffix.lower() in DATA_SUFFIXES)
+        ]
+
+    def on_tree_node_expanded(self) -> None:
+        """With the root hidden the cursor starts nowhere: put it on the first entry."""
+        if self.cursor_line < 0:
+            self.cursor_line = 0
+
+
+class FilePicker(ModalScreen[str | None]):
+    """Dismisses with the picked path (relative to the project folder when inside it) or None."""
+
+    DEFAULT_CSS = """
+    FilePicker {
+        align: center middle;
+    }
+    FilePicker > Vertical {
+        width: 100%;
+        max-width: 76;
+        height: 100%;
+        max-height: 20;
+        border: thick $accent;
+        padding: 0 1;
+        background: $surface;
+    }
+    FilePicker #where {
+        text-style: bold;
+    }
+    FilePicker DataTree {
+        height: 1fr;
+    }
+    FilePicker .hint {
+        color: $text-muted;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Cancel"),
+        Binding("backspace", "up", "Parent folder"),
+    ]
+
+    def __init__(self, project: Path | None = None) -> None:
+        super().__init__()
+        self.project = (project or Path.cwd()).resolve()
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="where", markup=False)
+            tree = DataTree(self.project)
+            tree.show_root = False  # its label is the full path; #where names the folder
+            yield tree
+            yield Static("Enter picks a file or opens a folder.", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show_where()
+
+    def _show_where(self) -> None:
+        root = Path(self.query_one(DataTree).path)
+        where = "the project folder" if root == self.project else str(self._shown(root))
+        self.query_one("#where", Static).update(f"Pick a file in {where}")
+
+    def _shown(self, path: Path) -> Path:
+        """``path`` relative to the project folder when inside it, else absolute."""
+        return path.relative_to(self.project) if path.is_relative_to(self.project) else path
+
+    def action_up(self) -> None:
+        tree = self.query_one(DataTree)
+        tree.path = Path(tree.path).parent
+        self._show_where()
+
+    @on(DirectoryTree.FileSelected)
+    def _picked(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self.dismiss(str(self._shown(event.path)))
+
+
+def fill(knob: Knob, path: str) -> bool:
+    """Put a picked path in ``knob`` and the plan, validated as if typed; False if refused."""
+    with knob.screen.prevent(Input.Changed):
+        knob.show(path)
+    error = knob.app.change_key(knob.key, path)  # type: ignore[attr-defined]
+    knob.explain(error)
+    return error is None
