@@ -15,6 +15,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 
 from engine.events import GpuSample
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
@@ -28,6 +29,9 @@ from tui.screens.teacher import TeacherScreen
 from tui.screens.train import TrainScreen
 from tui.screens.welcome import WelcomeScreen
 from tui.steps import READY, neighbour, step_named
+
+# The app's step keys; none of them acts while a dialog is open.
+NAVIGATION = ("previous_step", "next_step", "show_command")
 
 GpuProbe = Callable[[], "tuple[float, str] | None"]
 GpuSampler = Callable[[set[int]], "list[GpuSample] | None"]
@@ -182,13 +186,13 @@ class StillroomApp(App[None]):
     # Navigation
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in NAVIGATION and isinstance(self.screen, ModalScreen):
+            return False  # a dialog on top: finish or close it first
         if action == "previous_step":
             return self.current_mode != "welcome"
         return True
 
     def action_next_step(self) -> None:
-        if isinstance(self.screen, CommandScreen):
-            return
         current = self.current_mode
         if current == "welcome":
             self.switch_mode(self.step)
@@ -206,19 +210,20 @@ class StillroomApp(App[None]):
             self.switch_mode(following.name)
 
     def action_previous_step(self) -> None:
-        if self.current_mode == "welcome" or isinstance(self.screen, CommandScreen):
-            return
         previous = neighbour(self.current_mode, -1)
         self.switch_mode(previous.name if previous else "welcome")
 
     def action_show_command(self) -> None:
-        if isinstance(self.screen, CommandScreen):
-            return
         step = self.current_mode if self.current_mode in READY else self.step
         self.push_screen(CommandScreen(step, note=f"The {step_named(step).title} step, headless:"))
 
 
-def run_wizard(plan_path: str | None) -> int:
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+
+
+def run_wizard(plan_path: str | None, theme: str = "dark") -> int:
     """``stillroom`` with no subcommand: the wizard on the draft plan."""
-    StillroomApp(Path(plan_path) if plan_path else DEFAULT_PATH).run()
+    app = StillroomApp(Path(plan_path) if plan_path else DEFAULT_PATH)
+    app.theme = THEMES[theme]
+    app.run()
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -53,10 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the wizard's draft plan (default: ./stillroom-plan.toml)",
     )
+    parser.add_argument(
+        "--theme",
+        choices=("dark", "light"),
+        help="the wizard's colours; both are readable on any terminal "
+        "(default: $STILLROOM_THEME, else dark)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"tui.commands.{name}").register(subparsers)
     return parser
+
+
+def _theme_from_env() -> str:
+    theme = os.environ.get("STILLROOM_THEME", "dark")
+    if theme not in ("dark", "light"):
+        raise UserError(
+            f"STILLROOM_THEME={theme!r} is not a theme",
+            hint="Set it to dark or light, or unset it.",
+        )
+    return theme
 
 
 def report_user_error(error: UserError) -> None:
@@ -69,11 +86,11 @@ def report_user_error(error: UserError) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        from tui.app import run_wizard
-
-        return run_wizard(args.wizard_plan)
     try:
+        if not getattr(args, "func", None):
+            from tui.app import run_wizard
+
+            return run_wizard(args.wizard_plan, args.theme or _theme_from_env())
         return int(args.func(args) or 0)
     except UserError as error:
         report_user_error(error)

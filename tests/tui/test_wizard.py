@@ -10,6 +10,7 @@ from engine.plan import load_plan
 from tui.app import StillroomApp
 from tui.draft import read_draft
 from tui.screens.data import DataScreen
+from tui.screens.file_picker import FilePicker
 from tui.screens.teacher import TeacherScreen
 from tui.screens.welcome import WelcomeScreen
 from tui.widgets.knob import Knob
@@ -42,6 +43,21 @@ async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
         assert isinstance(app.screen, DataScreen)
         assert any("Read a dataset first" in n.message for n in app._notifications)
         await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, TeacherScreen)
+
+
+async def test_step_keys_wait_while_a_dialog_is_open(make_app):
+    """Back/Next under an open dialog would leave the dialog stranded on another step."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "ctrl+n", "ctrl+f")  # the Data step's file browser
+        await pilot.pause()
+        assert isinstance(app.screen, FilePicker)
+        await pilot.press("ctrl+p", "ctrl+g")
+        await pilot.pause()
+        assert isinstance(app.screen, FilePicker) and app.current_mode == "data"
+        await pilot.press("escape", "ctrl+p")
         await pilot.pause()
         assert isinstance(app.screen, TeacherScreen)
 
