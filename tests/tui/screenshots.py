@@ -1,6 +1,6 @@
 """Write real captures of every wizard screen at work into screenshots/ (SVG, plus PNG).
 
-    python -m tests.tui.screenshots [--size 80x24]
+    python -m tests.tui.screenshots [--size 80x24] [--theme light]
 
 Each screen is driven by the same scenes as the snapshot tests, in a scratch
 project with the tiny student; the teacher screen is captured mid-generation
@@ -21,14 +21,17 @@ from tests.teacher_server import TeacherServer
 from tests.tiny_model import build_tiny_model
 from tests.tui import scenes
 from tests.tui.conftest import T4, no_gpu
-from tui.app import StillroomApp
+from tui.app import THEMES, StillroomApp
 
 KEY_VAR = "STILLROOM_SCREENSHOT_KEY"
 OUT = Path(__file__).resolve().parents[2] / "screenshots"
 
 
-async def capture(name: str, size: tuple[int, int], server: TeacherServer, out: Path) -> Path:
+async def capture(
+    name: str, size: tuple[int, int], server: TeacherServer, out: Path, theme: str
+) -> Path:
     app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
+    app.theme = THEMES[theme]
     async with app.run_test(size=size) as pilot:
         if name == "teacher":
             await scenes.teacher(pilot, base_url=server.base_url)
@@ -51,8 +54,9 @@ async def capture(name: str, size: tuple[int, int], server: TeacherServer, out: 
     return path
 
 
-async def main(sizes: list[tuple[int, int]]) -> None:
-    OUT.mkdir(exist_ok=True)
+async def main(sizes: list[tuple[int, int]], theme: str) -> None:
+    out = OUT if theme == "dark" else OUT / theme
+    out.mkdir(exist_ok=True)
     converter = shutil.which("rsvg-convert")
     with tempfile.TemporaryDirectory() as scratch:
         model = build_tiny_model(Path(scratch) / "model")
@@ -64,7 +68,7 @@ async def main(sizes: list[tuple[int, int]]) -> None:
                     project.mkdir()
                     os.chdir(project)
                     scenes.prepare(project, model)
-                    svg = await capture(name, size, server, OUT)
+                    svg = await capture(name, size, server, out, theme)
                     if converter:
                         png = svg.with_suffix(".png")
                         subprocess.run([converter, str(svg), "-o", str(png)], check=True)
@@ -74,6 +78,7 @@ async def main(sizes: list[tuple[int, int]]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="capture the wizard's screens")
     parser.add_argument("--size", action="append", help="WxH (default: 80x24 and 120x40)")
+    parser.add_argument("--theme", choices=list(THEMES), default="dark")
     args = parser.parse_args()
     sizes = [tuple(int(n) for n in s.split("x")) for s in args.size or ["80x24", "120x40"]]
-    asyncio.run(main(sizes))  # type: ignore[arg-type]
+    asyncio.run(main(sizes, args.theme))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.app import StillroomApp
+from tui.app import THEMES, StillroomApp
 
 from . import scenes
 from .conftest import T4, no_gpu
@@ -77,3 +77,11 @@ def test_chat_without_a_run(snap_compare, app):
     'qwen-distill' is in runs/ yet and how to train one, an empty transcript, the input line
     focused, and ctrl+b Student/base and ctrl+l Clear in the footer."""
     assert snap_compare(app, terminal_size=SMALL, run_before=chat_without_a_run)
+
+
+@pytest.mark.parametrize("scene", ["data", "train"])
+def test_light_theme(snap_compare, app, scene):
+    """`stillroom --theme light`: you should see the same Data (mapping, rows, problems) and
+    Train (bars, chart, log) screens in dark text on a light background, every line legible."""
+    app.theme = THEMES["light"]
+    assert snap_compare(app, terminal_size=SMALL, run_before=scenes.SCENES[scene])
