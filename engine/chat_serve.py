@@ -1,9 +1,12 @@
 """Child entry for the wizard's Chat step: ``python -m engine chat-serve RUN_DIR``.
 
 Loads the run's student once, then answers JSON requests read one a line from
-stdin (``{"messages": [...], "base": bool, "max_new_tokens": N}``) with JSON
-lines on stdout: ``ready`` once loaded, a ``token`` per streamed piece, then one
-``answer``; an ``error`` (with a hint) for a bad request or a
+stdin with JSON lines on stdout. A request is ``{"messages": [...]}`` plus,
+optionally, ``"base": true`` (the adapter off), ``"max_new_tokens": N`` (N ≥ 1),
+``"system": "..."`` (a system prompt before the messages; null or empty: none)
+and ``"temperature": T`` (0 to 2; 0, the default, is greedy). It writes
+``ready`` once loaded, then for each request a ``token`` per streamed piece and
+one ``answer``; an ``error`` (with a hint) for a bad request or a
 :class:`~engine.errors.UserError`. It exits when stdin closes, so a parent that
 dies never leaves it behind once loaded. Library chatter goes to stderr: stdout
 carries the protocol only.
@@ -49,13 +52,12 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
         try:
             request = json.loads(line)
             messages = [{"role": m["role"], "content": m["content"]} for m in request["messages"]]
-            base = bool(request.get("base", False))
-            budget = int(request.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+            options = _options(request, DEFAULT_MAX_NEW_TOKENS)
         except (ValueError, KeyError, TypeError) as error:
             send("error", message=f"bad request: {error}", hint="One JSON object a line.")
             continue
         try:
-            generation = student.stream(messages, base=base, max_new_tokens=budget)
+            generation = student.stream(messages, **options)
             for piece in generation:
                 send("token", text=piece)
         except UserError as error:
@@ -66,3 +68,24 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
         send("answer", text=answer.text, cut=answer.cut, ended_cleanly=answer.ended_cleanly,
              ttft_s=answer.ttft_s, tokens_per_s=answer.tokens_per_s)  # fmt: skip
     return 0
+
+
+def _options(request: dict[str, Any], default_budget: int) -> dict[str, Any]:
+    """The request's generation options for :meth:`Student.stream`, checked."""
+    budget = int(_given(request, "max_new_tokens", default_budget))
+    if budget < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, not {budget}")
+    temperature = float(_given(request, "temperature", 0.0))
+    if not 0.0 <= temperature <= 2.0:
+        raise ValueError(f"temperature must be from 0 to 2, not {temperature}")
+    system = request.get("system") or None
+    if system is not None and not isinstance(system, str):
+        raise TypeError("system must be a string")
+    return {"base": bool(request.get("base", False)), "max_new_tokens": budget,
+            "system": system, "temperature": temperature}  # fmt: skip
+
+
+def _given(request: dict[str, Any], key: str, default: Any) -> Any:
+    """The request's value for ``key``; absent or null means the default (0 stays 0)."""
+    value = request.get(key)
+    return default if value is None else value

@@ -54,3 +54,25 @@ def test_a_run_without_an_adapter_is_an_error_with_a_hint(tmp_path, facts_run):
     (reply,) = serve(tmp_path, ask("hi"))
     assert reply["type"] == "error" and "has no adapter yet" in reply["message"]
     assert "stillroom runs" in reply["hint"]
+
+
+def test_a_system_prompt_reaches_the_model_and_bad_options_are_refused(facts_run):
+    question = FACTS[0][0]
+    replies = serve(
+        facts_run,
+        ask(question, base=True),
+        ask(question, base=True, system="Answer only in French, in capitals."),
+        ask(question, base=True, temperature=0),
+        ask(question, max_new_tokens=0),
+        ask(question, temperature=5),
+    )
+    answers = [r["text"] for r in replies if r["type"] == "answer"]
+    errors = [r["message"] for r in replies if r["type"] == "error"]
+    assert len(answers) == 3
+    plain, with_system, greedy = answers
+    assert with_system != plain  # the system prompt was in the prompt the model saw
+    assert greedy == plain  # temperature 0 is the greedy default
+    assert errors[:2] == [
+        "bad request: max_new_tokens must be at least 1, not 0",
+        "bad request: temperature must be from 0 to 2, not 5.0",
+    ]

@@ -1,4 +1,4 @@
-"""The Chat step against the trained facts run: streaming, base comparison, clearing, leaving."""
+"""The Chat step against the trained facts run: streaming, base and teacher compare, options."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import pytest
 from textual.widgets import Input
 
 from tests.engine.training import FACTS
-from tui.screens.chat import ChatScreen
+from tests.teacher_server import TeacherServer, answer_for
+from tui.screens.chat import ChatOptions, ChatScreen, OptionsScreen
 from tui.widgets.chat_log import ChatLog
 
 from .conftest import SIZE
 from .scenes import until
 
 pytestmark = pytest.mark.anyio
+KEY_VAR = "STILLROOM_TUI_CHAT_TEACHER_KEY"
 
 
 def text_of(screen: ChatScreen, selector: str) -> str:
@@ -42,6 +44,21 @@ async def ask(pilot, screen: ChatScreen, question: str) -> None:
     await until(pilot, lambda: screen.state == "ready" and len(screen.history) == turns + 2, 60)
 
 
+async def chat_with_facts_run(pilot, facts_run, **teacher) -> ChatScreen:
+    """The Chat step talking to the facts run (answers capped at 30 tokens), ``teacher`` in the plan."""
+    await pilot.press("n")
+    await pilot.pause()
+    assert pilot.app.change("output", runs_dir=str(facts_run.parent), name="t") is None
+    if teacher:
+        assert (
+            pilot.app.change("teacher", model="teacher-1", api_key_env=KEY_VAR, **teacher) is None
+        )
+    screen = await open_chat(pilot)
+    screen.options = ChatOptions(max_new_tokens=30)
+    await until(pilot, lambda: screen.state == "ready", timeout_s=120)
+    return screen
+
+
 async def test_without_a_trained_run_it_says_how_to_get_one(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -61,7 +78,7 @@ async def test_the_student_streams_its_learned_answer_and_the_base_model_differs
         await pilot.pause()
         assert app.change("output", runs_dir=str(facts_run.parent), name="t") is None
         screen = await open_chat(pilot)
-        screen.max_new_tokens = 30
+        screen.options = ChatOptions(max_new_tokens=30)
         await until(pilot, lambda: screen.state == "ready", timeout_s=120)
         assert f"{facts_run.name}: talking to the student" in text_of(screen, "#chat-state")
         log = screen.query_one(ChatLog)
@@ -89,7 +106,7 @@ async def test_the_student_streams_its_learned_answer_and_the_base_model_differs
         assert base_answer != learned
         assert "base › " in transcript(screen)
 
-        screen.max_new_tokens = 2
+        screen.options = ChatOptions(max_new_tokens=2)
         await ask(pilot, screen, FACTS[1][0])
         assert "✂ cut by the budget of 2 tokens" in transcript(screen)
 
@@ -99,3 +116,89 @@ async def test_the_student_streams_its_learned_answer_and_the_base_model_differs
         await until(pilot, lambda: app.current_mode == "train")
         assert child.wait(timeout=10) is not None  # leaving the step ends the child
         assert screen.child is None
+
+
+async def test_compare_shows_student_base_and_teacher_and_goes_on_from_the_student(
+    make_app, facts_run, monkeypatch
+):
+    question, learned = FACTS[2]
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await chat_with_facts_run(
+                pilot, facts_run, provider="custom", base_url=server.base_url
+            )
+            await pilot.press("ctrl+t")
+            state = text_of(screen, "#chat-state")
+            assert "COMPARE: student, base, teacher teacher-1" in state
+            await ask(pilot, screen, question)
+            shown = [str(line.render()) for line in screen.query_one(ChatLog).children]
+            you, student, student_meta, base, base_meta, teacher, teacher_meta = shown
+            assert you == f"you › {question}" and student == f"student › {learned}"
+            assert student_meta.startswith("✓ ended cleanly · ") and "tok/s" in student_meta
+            assert base.startswith("base › ") and base != f"base › {learned}"
+            assert base_meta.startswith(("✓ ended cleanly", "✂ cut by the budget of 30"))
+            assert teacher == f"teacher › {answer_for(question)}"
+            assert teacher_meta.startswith("✓ answered through the API · ")
+            assert screen.history == [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": learned},
+            ]
+
+            await ask(pilot, screen, FACTS[3][0])
+            sent = server.requests[-1]["body"]["messages"]
+            assert {"role": "assistant", "content": learned} in sent  # the student's answer
+            await pilot.press("ctrl+t")
+            assert "talking to the student (adapter on)" in text_of(screen, "#chat-state")
+
+
+async def test_compare_without_the_teachers_key_notes_it_and_still_answers(
+    make_app, facts_run, monkeypatch
+):
+    monkeypatch.delenv(KEY_VAR, raising=False)
+    question, learned = FACTS[1]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await chat_with_facts_run(
+            pilot, facts_run, provider="custom", base_url="http://127.0.0.1:9/v1"
+        )
+        await pilot.press("ctrl+t")
+        await ask(pilot, screen, question)
+        shown = transcript(screen)
+        assert f"student › {learned}" in shown and "base › " in shown
+        assert "teacher › (no answer)" in shown
+        note = shown.splitlines()[-1]
+        assert note.startswith("✗ teacher skipped: ") and KEY_VAR in note
+        assert "Traceback" not in shown
+
+
+async def test_options_change_the_budget_and_refuse_a_bad_one(make_app, facts_run):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await chat_with_facts_run(pilot, facts_run)
+
+        async def set_budget(value: str) -> OptionsScreen:
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: isinstance(app.screen, OptionsScreen))
+            dialog = app.screen
+            dialog.query_one("#budget", Input).value = value
+            await pilot.press("enter")
+            await pilot.pause()
+            return dialog
+
+        dialog = await set_budget("lots")
+        assert app.screen is dialog
+        error = text_of(dialog, "#options-error")
+        assert "answer budget must be a whole number from 1 to 32768" in error
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.options.max_new_tokens == 30
+        assert "budget 30 tokens" in text_of(screen, "#chat-state")
+
+        await set_budget("3")
+        await until(pilot, lambda: app.screen is screen)
+        assert "budget 3 tokens" in text_of(screen, "#chat-state")
+        assert screen.state == "ready"  # the dialog left the student loaded
+        await ask(pilot, screen, FACTS[0][0])
+        assert "✂ cut by the budget of 3 tokens" in transcript(screen)

@@ -1,10 +1,15 @@
-"""Chat: talk to the newest trained run of the plan, and compare it with its base model.
+"""Chat: talk to the newest trained run of the plan, and compare it with its base and teacher.
 
 The student loads in a child process (``python -m engine chat-serve``), so the
 TUI never imports torch. A thread worker finds the run, starts the child and
 posts each JSON line it writes as :class:`ChatScreen.Served`; the screen owns
 the history and writes requests to the child's stdin. Leaving the step or
 quitting ends the child; coming back loads the student again.
+
+In compare mode one prompt is answered in turn by the student, the base model
+(the same child, adapter off) and the plan's teacher through its API (a thread
+worker); later turns continue from the student's answer. The answer budget,
+system prompt and temperature live on the screen for the session, not in the plan.
 """
 
 from __future__ import annotations
@@ -14,22 +19,68 @@ import os
 import subprocess
 import sys
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Input, Static
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Label, Static
 
 from tui.screens.base import StepScreen
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.step_bar import StepBar
 
+if TYPE_CHECKING:
+    from engine.chat import TeacherAnswer
+    from engine.plan import TeacherPlan
+
 LOG_FILE = "chat.log"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_BUDGET = 32_768  # beyond any student's context: a typo, not a wish
+FIELDS = ("budget", "system", "temperature")  # the options dialog's inputs, in parse order
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What each prompt is sent with; kept for the session, never written to the plan."""
+
+    max_new_tokens: int = 512  # an answer that reaches it is marked cut
+    system: str = ""  # none: the student saw its training data without one
+    temperature: float = 0.0  # greedy, so the student and base answers are comparable
+
+    @classmethod
+    def parse(cls, budget: str, system: str, temperature: str) -> ChatOptions:
+        """The options as typed, or a ValueError saying what to type instead."""
+        try:
+            tokens = int(budget)
+        except ValueError:
+            tokens = 0
+        if not 1 <= tokens <= MAX_BUDGET:
+            raise ValueError(f"The answer budget must be a whole number from 1 to {MAX_BUDGET}.")
+        try:
+            heat = float(temperature)
+        except ValueError:
+            heat = -1.0
+        if not 0.0 <= heat <= 2.0:
+            raise ValueError("The temperature must be a number from 0 (greedy) to 2.")
+        return cls(tokens, system.strip(), heat)
+
+
+@dataclass
+class Turn:
+    """One prompt on its way round: who still answers it, with what history and options."""
+
+    messages: list[dict[str, str]]
+    options: ChatOptions
+    pending: list[str]  # student, base, teacher: the first one's answer joins the history
+
+    def __post_init__(self) -> None:
+        self.kept = self.pending[0]
 
 
 class ChatScreen(StepScreen):
@@ -39,6 +90,8 @@ class ChatScreen(StepScreen):
     AUTO_FOCUS = "#prompt"
     BINDINGS = [
         Binding("ctrl+b", "toggle_base", "Student/base", priority=True),
+        Binding("ctrl+t", "toggle_compare", "Compare", priority=True),
+        Binding("ctrl+o", "options", "Options", priority=True),
         Binding("ctrl+l", "clear", "Clear", priority=True),
     ]
     DEFAULT_CSS = """
@@ -52,11 +105,13 @@ class ChatScreen(StepScreen):
     ChatScreen #chat-state.-base {
         color: $text-warning;
     }
+    ChatScreen #chat-state.-compare {
+        color: $text-accent;
+    }
     ChatScreen #chat-state.-error {
         color: $text-error;
     }
     """
-    max_new_tokens = 512  # an answer that reaches it is marked cut
 
     class Started(Message):
         """The child for ``run_dir`` is loading; ``child`` takes requests on its stdin."""
@@ -74,11 +129,21 @@ class ChatScreen(StepScreen):
             self.event = event
             self.child = child
 
+    class TeacherAnswered(Message):
+        """The teacher's answer (or why there is none) to ``turn``."""
+
+        def __init__(self, answer: TeacherAnswer, turn: Turn) -> None:
+            super().__init__()
+            self.answer = answer
+            self.turn = turn
+
     def __init__(self) -> None:
         super().__init__()
         self.state = "idle"  # idle, loading, ready, answering, no-run, failed
-        self.base = False
+        self.mode = "student"  # student, base, compare
+        self.options = ChatOptions()
         self.history: list[dict[str, str]] = []
+        self.turn: Turn | None = None
         self.run_dir: Path | None = None
         self.child: subprocess.Popen[str] | None = None
         self.shown = False
@@ -100,15 +165,18 @@ class ChatScreen(StepScreen):
             self._serve(self.app.runs_dir, self.app.plan.output.name)
 
     def on_screen_suspend(self) -> None:
+        if self in self.app.screen_stack:
+            return  # a dialog on top (options, show as command): the student stays loaded
         self.shown = False
         self._stop_child()
+        self.turn = None
         if self.state in ("loading", "ready", "answering"):
             self.state = "idle"
 
     def on_unmount(self) -> None:
         self._stop_child()
 
-    # The worker: it posts, never touches widgets.
+    # The workers: they post, never touch widgets.
 
     @work(thread=True, exclusive=True, group="chat")
     def _serve(self, runs_dir: str, name: str) -> None:
@@ -142,6 +210,14 @@ class ChatScreen(StepScreen):
         tail = "".join(deque(_read_lines(run_dir / LOG_FILE), maxlen=6)).strip()
         self.post_message(self.Served({"type": "exited", "code": code, "log": tail}, child))
 
+    @work(thread=True, group="teacher")
+    def _ask_teacher(self, teacher: TeacherPlan, turn: Turn) -> None:
+        """The teacher through its API; a missing key or an outage comes back as a note."""
+        from engine.chat import ask_teacher
+
+        answer = ask_teacher(teacher, turn.messages, turn.options.system or None)
+        self.post_message(self.TeacherAnswered(answer, turn))
+
     # Handlers: they own the state.
 
     @on(Started)
@@ -158,28 +234,43 @@ class ChatScreen(StepScreen):
         if message.child is not None and message.child is not self.child:
             return  # a child this screen already let go
         log = self.query_one(ChatLog)
+        turn = self.turn
         if kind == "ready":
             self._show_state("ready")
-        elif kind == "token" and self.state == "answering":
+        elif kind == "token" and turn is not None:
             log.add_piece(event["text"])
-        elif kind == "answer" and self.state == "answering":
-            self.history.append({"role": "assistant", "content": event["text"]})
-            log.finish(event["text"], _meta(event, self.max_new_tokens), cut=event["cut"])
-            self._show_state("ready")
+        elif kind == "answer" and turn is not None:
+            if turn.pending.pop(0) == turn.kept:
+                self.history.append({"role": "assistant", "content": event["text"]})
+            meta = _meta(event, turn.options.max_new_tokens)
+            log.finish(event["text"], meta, cut=event["cut"])
+            self._next_answer()
         elif kind == "error":
             hint = f"\n→ {event['hint']}" if event.get("hint") else ""
             log.note(f"✗ {event['message']}{hint}", error=True)
-            if self.state == "answering":
-                self.history.pop()  # the question the student could not answer
-                self._show_state("ready")
+            if turn is not None:
+                self._end_turn(unanswered=turn.pending[0] == turn.kept)
         elif kind == "no-run":
             self._show_state("no-run", event["runs_dir"])
         elif kind == "exited":
-            self.child = None
+            self.child, self.turn = None, None
             if self.state in ("loading", "ready", "answering"):
                 if event["log"]:
                     log.note(event["log"], error=True)
                 self._show_state("failed", str(event["code"]))
+
+    @on(TeacherAnswered)
+    def _teacher_answered(self, message: TeacherAnswered) -> None:
+        if message.turn is not self.turn:
+            return  # the turn was given up (step left, child gone)
+        message.turn.pending.pop(0)
+        answer, log = message.answer, self.query_one(ChatLog)
+        if answer.note:
+            log.finish("(no answer)", f"✗ {answer.note}", cut=True)
+        else:
+            speed = f" · {answer.latency_s:.2f} s" if answer.latency_s is not None else ""
+            log.finish(answer.text, f"✓ answered through the API{speed}", cut=False)
+        self._next_answer()
 
     @on(Input.Submitted, "#prompt")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -187,38 +278,79 @@ class ChatScreen(StepScreen):
         text = event.value.strip()
         if not text:
             return
-        if self.state != "ready" or self.child is None or self.child.stdin is None:
+        if self.state != "ready" or self.child is None:
             busy = "is answering" if self.state == "answering" else "is not ready"
             self.notify(f"The student {busy}; wait a moment.", severity="warning")
             return
         event.input.clear()
         self.history.append({"role": "user", "content": text})
-        request = {"messages": self.history, "base": self.base,
-                   "max_new_tokens": self.max_new_tokens}  # fmt: skip
-        try:
-            self.child.stdin.write(json.dumps(request) + "\n")
-            self.child.stdin.flush()
-        except OSError:
-            self.history.pop()
-            self.notify("The chat process has gone; leave and reopen the step.", severity="error")
+        self.turn = Turn(list(self.history), self.options, self._answerers())
+        self.query_one(ChatLog).add_user(text)
+        self._next_answer()
+
+    # The turn, answer by answer
+
+    def _answerers(self) -> list[str]:
+        if self.mode != "compare":
+            return [self.mode]
+        return ["student", "base"] + (["teacher"] if self.app.plan.teacher.model else [])
+
+    def _next_answer(self) -> None:
+        """Ask whoever is next for the current turn; the step is ready once nobody is left."""
+        turn = self.turn
+        if turn is None or not turn.pending:
+            self._end_turn()
             return
-        log = self.query_one(ChatLog)
-        log.add_user(text)
-        log.start_answer(self.base)
+        who = turn.pending[0]
+        self.query_one(ChatLog).start_answer(who)
         self._show_state("answering")
+        if who == "teacher":
+            self._ask_teacher(self.app.plan.teacher, turn)
+            return
+        options = turn.options
+        request = {"messages": turn.messages, "base": who == "base",
+                   "max_new_tokens": options.max_new_tokens,
+                   "system": options.system or None, "temperature": options.temperature}  # fmt: skip
+        if not self._send(request):
+            self.notify("The chat process has gone; leave and reopen the step.", severity="error")
+            self._end_turn(unanswered=who == turn.kept)
+
+    def _send(self, request: dict[str, Any]) -> bool:
+        """Write one request line to the child; False when it has gone."""
+        stdin = self.child.stdin if self.child is not None else None
+        if stdin is None:
+            return False
+        try:
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+        except OSError:
+            return False
+        return True
+
+    def _end_turn(self, *, unanswered: bool = False) -> None:
+        """Back to ready; an unanswered question leaves the history as it was."""
+        if unanswered and self.history and self.history[-1]["role"] == "user":
+            self.history.pop()
+        self.turn = None
+        self._show_state("ready")
 
     # What the user sees
 
     def _show_state(self, state: str, detail: str = "") -> None:
         self.state = state
         name = self.run_dir.name if self.run_dir else ""
-        who = "the BASE model (adapter off)" if self.base else "the student (adapter on)"
+        options = self.options
+        settings = (
+            f" · budget {options.max_new_tokens} tokens"
+            + (f" · temperature {options.temperature:g}" if options.temperature else "")
+            + (" · system prompt set" if options.system else "")
+        )
         output = self.app.plan.output.name
         text = {
             "idle": "",
             "loading": f"Loading {name or 'the newest trained run'} in its own process…",
-            "ready": f"{name}: talking to {who}. ctrl+b switches, ctrl+l clears the history.",
-            "answering": f"{name}: {who} is answering…",
+            "ready": f"{name}: {self._who()}{settings}",
+            "answering": f"{name}: {self._who()} · answering…",
             "no-run": f"No trained run of {output!r} in {detail}/ yet: train one in the Train "
             "step (ctrl+p), or `stillroom chat RUN` talks to any run.",
             "failed": f"✗ the chat process for {name} stopped (exit {detail}); "
@@ -226,8 +358,20 @@ class ChatScreen(StepScreen):
         }[state]
         label = self.query_one("#chat-state", Static)
         label.update(text)
+        live = state in ("ready", "answering")
         label.set_class(state == "failed", "-error")
-        label.set_class(self.base and state in ("ready", "answering"), "-base")
+        label.set_class(live and self.mode == "base", "-base")
+        label.set_class(live and self.mode == "compare", "-compare")
+
+    def _who(self) -> str:
+        """Who answers the next prompt, in words."""
+        if self.mode == "base":
+            return "talking to the BASE model (adapter off)"
+        if self.mode == "student":
+            return "talking to the student (adapter on)"
+        teacher = self.app.plan.teacher.model
+        last = f"teacher {teacher}" if teacher else "no teacher (the plan names none)"
+        return f"COMPARE: student, base, {last}"
 
     def _stop_child(self) -> None:
         child, self.child = self.child, None
@@ -236,14 +380,28 @@ class ChatScreen(StepScreen):
 
     # Actions
 
-    def action_toggle_base(self) -> None:
-        self.base = not self.base
+    def _switch(self, mode: str) -> None:
+        self.mode = mode
         if self.state in ("ready", "answering"):
             self._show_state(self.state)
         else:
-            self.notify(
-                "Answers will come from the " + ("base model." if self.base else "student.")
-            )
+            self.notify(f"Next prompts: {self._who()}.")
+
+    def action_toggle_base(self) -> None:
+        self._switch("student" if self.mode == "base" else "base")
+
+    def action_toggle_compare(self) -> None:
+        self._switch("student" if self.mode == "compare" else "compare")
+
+    def action_options(self) -> None:
+        def chosen(options: ChatOptions | None) -> None:
+            if options is not None:
+                self.options = options
+                if self.state in ("ready", "answering"):
+                    self._show_state(self.state)
+                self.notify("Chat options saved for this session.")
+
+        self.app.push_screen(OptionsScreen(self.options), chosen)
 
     def action_clear(self) -> None:
         if self.state == "answering":
@@ -251,6 +409,79 @@ class ChatScreen(StepScreen):
             return
         self.history.clear()
         self.query_one(ChatLog).clear()
+
+
+class OptionsScreen(ModalScreen[ChatOptions | None]):
+    """The chat's answer budget, system prompt and temperature; Enter saves, escape keeps."""
+
+    DEFAULT_CSS = """
+    OptionsScreen {
+        align: center middle;
+    }
+    OptionsScreen > Vertical {
+        width: 100%;
+        max-width: 76;
+        height: auto;
+        border: round $accent;
+        padding: 0 1;
+        background: $surface;
+    }
+    OptionsScreen Horizontal {
+        height: auto;
+    }
+    OptionsScreen Label {
+        width: 14;
+        padding: 1 0;
+    }
+    OptionsScreen Input {
+        width: 1fr;
+    }
+    OptionsScreen .title {
+        text-style: bold;
+    }
+    OptionsScreen #options-error {
+        color: $text-error;
+    }
+    OptionsScreen .hint {
+        color: $text-muted;
+    }
+    """
+    BINDINGS = [Binding("escape", "dismiss", "Keep as they were")]
+
+    def __init__(self, options: ChatOptions) -> None:
+        super().__init__()
+        self.options = options
+
+    def compose(self) -> ComposeResult:
+        options = self.options
+        with Vertical():
+            yield Static("Chat options (this session only)", classes="title")
+            for label, name, value in (
+                ("Answer budget", "budget", str(options.max_new_tokens)),
+                ("System prompt", "system", options.system),
+                ("Temperature", "temperature", f"{options.temperature:g}"),
+            ):
+                with Horizontal():
+                    yield Label(label)
+                    yield Input(value, id=name)
+            yield Static("", id="options-error", markup=False)
+            yield Static(
+                "Tokens per answer; the prompt sent with every turn (empty: none); "
+                "0 answers greedily. Enter saves, escape keeps the old values.",
+                classes="hint",
+            )
+        yield Footer()
+
+    @on(Input.Submitted)
+    def _save(self, event: Input.Submitted) -> None:
+        event.stop()
+        typed = [self.query_one(f"#{name}", Input).value for name in FIELDS]
+        try:
+            options = ChatOptions.parse(*typed)
+        except ValueError as error:
+            self.query_one("#options-error", Static).update(f"✗ {error} Nothing was changed.")
+            return
+        self.dismiss(options)
 
 
 def _trained_run(runs_dir: str, name: str) -> Path | None:

@@ -1,4 +1,4 @@
-"""The Chat step's transcript: the user's turns and the answers as they stream in."""
+"""The Chat step's transcript: the user's turns and the answers (student, base, teacher)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ class ChatLog(VerticalScroll):
     ChatLog > .-base {
         color: $text-warning;
     }
+    ChatLog > .-teacher {
+        color: $text-success;
+    }
     ChatLog > .meta {
         color: $text-muted;
         margin: 0 0 0 2;
@@ -44,11 +47,11 @@ class ChatLog(VerticalScroll):
         self.mount(Static(f"you › {text}", classes="user", markup=False))
         self.scroll_end(animate=False)
 
-    def start_answer(self, base: bool) -> None:
-        self._label = "base › " if base else "student › "
+    def start_answer(self, who: str) -> None:
+        """An answer from ``who`` (student, base or teacher) begins, labelled and coloured."""
+        self._label = f"{who} › "
         self.answer_text = ""
-        self._answer = Static(self._label + "…", classes="answer -base" if base else "answer",
-                              markup=False)  # fmt: skip
+        self._answer = Static(self._label + "…", classes=f"answer -{who}", markup=False)
         self.mount(self._answer)
         self.scroll_end(animate=False)
 
