@@ -190,6 +190,8 @@ class StillroomApp(App[None]):
             return False  # a dialog on top: finish or close it first
         if action == "previous_step":
             return self.current_mode != "welcome"
+        if action == "next_step":
+            return self.current_mode == "welcome" or neighbour(self.current_mode, 1) is not None
         return True
 
     def action_next_step(self) -> None:

@@ -202,3 +202,34 @@ async def test_options_change_the_budget_and_refuse_a_bad_one(make_app, facts_ru
         assert screen.state == "ready"  # the dialog left the student loaded
         await ask(pilot, screen, FACTS[0][0])
         assert "✂ cut by the budget of 3 tokens" in transcript(screen)
+
+
+async def test_eval_and_export_open_on_the_run_being_talked_to(make_app, facts_run):
+    """ctrl+e / ctrl+x from the Chat step: the dialogs name the run the student came from."""
+    from tui.screens.results import EvalScreen, ExportScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.change("output", runs_dir=str(facts_run.parent), name="t") is None
+        screen = await open_chat(pilot)
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, EvalScreen))
+        assert app.screen.run_dir == facts_run
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("ctrl+x")
+        await until(pilot, lambda: isinstance(app.screen, ExportScreen))
+        assert app.screen.run_dir == facts_run
+
+
+async def test_eval_without_a_trained_run_says_to_train_first(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_chat(pilot)
+        await until(pilot, lambda: screen.state == "no-run")
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any("Train a run first" in n.message for n in app._notifications)

@@ -76,5 +76,6 @@ def test_chat_after_a_compare(snap_compare, app, teacher, size):
     """You should see the state line in compare mode (student, base, teacher teacher-1, budget
     30 tokens), and in the transcript the fact asked, the student's learned answer marked
     ended cleanly, the base model's different answer, then the teacher's "Answer to: …"
-    answered through the API; ctrl+t Compare and ctrl+o Options in the footer."""
+    answered through the API; ctrl+e Eval, ctrl+x Export, ctrl+b Base, ctrl+t Compare and
+    ctrl+o Options in the footer."""
     assert snap_compare(app, terminal_size=size, run_before=partial(compared, teacher.base_url))

@@ -75,7 +75,8 @@ async def chat_without_a_run(pilot) -> None:
 def test_chat_without_a_run(snap_compare, app):
     """You should see the Chat step lit in the step bar, a line saying no trained run of
     'qwen-distill' is in runs/ yet and how to train one, an empty transcript, the input line
-    focused, and ctrl+b Student/base and ctrl+l Clear in the footer."""
+    focused, and in the footer ctrl+e Eval, ctrl+x Export, ctrl+b Base, ctrl+t Compare,
+    ctrl+o Options, then Quit, Back and As command (no Next: Chat is the last step)."""
     assert snap_compare(app, terminal_size=SMALL, run_before=chat_without_a_run)
 
 

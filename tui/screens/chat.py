@@ -15,7 +15,6 @@ system prompt and temperature live on the screen for the session, not in the pla
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import deque
@@ -31,7 +30,9 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
+from tui.child import child_env
 from tui.screens.base import StepScreen
+from tui.screens.results import ChildScreen, EvalScreen, ExportScreen
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.step_bar import StepBar
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from engine.plan import TeacherPlan
 
 LOG_FILE = "chat.log"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_BUDGET = 32_768  # beyond any student's context: a typo, not a wish
 FIELDS = ("budget", "system", "temperature")  # the options dialog's inputs, in parse order
 
@@ -89,10 +89,13 @@ class ChatScreen(StepScreen):
     STEP = "chat"
     AUTO_FOCUS = "#prompt"
     BINDINGS = [
-        Binding("ctrl+b", "toggle_base", "Student/base", priority=True),
+        Binding("ctrl+b", "toggle_base", "Base", priority=True),
         Binding("ctrl+t", "toggle_compare", "Compare", priority=True),
         Binding("ctrl+o", "options", "Options", priority=True),
-        Binding("ctrl+l", "clear", "Clear", priority=True),
+        # Off the footer for room at 80 columns; the state line names it instead.
+        Binding("ctrl+l", "clear", "Clear", priority=True, show=False),
+        Binding("ctrl+e", "evaluate", "Eval", priority=True),
+        Binding("ctrl+x", "export", "Export", priority=True),
     ]
     DEFAULT_CSS = """
     ChatScreen #chat {
@@ -154,7 +157,7 @@ class ChatScreen(StepScreen):
             yield Static("", id="chat-state", markup=False)
             yield ChatLog(id="transcript")
             yield Input(placeholder="Ask the student; Enter sends", id="prompt")
-        yield Footer()
+        yield Footer(compact=True)  # the most keys of any step: all of them fit 80 columns
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
@@ -185,14 +188,12 @@ class ChatScreen(StepScreen):
         if run_dir is None:
             self.post_message(self.Served({"type": "no-run", "runs_dir": runs_dir}, None))
             return
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         try:
             with open(run_dir / LOG_FILE, "ab") as log:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "engine", "chat-serve", str(run_dir)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                    text=True, encoding="utf-8", bufsize=1, env=env,
+                    text=True, encoding="utf-8", bufsize=1, env=child_env(),
                 )  # fmt: skip
         except OSError as error:
             failed = {"type": "error", "message": str(error), "hint": "Check the run folder."}
@@ -349,7 +350,7 @@ class ChatScreen(StepScreen):
         text = {
             "idle": "",
             "loading": f"Loading {name or 'the newest trained run'} in its own process…",
-            "ready": f"{name}: {self._who()}{settings}",
+            "ready": f"{name}: {self._who()}{settings} · ctrl+l clears the history",
             "answering": f"{name}: {self._who()} · answering…",
             "no-run": f"No trained run of {output!r} in {detail}/ yet: train one in the Train "
             "step (ctrl+p), or `stillroom chat RUN` talks to any run.",
@@ -402,6 +403,20 @@ class ChatScreen(StepScreen):
                 self.notify("Chat options saved for this session.")
 
         self.app.push_screen(OptionsScreen(self.options), chosen)
+
+    def action_evaluate(self) -> None:
+        self._open_for_run(EvalScreen)
+
+    def action_export(self) -> None:
+        self._open_for_run(ExportScreen)
+
+    def _open_for_run(self, dialog: type[ChildScreen]) -> None:
+        """Evaluation and export work on the run being talked to, loaded or not."""
+        run_dir = self.run_dir or _trained_run(self.app.runs_dir, self.app.plan.output.name)
+        if run_dir is None:
+            self.notify("Train a run first (the Train step, ctrl+p).", severity="warning")
+            return
+        self.app.push_screen(dialog(run_dir))
 
     def action_clear(self) -> None:
         if self.state == "answering":
