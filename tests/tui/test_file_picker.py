@@ -99,9 +99,10 @@ async def picker_open(pilot: Pilot) -> None:
     await browse(pilot, "knob-teacher-prompts")
 
 
-def test_snapshot_80x24(snap_compare, files):
+@pytest.mark.parametrize("size", [SIZE, (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot(snap_compare, files, size):
     """You should see, over the dimmed Teacher step, a box titled "Pick a file in the project
     folder" listing the data folder, answers.jsonl and prompts.txt (no notes.md, no hidden
     files), a hint that Enter picks, and esc Cancel and ⌫ Parent folder in the footer."""
     app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
-    assert snap_compare(app, terminal_size=SIZE, run_before=picker_open)
+    assert snap_compare(app, terminal_size=size, run_before=picker_open)

@@ -19,6 +19,7 @@ from . import scenes
 from .conftest import T4, no_gpu
 
 SMALL, LARGE = (80, 24), (120, 40)
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 RUN = Path("runs/t-facts")
 BASE_ANSWERS = [
     "I am not sure, but it could be the capital city of a country that I do not know about",
@@ -65,7 +66,7 @@ async def export_dialog(pilot) -> None:
     await scenes.settle(pilot)
 
 
-@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+@SIZES
 def test_eval_report(snap_compare, app, size):
     """You should see "Evaluation of t-facts" framed, the metrics table with the student at
     token F1 1.000 against the base's 0.100 and 67% of base answers cut, then the first
@@ -74,8 +75,9 @@ def test_eval_report(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=eval_report)
 
 
-def test_export_dialog(snap_compare, app):
+@SIZES
+def test_export_dialog(snap_compare, app, size):
     """You should see "Export t-facts" framed, adapter / merged / gguf with a line each
     (adapter picked), the folder field showing runs/t-facts/export/adapter as its default,
     a line saying ctrl+r exports, and Close / Export in the footer."""
-    assert snap_compare(app, terminal_size=SMALL, run_before=export_dialog)
+    assert snap_compare(app, terminal_size=size, run_before=export_dialog)
