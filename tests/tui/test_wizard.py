@@ -15,7 +15,8 @@ from tui.screens.teacher import TeacherScreen
 from tui.screens.welcome import WelcomeScreen
 from tui.widgets.knob import Knob
 
-from .conftest import SIZE
+from . import scenes
+from .conftest import SIZE, T4, no_gpu
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +113,17 @@ async def test_a_broken_draft_starts_from_defaults_and_says_so(project):
         await pilot.pause()
         assert isinstance(app.screen, WelcomeScreen)
         assert any("batch_size" in n.message for n in app._notifications)
+
+
+@pytest.mark.parametrize("scene", sorted(scenes.SCENES))
+async def test_every_footer_key_fits_in_80_columns(scene, project, tiny_model_dir):
+    """Over SSH at 80x24 no key may be cut off the footer's right edge, the Data step's
+    fixes for a too-long row included."""
+    scenes.prepare(project, tiny_model_dir)
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.SCENES[scene](pilot)
+        keys = {key.description: key.region.right for key in app.screen.query("FooterKey")}
+    assert "As command" in keys or scene == "command"
+    assert scene != "data" or {"Fit length", "Overflow"} <= keys.keys()
+    assert max(keys.values()) <= SIZE[0], keys

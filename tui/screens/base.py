@@ -30,7 +30,7 @@ class StepScreen(Screen[None]):
         yield StepBar(self.STEP)
         with VerticalScroll(id="body"):
             yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

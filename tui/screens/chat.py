@@ -157,7 +157,7 @@ class ChatScreen(StepScreen):
             yield Static("", id="chat-state", markup=False)
             yield ChatLog(id="transcript")
             yield Input(placeholder="Ask the student; Enter sends", id="prompt")
-        yield Footer(compact=True)  # the most keys of any step: all of them fit 80 columns
+        yield Footer(compact=True)
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
@@ -485,7 +485,7 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
                 "0 answers greedily. Enter saves, escape keeps the old values.",
                 classes="hint",
             )
-        yield Footer()
+        yield Footer(compact=True)
 
     @on(Input.Submitted)
     def _save(self, event: Input.Submitted) -> None:

@@ -70,7 +70,7 @@ class CommandScreen(ModalScreen[None]):
                 id="plan",
                 markup=False,
             )
-        yield Footer()
+        yield Footer(compact=True)
 
     def action_copy(self) -> None:
         """Copy through the terminal (OSC 52), which also works over SSH in most terminals."""

@@ -48,7 +48,8 @@ class DataScreen(StepScreen):
     STEP = "data"
     BINDINGS = [
         Binding("ctrl+r", "inspect", "Read data", priority=True),
-        Binding("ctrl+f", "browse", "Browse", priority=True),
+        # Named in Source's help line: the footer has no room for it beside the fixes at 80 columns.
+        Binding("ctrl+f", "browse", "Browse", show=False, priority=True),
         Binding("ctrl+l", "fit_length", "Fit length", priority=True),
         Binding("ctrl+o", "toggle_overflow", "Overflow", priority=True),
         Binding("ctrl+t", "ask_teacher", "Ask teacher", priority=True),
@@ -81,7 +82,7 @@ class DataScreen(StepScreen):
         self._key: tuple = ()
 
     def compose_body(self) -> ComposeResult:
-        yield Knob("dataset.source", "Source", "file or hub id; Enter or ctrl+r reads it")
+        yield Knob("dataset.source", "Source", "file or hub id; ctrl+f browses")
         yield Knob("dataset.split", "Split", "hub datasets only, e.g. train[:1%]")
         yield Knob(
             "dataset.overflow",
@@ -246,8 +247,8 @@ class DataScreen(StepScreen):
         return bool(self.report and any(p.kind == kind for p in self.report.problems))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Fix keys show in the footer only while their problem is on screen; Browse only
-        while Source has focus (the footer has no room for every key at 80 columns)."""
+        """Fix keys work (and show in the footer) only while their problem is on screen;
+        Browse only while Source has focus."""
         if action == "browse":
             return self.query_one("#knob-dataset-source").has_focus_within
         for kind, fixes in FIXES.items():

@@ -78,7 +78,7 @@ class FilePicker(ModalScreen[str | None]):
             tree.show_root = False  # its label is the full path; #where names the folder
             yield tree
             yield Static("Enter picks a file or opens a folder.", classes="hint")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._show_where()

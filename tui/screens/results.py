@@ -173,7 +173,7 @@ class EvalScreen(ChildScreen):
                 yield Label("tokens")
             yield Static(id="results-status", markup=False)
             yield ChildLog()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#eval-report").focus()
@@ -281,7 +281,7 @@ class ExportScreen(ChildScreen):
                 yield Input(placeholder=self.default_out("adapter"), id="export-out", compact=True)
             yield Static(id="results-status", markup=False)
             yield ChildLog()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(RadioSet).focus()

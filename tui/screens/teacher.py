@@ -348,7 +348,7 @@ class ModelPicker(ModalScreen[str | None]):
         with Vertical():
             yield Static(self.note, markup=False)
             yield OptionList(*self.models)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.current in self.models:

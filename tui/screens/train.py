@@ -127,7 +127,7 @@ class TrainScreen(StepScreen):
             yield GpuPanel(id="gpu")
             yield LossChart(id="chart")
             yield LogTail(id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#problem").display = False

@@ -68,7 +68,7 @@ class WelcomeScreen(Screen[None]):
             yield Input(placeholder="path/to/plan.toml, then Enter", id="open-path")
             yield Static("Recent runs", classes="section")
             yield Static("Reading the runs folder…", id="runs")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#open-path").display = False
