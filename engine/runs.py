@@ -296,6 +296,8 @@ def follow(
         if chunk:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > 2 * poll_s and not child_alive(run_dir):
+            if path.exists() and path.stat().st_size > offset:
+                continue  # it wrote its ending as it went: read that, it is no crash
             yield crash_event(run_dir)
             return
         time.sleep(poll_s)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from engine import events as ev
+from engine import runs
 from engine.train.checkpoints import mark_complete, prepare_resume
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
@@ -125,3 +126,20 @@ def test_training_child_turns_on_expandable_segments_unless_the_user_chose(monke
     env["PYTORCH_CUDA_ALLOC_CONF"] = "max_split_size_mb:128"
     child._child_env()
     assert "PYTORCH_ALLOC_CONF" not in env
+
+
+def test_an_ending_written_as_the_child_exits_is_not_taken_for_a_crash(tmp_path, monkeypatch):
+    """A cancelled (or finished) child writes its last event and exits; a follower that read
+    the file just before and finds the process gone just after must still show that ending."""
+    write = runs.EventWriter(tmp_path)
+    write(ev.Started(job="train", backend="hf", backend_reason="CPU", device="cpu", max_steps=9))
+    runs.write_pid(tmp_path, os.getpid())
+    cancelled = ev.Cancelled(step=3, adapter_path=str(tmp_path / "adapter"))
+
+    def exits_after_writing_its_ending(run_dir: Path) -> bool:
+        write(cancelled)
+        return False
+
+    monkeypatch.setattr(runs, "child_alive", exits_after_writing_its_ending)
+    followed = list(runs.follow(tmp_path, poll_s=0.01))
+    assert [e.type for e in followed] == ["started", "cancelled"]
