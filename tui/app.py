@@ -19,9 +19,10 @@ from textual.screen import ModalScreen
 
 from engine.events import GpuSample
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
+from engine.runs import PLAN_FILE
 from engine.train.memory import TokenProfile
 from tui.draft import DEFAULT_PATH, read_draft, write_draft
-from tui.screens.chat import ChatScreen
+from tui.screens.chat import ChatOptions, ChatScreen
 from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
 from tui.screens.student import StudentScreen
@@ -81,6 +82,8 @@ class StillroomApp(App[None]):
         gpu_probe: GpuProbe = detect_gpu,
         gpu_sampler: GpuSampler = sample_gpus,
         runs_dir: str | None = None,
+        chat_run: Path | None = None,
+        chat_options: ChatOptions | None = None,
     ) -> None:
         super().__init__()
         self.plan_path = Path(plan_path)
@@ -101,13 +104,27 @@ class StillroomApp(App[None]):
         self.has_draft = saved_step is not None
         self.step = saved_step if saved_step in READY else "teacher"
         self._runs_dir = runs_dir
+        # `stillroom chat RUN`: the Chat step talks to this run, not the plan's newest.
+        self.chat_run = chat_run
+        self.chat_options = chat_options or ChatOptions()
+        if chat_run is not None:
+            self._open_on_chat(chat_run)
+
+    def _open_on_chat(self, run_dir: Path) -> None:
+        """Start on the Chat step; without a draft, the run's own plan is the draft to be."""
+        if not self.has_draft and not self.draft_error:
+            try:
+                self.plan = load_plan(run_dir / PLAN_FILE)
+            except PlanError:
+                pass  # the run's plan is unreadable: chat needs only the run folder
+        self.step = "chat"
 
     @property
     def runs_dir(self) -> str:
         return self._runs_dir or self.plan.output.runs_dir
 
     def on_mount(self) -> None:
-        self.switch_mode(self.step if self.has_draft else "welcome")
+        self.switch_mode(self.step if self.has_draft or self.chat_run else "welcome")
         if self.draft_error:
             self.notify(self.draft_error, title="Draft not loaded", severity="error", timeout=15)
 
@@ -223,9 +240,17 @@ class StillroomApp(App[None]):
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
 
-def run_wizard(plan_path: str | None, theme: str = "dark") -> int:
-    """``stillroom`` with no subcommand: the wizard on the draft plan."""
-    app = StillroomApp(Path(plan_path) if plan_path else DEFAULT_PATH)
+def run_wizard(
+    plan_path: str | None,
+    theme: str = "dark",
+    *,
+    chat_run: Path | None = None,
+    chat_options: ChatOptions | None = None,
+) -> int:
+    """``stillroom`` with no subcommand: the wizard on the draft plan (or ``stillroom chat
+    RUN``: the wizard open on the Chat step, talking to ``chat_run``)."""
+    path = Path(plan_path) if plan_path else DEFAULT_PATH
+    app = StillroomApp(path, chat_run=chat_run, chat_options=chat_options)
     app.theme = THEMES[theme]
     app.run()
     return 0

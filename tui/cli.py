@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _theme_from_env() -> str:
-    theme = os.environ.get("STILLROOM_THEME", "dark")
+def wizard_theme(choice: str | None) -> str:
+    """``--theme`` when given, else ``$STILLROOM_THEME``, else dark."""
+    theme = choice or os.environ.get("STILLROOM_THEME", "dark")
     if theme not in ("dark", "light"):
         raise UserError(
             f"STILLROOM_THEME={theme!r} is not a theme",
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             from tui.app import run_wizard
 
-            return run_wizard(args.wizard_plan, args.theme or _theme_from_env())
+            return run_wizard(args.wizard_plan, wizard_theme(args.theme))
         return int(args.func(args) or 0)
     except UserError as error:
         report_user_error(error)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+
 import pytest
 
 from engine.chat import ask_teacher, compare, load_student
 from engine.plan import TeacherPlan
-from tests.engine.training import FACTS, stillroom
+from tests.engine.training import FACTS, REPO, stillroom
 from tests.teacher_server import TeacherServer, answer_for
 
 KEY_VAR = "STILLROOM_TEST_TEACHER_KEY"
@@ -92,3 +103,62 @@ def test_chat_without_an_adapter_says_so(tmp_path):
     (tmp_path / "plan.toml").write_text("")
     result = stillroom("chat", str(tmp_path), "--prompt", "hi")
     assert result.returncode == 2 and "has no adapter yet" in result.stderr
+
+
+def test_chat_without_a_terminal_is_a_line_chat_with_history(facts_run):
+    """Piped input (a script, or --lines): one answer per line, /reset forgets, /quit leaves.
+    (The tiny student learned single turns only: its second-turn answer is any text.)"""
+    first, then = FACTS[0], FACTS[5]
+    lines = f"{first[0]}\n{then[0]}\n/reset\n/nonsense\n{first[0]}\n/quit\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "chat", str(facts_run), "--max-new-tokens", "30"],
+        input=lines, capture_output=True, text=True, cwd=REPO, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{first[1]}\n")
+    assert result.stdout.endswith(f"\n(history cleared)\n{first[1]}\n")
+    assert "unknown command /nonsense: /reset or /quit" in result.stderr
+
+
+def test_chat_in_a_terminal_opens_the_wizard_on_that_run(facts_run, tmp_path):
+    """`stillroom chat RUN` at a terminal is the Chat step talking to RUN: a typed question
+    gets its learned answer, ctrl+q leaves, and no draft plan is written just by chatting."""
+    question, learned = FACTS[1]
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    app = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "chat", str(facts_run), "--max-new-tokens", "30"],
+        stdin=secondary, stdout=secondary, stderr=secondary, cwd=tmp_path,
+        start_new_session=True, env={**os.environ, "TERM": "xterm-256color"},
+    )  # fmt: skip
+    os.close(secondary)
+    try:
+        screen = read_until(main, f"{facts_run.name}: talking to the student".encode())
+        os.write(main, question.encode() + b"\r")
+        screen = read_until(main, b"ended cleanly")
+        assert learned in visible(screen)
+        os.write(main, b"\x11")  # ctrl+q
+        assert app.wait(timeout=30) == 0
+    finally:
+        if app.poll() is None:
+            app.kill()
+        os.close(main)
+    assert not (tmp_path / "stillroom-plan.toml").exists()
+
+
+def read_until(terminal: int, wanted: bytes, timeout_s: float = 120) -> bytes:
+    """What the app painted on ``terminal`` until ``wanted`` shows, escapes and all."""
+    screen, deadline = b"", time.monotonic() + timeout_s
+    while wanted not in visible(screen).encode():
+        assert time.monotonic() < deadline, visible(screen)[-2000:]
+        ready, _, _ = select.select([terminal], [], [], 1.0)
+        if ready:
+            screen += os.read(terminal, 65536)
+    return screen
+
+
+def visible(screen: bytes) -> str:
+    """The painted text without its escape sequences (each cell move becomes nothing)."""
+    return re.sub(
+        r"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]", "", screen.decode(errors="replace")
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.widgets import Input
 
 from tests.engine.training import FACTS
 from tests.teacher_server import TeacherServer, answer_for
+from tui.app import StillroomApp
 from tui.screens.chat import ChatOptions, ChatScreen, OptionsScreen
 from tui.widgets.chat_log import ChatLog
 
-from .conftest import SIZE
+from .conftest import SIZE, T4, no_gpu
 from .scenes import until
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +236,30 @@ async def test_eval_without_a_trained_run_says_to_train_first(make_app):
         await pilot.pause()
         assert app.screen is screen
         assert any("Train a run first" in n.message for n in app._notifications)
+
+
+async def test_a_run_named_on_the_command_line_is_talked_to_and_the_draft_kept(make_app, facts_run):
+    """`stillroom chat RUN` beside a draft of another plan: the Chat step talks to RUN with
+    the options given, and the draft (its name, its step) is the user's, untouched."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.change("output", name="my-draft") is None
+    draft = Path("stillroom-plan.toml").read_text()
+
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu,
+                       chat_run=facts_run, chat_options=ChatOptions(max_new_tokens=30))  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "ready", timeout_s=120)
+        assert (
+            f"{facts_run.name}: talking to the student (adapter on) · budget 30 tokens"
+            in text_of(screen, "#chat-state")
+        )
+        question, learned = FACTS[4]
+        await ask(pilot, screen, question)
+        assert screen.history[-1]["content"] == learned
+        assert app.plan.output.name == "my-draft"
+    assert Path("stillroom-plan.toml").read_text() == draft

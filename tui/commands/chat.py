@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from engine.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,14 +14,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "chat",
         help="talk to a run's student; --prompt prints one streamed answer",
         description=(
-            "Talk to RUN's student (base model + adapter). With --prompt, stream one answer to "
-            "stdout and exit (--base: the base model, --compare: student, base and teacher). "
-            "Without it, a line-based chat that works over SSH: multi-turn, /reset forgets "
-            "the history, /quit (or Ctrl-D) leaves."
+            "Talk to RUN's student (base model + adapter). In a terminal this opens the "
+            "wizard's Chat step on RUN (compare, evaluation and export included). With "
+            "--prompt, stream one answer to stdout and exit (--base: the base model, "
+            "--compare: student, base and teacher). With --lines, or when input or output "
+            "is not a terminal, a line-based chat: multi-turn, /reset forgets the history, "
+            "/quit (or Ctrl-D) leaves."
         ),
     )
     add_run_arguments(parser)
     parser.add_argument("--prompt", metavar="TEXT", help="answer this one prompt and exit")
+    parser.add_argument(
+        "--lines", action="store_true", help="a line-based chat instead of the wizard"
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--base", action="store_true", help="the base model, adapter off")
     which.add_argument(
@@ -26,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--system", metavar="TEXT", help="system prompt")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="default: 1.0")
+    parser.add_argument(
+        "--top-p", type=float, default=1.0, help="default: 1.0 (--prompt and --lines only)"
+    )
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="answer budget (default: 1024)"
     )
@@ -43,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student, resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    if _opens_the_wizard(args):
+        return _wizard(args, run_dir)
     options = {
         "system": args.system,
         "temperature": args.temperature,
@@ -65,6 +77,32 @@ def run(args: argparse.Namespace) -> int:
         print(teacher.text or f"({teacher.note})", flush=True)
         return 0
     return _repl(student, options)
+
+
+def _opens_the_wizard(args: argparse.Namespace) -> bool:
+    """A person at a terminal gets the Chat step; scripts, pipes and --lines get lines."""
+    if args.prompt is not None or args.lines or args.base or args.compare:
+        return False
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _wizard(args: argparse.Namespace, run_dir: Path) -> int:
+    from engine.chat import DEFAULT_MAX_NEW_TOKENS
+    from tui.app import run_wizard
+    from tui.cli import wizard_theme
+    from tui.screens.chat import ChatOptions
+
+    try:
+        options = ChatOptions.parse(
+            str(args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS),
+            args.system or "",
+            str(args.temperature),
+        )
+    except ValueError as error:
+        raise UserError(str(error), hint="Fix the option and run the command again.") from None
+    return run_wizard(
+        args.wizard_plan, wizard_theme(args.theme), chat_run=run_dir, chat_options=options
+    )
 
 
 def _print_stream(student, messages, **options) -> str:

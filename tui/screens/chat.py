@@ -1,4 +1,5 @@
-"""Chat: talk to the newest trained run of the plan, and compare it with its base and teacher.
+"""Chat: talk to the newest trained run of the plan (or the run ``stillroom chat RUN`` names),
+and compare it with its base and teacher.
 
 The student loads in a child process (``python -m engine chat-serve``), so the
 TUI never imports torch. A thread worker finds the run, starts the child and
@@ -159,13 +160,16 @@ class ChatScreen(StepScreen):
             yield Input(placeholder="Ask the student; Enter sends", id="prompt")
         yield Footer(compact=True)
 
+    def on_mount(self) -> None:
+        self.options = self.app.chat_options  # what `stillroom chat RUN --temperature …` asked for
+
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self.shown = True
         self.query_one("#prompt", Input).focus()
         if self.child is None and self.state not in ("loading",):
             self._show_state("loading")
-            self._serve(self.app.runs_dir, self.app.plan.output.name)
+            self._serve(self.app.runs_dir, self.app.plan.output.name, self.app.chat_run)
 
     def on_screen_suspend(self) -> None:
         if self in self.app.screen_stack:
@@ -182,9 +186,10 @@ class ChatScreen(StepScreen):
     # The workers: they post, never touch widgets.
 
     @work(thread=True, exclusive=True, group="chat")
-    def _serve(self, runs_dir: str, name: str) -> None:
-        """Find the newest trained run named ``name-…``, start its child, relay its lines."""
-        run_dir = _trained_run(runs_dir, name)
+    def _serve(self, runs_dir: str, name: str, pinned: Path | None) -> None:
+        """Find the run (``pinned``, else the newest trained one named ``name-…``), start its
+        child, relay its lines."""
+        run_dir = pinned or _trained_run(runs_dir, name)
         if run_dir is None:
             self.post_message(self.Served({"type": "no-run", "runs_dir": runs_dir}, None))
             return
