@@ -145,7 +145,7 @@ class ChatScreen(StepScreen):
         super().__init__()
         self.state = "idle"  # idle, loading, ready, answering, no-run, failed
         self.mode = "student"  # student, base, compare
-        self.options = ChatOptions()
+        self.options = self.app.chat_options  # as `stillroom chat RUN --temperature …` asked
         self.history: list[dict[str, str]] = []
         self.turn: Turn | None = None
         self.run_dir: Path | None = None
@@ -159,9 +159,6 @@ class ChatScreen(StepScreen):
             yield ChatLog(id="transcript")
             yield Input(placeholder="Ask the student; Enter sends", id="prompt")
         yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.options = self.app.chat_options  # what `stillroom chat RUN --temperature …` asked for
 
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
