@@ -17,7 +17,7 @@ import pytest
 
 from engine.chat import ask_teacher, compare, load_student
 from engine.plan import TeacherPlan
-from tests.engine.training import FACTS, REPO, stillroom
+from tests.engine.training import FACTS, stillroom
 from tests.teacher_server import TeacherServer, answer_for
 
 KEY_VAR = "STILLROOM_TEST_TEACHER_KEY"
@@ -110,10 +110,7 @@ def test_chat_without_a_terminal_is_a_line_chat_with_history(facts_run):
     (The tiny student learned single turns only: its second-turn answer is any text.)"""
     first, then = FACTS[0], FACTS[5]
     lines = f"{first[0]}\n{then[0]}\n/reset\n/nonsense\n{first[0]}\n/quit\n"
-    result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "chat", str(facts_run), "--max-new-tokens", "30"],
-        input=lines, capture_output=True, text=True, cwd=REPO, timeout=240,
-    )  # fmt: skip
+    result = stillroom("chat", str(facts_run), "--max-new-tokens", "30", input=lines)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{first[1]}\n")
     assert result.stdout.endswith(f"\n(history cleared)\n{first[1]}\n")
@@ -133,10 +130,9 @@ def test_chat_in_a_terminal_opens_the_wizard_on_that_run(facts_run, tmp_path):
     )  # fmt: skip
     os.close(secondary)
     try:
-        screen = read_until(main, f"{facts_run.name}: talking to the student".encode())
+        read_until(main, f"{facts_run.name}: talking to the student")
         os.write(main, question.encode() + b"\r")
-        screen = read_until(main, b"ended cleanly")
-        assert learned in visible(screen)
+        assert learned in read_until(main, "ended cleanly")
         os.write(main, b"\x11")  # ctrl+q
         assert app.wait(timeout=30) == 0
     finally:
@@ -146,15 +142,15 @@ def test_chat_in_a_terminal_opens_the_wizard_on_that_run(facts_run, tmp_path):
     assert not (tmp_path / "stillroom-plan.toml").exists()
 
 
-def read_until(terminal: int, wanted: bytes, timeout_s: float = 120) -> bytes:
-    """What the app painted on ``terminal`` until ``wanted`` shows, escapes and all."""
+def read_until(terminal: int, wanted: str, timeout_s: float = 120) -> str:
+    """The text the app painted on ``terminal`` (escapes removed) until ``wanted`` shows."""
     screen, deadline = b"", time.monotonic() + timeout_s
-    while wanted not in visible(screen).encode():
+    while wanted not in visible(screen):
         assert time.monotonic() < deadline, visible(screen)[-2000:]
         ready, _, _ = select.select([terminal], [], [], 1.0)
         if ready:
             screen += os.read(terminal, 65536)
-    return screen
+    return visible(screen)
 
 
 def visible(screen: bytes) -> str:

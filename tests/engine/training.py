@@ -66,9 +66,12 @@ def write_plan(folder: Path, model: Path | str, data: Path, **training) -> Path:
     return path
 
 
-def stillroom(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def stillroom(
+    *args: str, timeout: float = 240, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
+        input=input,
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -25,13 +25,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_app(project: Path) -> Callable[[], StillroomApp]:
-    """A wizard on ./stillroom-plan.toml that sees a 15 GB T4, whatever this machine has.
+def make_app(project: Path) -> Callable[..., StillroomApp]:
+    """A wizard on ./stillroom-plan.toml that sees a 15 GB T4, whatever this machine has
+    (keywords go to :class:`StillroomApp`).
 
     Live GPU sampling finds no GPU, so the GPU panel shows only what a run's events say.
     """
-    return lambda: StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4,
-                                gpu_sampler=no_gpu)  # fmt: skip
+    return lambda **options: StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4,
+                                          gpu_sampler=no_gpu, **options)  # fmt: skip
 
 
 def no_gpu(own_pids: set[int]) -> None:

@@ -9,11 +9,10 @@ from textual.widgets import Input
 
 from tests.engine.training import FACTS
 from tests.teacher_server import TeacherServer, answer_for
-from tui.app import StillroomApp
 from tui.screens.chat import ChatOptions, ChatScreen, OptionsScreen
 from tui.widgets.chat_log import ChatLog
 
-from .conftest import SIZE, T4, no_gpu
+from .conftest import SIZE
 from .scenes import until
 
 pytestmark = pytest.mark.anyio
@@ -248,8 +247,7 @@ async def test_a_run_named_on_the_command_line_is_talked_to_and_the_draft_kept(m
         assert app.change("output", name="my-draft") is None
     draft = Path("stillroom-plan.toml").read_text()
 
-    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu,
-                       chat_run=facts_run, chat_options=ChatOptions(max_new_tokens=30))  # fmt: skip
+    app = make_app(chat_run=facts_run, chat_options=ChatOptions(max_new_tokens=30))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, ChatScreen))
         screen = app.screen

@@ -16,7 +16,7 @@ from tui.screens.welcome import WelcomeScreen
 from tui.widgets.knob import Knob
 
 from . import scenes
-from .conftest import SIZE, T4, no_gpu
+from .conftest import SIZE
 
 pytestmark = pytest.mark.anyio
 
@@ -116,11 +116,10 @@ async def test_a_broken_draft_starts_from_defaults_and_says_so(project):
 
 
 @pytest.mark.parametrize("scene", sorted(scenes.SCENES))
-async def test_every_footer_key_fits_in_80_columns(scene, project, tiny_model_dir):
+async def test_every_footer_key_fits_in_80_columns(scene, make_app, tiny_student):
     """Over SSH at 80x24 no key may be cut off the footer's right edge, the Data step's
     fixes for a too-long row included."""
-    scenes.prepare(project, tiny_model_dir)
-    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
+    app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await scenes.SCENES[scene](pilot)
         keys = {key.description: key.region.right for key in app.screen.query("FooterKey")}
