@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
@@ -29,6 +38,8 @@ DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "pair", "text"
 Backend = Literal["auto", "unsloth", "hf"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Overflow = Literal["drop", "truncate"]
+
+KEY_ERROR = "key_like"  # the error type of a value refused as an API key: never shown back
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -93,21 +104,49 @@ class TeacherPlan(_Section):
     retry_base_s: float = Field(1.0, gt=0, description="First retry delay; doubles each time.")
     retry_max_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _provider_defaults(cls, data: Any) -> Any:
-        """A provider named without its URL, key variable or model gets its preset's."""
-        from engine.teacher.providers import PRESETS
+    def _provider_defaults(cls, data: Any, handler: Any) -> TeacherPlan:
+        """The provider's preset fills what the plan leaves out; the plan's own values win.
 
-        if not isinstance(data, dict) or data.get("provider", "deepseek") not in PRESETS:
-            return data
-        preset = PRESETS[data.get("provider", "deepseek")]
-        filled = {
-            "base_url": preset.base_url,
-            "api_key_env": preset.api_key_env,
-            "model": preset.model,
-        }
-        return {**filled, **data}
+        ``model_fields_set`` stays what was written, so flags can be layered over
+        the plan as written (``engine.teacher.providers.layered``).
+        """
+        from engine.teacher.providers import with_preset
+
+        if not isinstance(data, dict):
+            return handler(data)
+        teacher = handler(with_preset(data))
+        teacher.model_fields_set.intersection_update(data)
+        return teacher
+
+    @field_validator(
+        "provider",
+        "model",
+        "base_url",
+        "api_key_env",
+        "system",
+        "prompts",
+        "topic",
+        "output",
+        "extra_body",
+        mode="before",
+    )
+    @classmethod
+    def _no_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        """A pasted API key is refused here, so it never reaches a run plan, a log or an event."""
+        from engine.teacher.keys import key_in_setting, masked
+
+        if found := key_in_setting(info.field_name or "", value):
+            what = "looks like an API key" if found == value else "holds an API key"
+            raise PydanticCustomError(
+                KEY_ERROR,
+                what + " ({shown}); a key never goes in a plan or a flag: export it in an "
+                "environment variable and set api_key_env to that variable's name "
+                "(e.g. DEEPSEEK_API_KEY)",
+                {"shown": masked(found)},
+            )
+        return value
 
     @model_validator(mode="after")
     def _needs(self) -> TeacherPlan:
@@ -120,11 +159,6 @@ class TeacherPlan(_Section):
     @field_validator("api_key_env")
     @classmethod
     def _looks_like_a_variable_name(cls, value: str) -> str:
-        if value.startswith("sk-"):
-            raise ValueError(
-                "looks like an API key; put the key in an environment variable "
-                "and write that variable's name here"
-            )
         if value and (not value.replace("_", "a").isalnum() or value[0].isdigit()):
             raise ValueError(
                 "must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
@@ -253,7 +287,10 @@ def _drop_none(value: Any) -> Any:
 
 
 def describe_errors(error: ValidationError) -> list[str]:
-    """Turn pydantic's errors into ``section.key: what is wrong (got X)`` lines."""
+    """Turn pydantic's errors into ``section.key: what is wrong (got X)`` lines; a value
+    that looks like an API key is never shown back."""
+    from engine.teacher.keys import shown
+
     lines = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
@@ -269,8 +306,8 @@ def describe_errors(error: ValidationError) -> list[str]:
             expected = item.get("ctx", {}).get("expected", "")
             message = f"must be one of {expected}"
         got = item.get("input")
-        if kind != "missing" and not isinstance(got, (dict, list)):
-            message += f" (got {got!r})"
+        if kind not in ("missing", KEY_ERROR) and not isinstance(got, (dict, list)):
+            message += f" (got {shown(got)})"
         lines.append(f"{path}: {message}")
     return lines
 

@@ -30,6 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODELS = ("teacher-1", "teacher-reasoner", "teacher-think")
+WEB_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Wi-Fi login</body></html>"
+)
 QUESTION_ASK = re.compile(r"Write (\d+) diverse questions about (.+?)\.\n")
 VOCABULARY = (
     "cache index shard replica lock queue buffer thread kernel driver token schema "
@@ -54,7 +57,7 @@ class Fault:
     (answer after ``seconds``), ``malformed`` (a body that is not JSON), ``drop``
     (close the socket), ``cut`` (a stream that stops mid-answer), ``close_only``
     (reasoning then ``</think>`` without an opening tag), ``length`` (cut by
-    max_tokens), ``refusal``, ``empty``.
+    max_tokens), ``refusal``, ``empty``, ``html`` (a 200 web page instead of the answer).
     """
 
     kind: str
@@ -81,8 +84,11 @@ class TeacherServer:
         api_key: str | None = "sk-test-0123456789abcdef",
         models: tuple[str, ...] = MODELS,
         port: int = 0,
+        portal: bool = False,
     ):
         self.latency_s = latency_s
+        self.portal = portal
+        self.hits: list[tuple[str, str]] = []
         self.api_key = api_key
         self.models = models
         self.requests: list[dict[str, Any]] = []
@@ -173,7 +179,18 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
             self._error(401, f"Incorrect API key provided: {shown}", "invalid_api_key")
             return False
 
+        def _seen(self) -> bool:
+            """Log the request; ``False`` when the portal answered it with a web page."""
+            with server._lock:
+                server.hits.append((self.command, self.path))
+            if server.portal:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._raw(200, WEB_PAGE, "text/html; charset=utf-8")
+            return not server.portal
+
         def do_GET(self) -> None:
+            if not self._seen():
+                return
             if self.path.rstrip("/") != "/v1/models":
                 return self._error(404, f"no route {self.path}", "not_found")
             if self._authorised():
@@ -181,6 +198,8 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"object": "list", "data": data})
 
         def do_POST(self) -> None:
+            if not self._seen():
+                return
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
             if self.path.rstrip("/") != "/v1/chat/completions":
@@ -218,6 +237,8 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(fault.status, message, f"http_{fault.status}", headers)
             if fault and fault.kind == "sleep":
                 time.sleep(fault.seconds)
+            if fault and fault.kind == "html":
+                return self._raw(200, WEB_PAGE, "text/html; charset=utf-8")
             if fault and fault.kind == "drop":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True

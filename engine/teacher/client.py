@@ -29,7 +29,8 @@ NO_KEY = "EMPTY"  # what keyless local servers (vLLM, Ollama, llama.cpp) accept
 class TeacherError(UserError):
     """A failure retrying cannot fix; the run stops and ``hint`` says what to do.
 
-    ``kind``: ``key`` | ``auth`` | ``balance`` | ``request`` | ``model`` | ``unreachable``.
+    ``kind``: ``key`` | ``auth`` | ``balance`` | ``request`` | ``model`` | ``unreachable`` |
+    ``not_an_api`` (the URL answers with a web page).
     """
 
     def __init__(self, kind: str, message: str, hint: str = ""):
@@ -85,8 +86,12 @@ def api_key(teacher: TeacherPlan) -> str:
 
 
 def make_client(teacher: TeacherPlan, key: str) -> AsyncOpenAI:
-    """An async client with its own retries off; ``timeout_s`` bounds each wait for bytes."""
-    from openai import AsyncOpenAI, Timeout
+    """An async client with its own retries off; ``timeout_s`` bounds each wait for bytes.
+
+    Every answer passes :func:`_refuse_web_pages` first, so a URL that serves a
+    web page fails at once with :func:`not_an_api`, before anything is parsed.
+    """
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient, Timeout
 
     return AsyncOpenAI(
         api_key=key,
@@ -96,6 +101,54 @@ def make_client(teacher: TeacherPlan, key: str) -> AsyncOpenAI:
         # Never pick up OPENAI_ORG_ID / OPENAI_PROJECT_ID meant for another endpoint.
         organization=None,
         project=None,
+        http_client=DefaultAsyncHttpxClient(
+            event_hooks={"response": [_refuse_web_pages(teacher.base_url)]}
+        ),
+    )
+
+
+def _refuse_web_pages(base_url: str) -> Callable[[Any], Any]:
+    """A response hook raising :func:`not_an_api` for a successful answer that is a web page.
+
+    A captive portal, a login page or a web UI at the wrong path answers 200 with
+    HTML; parsed as the API, that was a traceback or minutes of retries.
+    """
+
+    async def check(response: Any) -> None:
+        if 200 <= response.status_code < 300 and await _is_web_page(response):
+            raise not_an_api(base_url, response.request.url.path)
+
+    return check
+
+
+async def _is_web_page(response: Any) -> bool:
+    kind = response.headers.get("content-type", "").lower()
+    if "html" in kind:
+        return True
+    if "json" in kind or "event-stream" in kind:
+        return False
+    await response.aread()  # no usable type: look at the body (kept for the caller)
+    return response.content[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+
+def not_an_api(base_url: str, path: str) -> TeacherError:
+    """The URL serves a web page, not the OpenAI API: say so and suggest the ``/v1`` path."""
+    base = base_url.rstrip("/")
+    if base.endswith("/v1"):
+        where = (
+            "The URL reaches a web UI, a proxy's login page or a captive portal instead of "
+            "the API: check the host and port"
+        )
+    else:
+        where = (
+            f"OpenAI-compatible servers answer under /v1: try --base-url {base}/v1 "
+            "(else the URL reaches a web UI, a login page or a captive portal)"
+        )
+    return TeacherError(
+        "not_an_api",
+        f"{base_url} is not an OpenAI-compatible endpoint: it answered {path} with a web page "
+        "(HTML), not the API",
+        hint=f"{where}; `curl {base}/models` should answer JSON.",
     )
 
 
@@ -142,6 +195,8 @@ def classify(error: BaseException, key: str) -> BaseException:
     :class:`PromptRejected`; anything unknown is returned unchanged (a bug)."""
     import openai
 
+    if isinstance(error, TeacherError):
+        return error
     if isinstance(error, openai.APITimeoutError):
         return Retryable("timed out")
     if isinstance(error, openai.APIConnectionError):

@@ -154,6 +154,31 @@ def _key(teacher: TeacherPlan, prompt: Prompt) -> str:
     return prompt_key(messages[0]["content"] if len(messages) == 2 else None, prompt.user)
 
 
+def refuse_output_over_prompts(teacher: TeacherPlan) -> None:
+    """Refuse an output file that is the prompt file, by any path (``./x``, a link, a hard link).
+
+    Answers are appended to the output, so they would land among the prompts, and
+    the next run would pay for them as new questions.
+    """
+    if teacher.topic or not teacher.prompts:
+        return
+    try:
+        same = os.path.samefile(teacher.prompts, teacher.output)
+    except OSError:  # either one missing (a new output file, a hub id): not the same file
+        return
+    if same:
+        how = (
+            ""
+            if Path(teacher.prompts) == Path(teacher.output)
+            else " (the same file by another path)"
+        )
+        raise UserError(
+            f"the output file {teacher.output} is the prompt file {teacher.prompts}{how}: "
+            "answers would be appended to your prompts",
+            hint="Give the answers their own file: --out teacher.jsonl (teacher.output in a plan).",
+        )
+
+
 def _file_prompts(teacher: TeacherPlan) -> tuple[list[Prompt], Diversity]:
     if not teacher.prompts:
         raise UserError("no prompts given", hint="Pass --prompts FILE, or --topic TEXT --count N.")
@@ -188,6 +213,7 @@ def estimate(teacher: TeacherPlan) -> Estimate:
         to_send = teacher.count
         prompt_tokens += asks * QUESTIONS_PER_REQUEST * QUESTION_TOKENS  # the questions' own text
     else:
+        refuse_output_over_prompts(teacher)
         chosen, diversity = _file_prompts(teacher)
         done = done_keys(teacher.output)
         pending = [p for p in chosen if _key(teacher, p) not in done]
@@ -292,6 +318,7 @@ class _Job:
 
     async def main(self) -> None:
         teacher = self.teacher
+        refuse_output_over_prompts(teacher)
         if teacher.budget_usd is not None and self.price is None:
             raise UserError(
                 f"budget_usd is set but the price of {teacher.model} is unknown",

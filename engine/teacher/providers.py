@@ -9,7 +9,10 @@ and ``deepseek-reasoner`` for ``deepseek-v4-flash``/``deepseek-v4-pro`` in July
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 # Cache-miss input and output prices in USD per million tokens, as published on
 # the providers' pricing pages on this date. Plans override them with
@@ -77,10 +80,73 @@ PRESETS: dict[str, Preset] = {
 }
 
 FREE = Price(0.0, 0.0)
+DEFAULT_PROVIDER = "deepseek"
+ENDPOINT_KEYS = ("base_url", "api_key_env", "model")  # what a preset fills in
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def preset(provider: str) -> Preset:
     return PRESETS[provider]
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def provider_for(base_url: str) -> str:
+    """The provider a URL names when no provider is given: the preset whose host it is,
+    ``local`` for this machine, ``custom`` for anything else (never a paid preset)."""
+    host = _host(base_url)
+    if host in LOOPBACK_HOSTS:
+        return "local"
+    named = [p.name for p in PRESETS.values() if p.base_url and _host(p.base_url) == host]
+    return named[0] if named else "custom"
+
+
+def with_preset(written: Mapping[str, Any]) -> dict[str, Any]:
+    """Teacher settings as written, completed by their provider's preset.
+
+    Every value written wins over the preset's. Without a provider, a written
+    ``base_url`` picks it (:func:`provider_for`), so a plan naming its own
+    endpoint is never sent to the default provider; with neither, the default.
+    """
+    provider = written.get("provider") or (
+        provider_for(written["base_url"]) if written.get("base_url") else DEFAULT_PROVIDER
+    )
+    if provider not in PRESETS:  # the plan's own check names the bad value
+        return dict(written)
+    chosen = PRESETS[provider]
+    filled = {"base_url": chosen.base_url, "api_key_env": chosen.api_key_env, "model": chosen.model}
+    return {**filled, **written, "provider": provider}
+
+
+def endpoint_for(provider: str, current_base_url: str = "") -> dict[str, str]:
+    """The endpoint a switch to ``provider`` brings: its preset's URL, key variable and model
+    (a preset without a URL, ``custom``, keeps the current one)."""
+    chosen = PRESETS[provider]
+    return {
+        "base_url": chosen.base_url or current_base_url,
+        "api_key_env": chosen.api_key_env,
+        "model": chosen.model,
+    }
+
+
+def layered(written: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` (command-line flags) over ``written`` (a plan as written), field by field.
+
+    An override that changes the provider replaces the plan's endpoint, which
+    belonged to the old provider, by the new preset's; endpoint fields given as
+    overrides still win. So: preset < plan < flags, for every field.
+    """
+    merged = dict(written)
+    new = overrides.get("provider")
+    if new in PRESETS and new != with_preset(written).get("provider"):
+        merged.update(endpoint_for(new), provider=new)
+    merged.update(overrides)
+    return merged
 
 
 def price_for(

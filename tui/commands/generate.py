@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import signal
 from typing import TYPE_CHECKING, Any, get_args
-from urllib.parse import urlparse
 
 from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
 
@@ -38,7 +37,6 @@ _FLAGS = {
     "timeout": "timeout_s",
     "stream": "stream",
 }
-_PRESET_KEYS = ("base_url", "api_key_env", "model")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--plan", metavar="PLAN", help="take the [teacher] settings from a plan")
     teacher.add_argument(
-        "--provider", choices=get_args(Provider), help="preset (default: deepseek)"
+        "--provider",
+        type=_provider,
+        metavar="{" + ",".join(get_args(Provider)) + "}",
+        help="preset (default: deepseek)",
     )
     teacher.add_argument("--base-url", metavar="URL", help="OpenAI-compatible endpoint")
     teacher.add_argument("--model", metavar="NAME", help="model id (see --list-models)")
@@ -89,28 +90,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
+def _provider(value: str) -> str:
+    """A preset name; argparse's own refusal would print a key pasted here back."""
+    from engine.teacher.keys import shown
+
+    if value not in get_args(Provider):
+        names = ", ".join(get_args(Provider))
+        raise argparse.ArgumentTypeError(f"must be one of {names} (got {shown(value)})")
+    return value
+
+
 def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
-    """The plan's teacher with the flags applied; a new provider brings its own preset."""
-    plan = load_plan(args.plan) if args.plan else None
-    data: dict[str, Any] = plan.teacher.model_dump(exclude_unset=True) if plan else {}
-    given = {key: getattr(args, flag) for flag, key in _FLAGS.items()}
-    given = {key: value for key, value in given.items() if value is not None}
-    if "base_url" in given and "provider" not in given and not (plan and "provider" in data):
-        host = urlparse(given["base_url"]).hostname or ""
-        given["provider"] = "local" if host in ("localhost", "127.0.0.1", "::1") else "custom"
-    if given.get("provider", data.get("provider")) != data.get("provider", "deepseek"):
-        for key in _PRESET_KEYS:
-            data.pop(key, None)
-    if given.get("prompts"):
-        data.pop("topic", None)
-    if given.get("topic"):
-        data.pop("prompts", None)
-    data.update(given)
-    source = f"{args.plan} with the command line" if args.plan else "the command line"
+    """The plan's teacher as written with the flags over it: preset < plan < flags, per field."""
     from pydantic import ValidationError
 
+    from engine.teacher.providers import layered
+
+    plan = load_plan(args.plan) if args.plan else None
+    written: dict[str, Any] = plan.teacher.model_dump(exclude_unset=True) if plan else {}
+    given = {key: getattr(args, flag) for flag, key in _FLAGS.items()}
+    given = {key: value for key, value in given.items() if value is not None}
+    if given.get("prompts"):
+        written.pop("topic", None)
+    if given.get("topic"):
+        written.pop("prompts", None)
+    source = f"{args.plan} with the command line" if args.plan else "the command line"
     try:
-        return TeacherPlan.model_validate(data)
+        return TeacherPlan.model_validate(layered(written, given))
     except ValidationError as error:
         problems = [f"teacher.{line}" for line in describe_errors(error)]
         raise PlanError(source, problems) from None

@@ -25,7 +25,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, OptionList, ProgressBar, Static
 
 from engine import events as ev
-from engine.teacher.providers import PRESETS
+from engine.teacher.providers import PRESETS, endpoint_for
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import FilePicker, fill
 from tui.widgets.knob import Knob
@@ -131,13 +131,8 @@ class TeacherScreen(StepScreen):
 
     def plan_changed(self, key: str) -> None:
         if key == "teacher.provider":
-            preset = PRESETS[self.app.plan.teacher.provider]
-            self.app.change(
-                "teacher",
-                base_url=preset.base_url or None,
-                api_key_env=preset.api_key_env,
-                model=preset.model or None,
-            )
+            teacher = self.app.plan.teacher
+            self.app.change("teacher", **endpoint_for(teacher.provider, teacher.base_url))
             self.show_plan()
         elif key == "teacher.api_key_env":
             self._show_key_status()
