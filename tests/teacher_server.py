@@ -88,7 +88,7 @@ class TeacherServer:
     ):
         self.latency_s = latency_s
         self.portal = portal
-        self.hits: list[tuple[str, str]] = []
+        self.hits: list[tuple[str, str, str]] = []
         self.api_key = api_key
         self.models = models
         self.requests: list[dict[str, Any]] = []
@@ -182,7 +182,8 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
         def _seen(self) -> bool:
             """Log the request; ``False`` when the portal answered it with a web page."""
             with server._lock:
-                server.hits.append((self.command, self.path))
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                server.hits.append((self.command, self.path, key))
             if server.portal:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 self._raw(200, WEB_PAGE, "text/html; charset=utf-8")
