@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.widgets import OptionList
 
@@ -122,3 +124,49 @@ async def test_models_failure_says_what_to_do_and_offers_the_preset(
             await pilot.pause()
             assert says in str(app.screen.query_one("#test-result").render())
             assert app.plan.teacher.model == "deepseek-v4-flash"
+
+
+async def test_a_draft_naming_its_own_endpoint_is_the_one_the_teacher_step_uses(
+    make_app, monkeypatch
+):
+    """You should see the provider a draft's own URL means (never the DeepSeek default), a test
+    call that reaches that URL, and a switch to custom that keeps the URL but no preset key."""
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        Path("stillroom-plan.toml").write_text(
+            f'# wizard-step: teacher\n[teacher]\nbase_url = "{server.base_url}"\n'
+            f'model = "teacher-reasoner"\napi_key_env = "{KEY_VAR}"\n'
+        )
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.screen.query_one("#knob-teacher-provider Select").value == "local"
+            await pilot.press("ctrl+t")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert "serves teacher-reasoner" in str(app.screen.query_one("#test-result").render())
+            assert server.hits and {key for _, _, key in server.hits} == {server.api_key}
+
+            app.screen.query_one("#knob-teacher-provider Select").value = "custom"
+            await pilot.pause()
+            teacher = load_plan("stillroom-plan.toml").teacher
+            assert (teacher.provider, teacher.base_url) == ("custom", server.base_url)
+            assert teacher.api_key_env == ""
+
+
+async def test_a_test_call_at_a_web_page_says_it_is_not_an_api(make_app):
+    """You should see, at once, that a URL answering with a web page is no OpenAI-compatible
+    endpoint, and the /v1 path to try."""
+    with TeacherServer(portal=True) as portal:
+        base = portal.base_url.removesuffix("/v1")
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            app.change("teacher", provider="custom", base_url=base, api_key_env="")
+            await pilot.press("ctrl+t")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            said = str(app.screen.query_one("#test-result").render())
+            assert "not an OpenAI-compatible endpoint" in said and f"{base}/v1" in said
+            assert len(portal.hits) == 1
