@@ -46,7 +46,11 @@ PREFIXES = (
 MIN_TAIL = 16  # characters after a prefix: shorter is a name like `hf_token`, not a key
 RANDOM_RUN = 32  # a run of letters and digits this long with a digit in it is never a word
 SHORT_RANDOM_RUN = 20  # from here, a run that switches letters and digits often enough
-CREDENTIAL_NAMES = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
+# Names under which any string is a credential (not `max_tokens` or `stop_token`).
+CREDENTIAL_NAMES = re.compile(
+    r"^(key|token|auth|bearer)$|api[_-]?key|secret|password|authorization|(access|auth)[_-]?token",
+    re.I,
+)
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 _RUN = re.compile(r"[A-Za-z0-9]+")
