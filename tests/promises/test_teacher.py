@@ -15,10 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
 
-from engine.chat import ask_teacher
-from engine.plan import TeacherPlan
+from tests.engine.training import run_dir_from, write_facts, write_plan
 from tests.teacher_server import TeacherServer, answer_for
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN_KEY, FLAG_KEY = "STILLROOM_PLAN_KEY", "STILLROOM_FLAG_KEY"
@@ -296,11 +301,25 @@ def test_a_web_page_instead_of_an_answer_stops_at_once_and_keeps_the_answers(ser
     assert [record["messages"][-1]["content"] for record in kept] == list(map(answer_for, asked))
 
 
-def test_chat_compare_shows_a_web_page_teacher_as_a_short_note(portal):
-    """chat --compare's teacher column says the teacher URL is no API, in one short note."""
-    teacher = TeacherPlan(base_url=portal.base_url, model="teacher-1", api_key_env="")
-    reply = ask_teacher(teacher, [{"role": "user", "content": "Hello?"}])
-    assert reply.text == ""
-    assert reply.note.startswith("teacher skipped: ")
-    assert "is not an OpenAI-compatible endpoint" in reply.note and len(reply.note) < 200
-    assert len(portal.hits) == 1
+def test_chat_compare_shows_a_web_page_teacher_as_a_short_note(tiny_model_dir, portal, tmp_path):
+    """chat --compare with a teacher URL that serves a web page still shows the student's and the
+    base's answers, and in the teacher's place one short note that the URL is no API."""
+    trained = stillroom(
+        "train", str(write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=2))
+    )
+    assert trained.returncode == 0, trained.stderr
+    run = run_dir_from(trained.stdout)
+    plan = tomllib.loads((run / "plan.toml").read_text())
+    plan["teacher"] = {  # no provider: resolved as every plan is
+        "base_url": portal.base_url, "model": "teacher-1", "api_key_env": "",
+        "retry_base_s": 0.01, "retry_max_s": 0.02, "max_retries": 2,
+    }  # fmt: skip
+    (run / "plan.toml").write_text(tomli_w.dumps(plan))
+    result = stillroom("chat", str(run), "--prompt", "Hello?", "--compare", "--max-new-tokens", "4")
+    assert result.returncode == 0, result.stderr
+    student, teacher = result.stdout.split("== base ==")[0], result.stdout.split("== teacher ==")[1]
+    assert student.startswith("== student ==")
+    note = teacher.strip()
+    assert note.startswith("(teacher skipped: ") and len(note) < 200
+    assert f"{portal.base_url} is not an OpenAI-compatible endpoint" in note
+    assert len(portal.hits) == 1  # not retried
