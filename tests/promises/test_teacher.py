@@ -1,9 +1,10 @@
-"""What `stillroom generate` promises about the teacher, tested as a user meets it.
+"""What Stillroom promises about the teacher, tested as a user meets it.
 
-Each test runs the real command in a subprocess against the real loopback teacher
-(tests/teacher_server.py). The environment holds no real provider key and sends
-anything not on loopback to a dead proxy, so no test can reach a network even on
-code that gets the endpoint wrong.
+Each test runs the real command (`generate`, `train`, `chat --compare`) in a
+subprocess against the real loopback teacher (tests/teacher_server.py). The
+environment holds no real provider key, is offline for the hub and sends anything
+not on loopback to a dead proxy, so no test can reach a network even on code that
+gets the endpoint wrong.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ KEYS = {  # each variable's value, so the server can tell which one was sent
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, the attempt fails at once
 
 
-def stillroom(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None):
+def stillroom(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """The real CLI, with the test keys set and any non-loopback traffic sent nowhere."""
     environment = {
         name: value
@@ -48,6 +51,7 @@ def stillroom(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None):
         HTTPS_PROXY=DEAD_PROXY,
         ALL_PROXY=DEAD_PROXY,
         NO_PROXY="127.0.0.1,localhost",
+        HF_HUB_OFFLINE="1",
         PYTHONPATH=str(REPO),
         **(env or {}),
     )
@@ -57,7 +61,7 @@ def stillroom(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None):
         text=True,
         cwd=cwd,
         env=environment,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -200,6 +204,7 @@ def test_a_provider_flag_brings_its_preset_and_a_plan_model_alone_keeps_the_defa
 GROQ = "gsk_" + "Vx7Qm2Lk9Pz4Rt8Wn3Jb6Hc1Yd5Fg0Sa" * 2
 STRIPE = "sk_live_" + "51Hq8TgZk2Lm9Nx4Pw7Rb3Vc"
 HEX32 = "3f2a9c8e7d6b5a4f3e2d1c0b9a8f7e6d"
+# (flags, or a line of the plan's [teacher], and the key that must never be shown)
 PASTED = {
     "groq key as the key variable": (["--api-key-env", GROQ], GROQ),
     "stripe-style key as the key variable": (["--api-key-env", STRIPE], STRIPE),
@@ -207,9 +212,9 @@ PASTED = {
     "key as the model": (["--model", "sk-" + HEX32], "sk-" + HEX32),
     "key in the URL": (["--base-url", f"http://127.0.0.1:9/v1?key={HEX32}"], HEX32),
     "key as the provider": (["--provider", GROQ], GROQ),
-    "key in a plan's model": (["--plan", 'model = "hf_QpVnXrTbLmWsKdJfGhZcYaEuOi12"'], "hf_QpVn"),
+    "key in a plan's model": ('model = "hf_QpVnXrTbLmWsKdJfGhZcYaEuOi12"', "hf_QpVn"),
     "key in a plan's extra_body": (
-        ["--plan", f'extra_body = {{ headers = {{ authorization = "Bearer {HEX32}" }} }}'],
+        f'extra_body = {{ headers = {{ authorization = "Bearer {HEX32}" }} }}',
         HEX32,
     ),
 }
@@ -219,14 +224,14 @@ PASTED = {
 def test_a_pasted_key_is_refused_and_never_shown_or_stored(server, tmp_path, case):
     """A key typed into any teacher field is refused before anything is sent or written,
     and shown only as its first four characters and its length."""
-    flags, key = PASTED[case]
-    if flags[0] == "--plan":
-        flags = ["--plan", str(tmp_path / "plan.toml")]
-        (tmp_path / "plan.toml").write_text(f"[teacher]\n{PASTED[case][0][1]}\n")
+    given, key = PASTED[case]
+    if isinstance(given, str):  # a line of the plan
+        (tmp_path / "plan.toml").write_text(f"[teacher]\n{given}\n")
+        given = ["--plan", str(tmp_path / "plan.toml")]
     write_prompts(tmp_path / "prompts.txt")
     args = ["--base-url", server.base_url, "--model", "teacher-1", "--api-key-env", ""]
     result = stillroom(
-        "generate", *args, *flags, "--prompts", str(tmp_path / "prompts.txt"),
+        "generate", *args, *given, "--prompts", str(tmp_path / "prompts.txt"),
         "--out", str(tmp_path / "out.jsonl"),
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
@@ -244,7 +249,7 @@ def test_a_plan_holding_a_key_never_becomes_a_run(tmp_path):
         f'[teacher]\nmodel = "{GROQ}"\n[dataset]\nsource = "{tmp_path / "data.jsonl"}"\n'
         f'[student]\nmodel = "{tmp_path / "student"}"\n[output]\nruns_dir = "{tmp_path / "runs"}"\n'
     )
-    result = stillroom("train", str(plan), env={"HF_HUB_OFFLINE": "1"})
+    result = stillroom("train", str(plan))
     assert result.returncode == 2, result.stderr
     assert "looks like an API key" in result.stderr and GROQ not in result.stderr + result.stdout
     assert not (tmp_path / "runs").exists()
@@ -274,7 +279,7 @@ def test_a_url_serving_a_web_page_is_named_not_an_api_at_once(portal, tmp_path, 
     assert f"{base} is not an OpenAI-compatible endpoint" in result.stderr
     assert f"--base-url {base}/v1" in result.stderr
     assert len(portal.hits) == 1  # not retried
-    assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_a_web_page_instead_of_an_answer_stops_at_once_and_keeps_the_answers(server, tmp_path):
@@ -304,9 +309,8 @@ def test_a_web_page_instead_of_an_answer_stops_at_once_and_keeps_the_answers(ser
 def test_chat_compare_shows_a_web_page_teacher_as_a_short_note(tiny_model_dir, portal, tmp_path):
     """chat --compare with a teacher URL that serves a web page still shows the student's and the
     base's answers, and in the teacher's place one short note that the URL is no API."""
-    trained = stillroom(
-        "train", str(write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=2))
-    )
+    plan_file = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=2)
+    trained = stillroom("train", str(plan_file), timeout=600)
     assert trained.returncode == 0, trained.stderr
     run = run_dir_from(trained.stdout)
     plan = tomllib.loads((run / "plan.toml").read_text())
