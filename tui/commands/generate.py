@@ -1,8 +1,9 @@
 """``stillroom generate``: have the teacher write the training data, headless.
 
-Flags override the plan's ``[teacher]`` section. The output file is appended
-to, one finished answer a line; running the same command again asks only the
-prompts not yet answered. Exit 0 when every prompt has an answer, 1 when some
+Flags override the plan's ``[teacher]`` section field by field, as the plan
+overrides its provider's preset (``engine.teacher.providers.layered``). The
+output file is appended to, one finished answer a line; running the same
+command again asks only the prompts not yet answered. Exit 0 when every prompt has an answer, 1 when some
 are still missing (failed, budget reached), 2 for a mistake to fix, 130 when
 interrupted.
 """
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--provider",
         type=_provider,
         metavar="{" + ",".join(get_args(Provider)) + "}",
-        help="preset (default: deepseek)",
+        help="preset (default: the one --base-url names, else deepseek)",
     )
     teacher.add_argument("--base-url", metavar="URL", help="OpenAI-compatible endpoint")
     teacher.add_argument("--model", metavar="NAME", help="model id (see --list-models)")
