@@ -1,10 +1,15 @@
-"""Provider presets and the price table, kept as data.
+"""Provider presets and the price table, kept as data, and how a teacher is resolved.
 
 Every provider is the same OpenAI-compatible client with a different base URL,
 key variable and price list. Model ids change (DeepSeek retired ``deepseek-chat``
 and ``deepseek-reasoner`` for ``deepseek-v4-flash``/``deepseek-v4-pro`` in July
 2026), so the lists below are suggestions only: ``stillroom generate
---list-models`` asks the endpoint what it serves today. Stdlib only.
+--list-models`` asks the endpoint what it serves today.
+
+Resolution, one way everywhere (plan loading, so the wizard and ``chat
+--compare`` too; ``generate``'s flags; the wizard's provider switch): preset <
+plan < flags, field by field (:func:`with_preset`, :func:`layered`,
+:func:`endpoint_for`). Stdlib only.
 """
 
 from __future__ import annotations
@@ -83,10 +88,6 @@ FREE = Price(0.0, 0.0)
 DEFAULT_PROVIDER = "deepseek"
 ENDPOINT_KEYS = ("base_url", "api_key_env", "model")  # what a preset fills in
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
-def preset(provider: str) -> Preset:
-    return PRESETS[provider]
 
 
 def _host(url: str) -> str:
