@@ -69,11 +69,22 @@ def shown(value: Any) -> str:
 
 
 def _prefixed(token: str) -> bool:
+    """A known prefix followed by a random tail (not words: ``hf_exported_prompts_2024``)."""
     for prefix in PREFIXES:
         if token.startswith(prefix):
             tail = token[len(prefix) :]
-            return len(tail) >= MIN_TAIL and (any(c.isdigit() for c in tail) or len(tail) >= 24)
+            return len(tail) >= MIN_TAIL and any(map(_scrambled, _RUN.findall(tail)))
     return False
+
+
+def _scrambled(run: str) -> bool:
+    """Twelve or more letters and digits mixed as no word is: digits in it, or a case mix
+    nearer half and half than CamelCase words get."""
+    if len(run) < 12:
+        return False
+    letters = [c for c in run if c.isalpha()]
+    upper = sum(c.isupper() for c in letters) / len(letters) if letters else 0.0
+    return any(c.isdigit() for c in run) or 0.3 <= upper <= 0.7
 
 
 def _entropy(text: str) -> float:

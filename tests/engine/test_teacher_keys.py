@@ -39,6 +39,9 @@ NOT_KEYS = [
     "DEEPSEEK_API_KEY",
     "HF_TOKEN",
     "hf_token",
+    "data/hf_exported_prompts_2024.jsonl",
+    "hf_internationalization_dataset",
+    "sk-MyCompanyInternalModel",
     "You are a helpful assistant. Answer in 3 sentences.",
 ]
 
