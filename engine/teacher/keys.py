@@ -143,6 +143,12 @@ def key_in_data(value: Any) -> str | None:
 
 
 PATH_SETTINGS = ("prompts", "output")
+NAME_SETTINGS = ("model", "api_key_env")
+# Prefixes no model id or variable name starts with (unlike `hf_token`, `pplx-7b-online`,
+# `ASIA_API_KEY`), so a key is caught from its first characters on.
+NEVER_A_NAME = tuple(
+    p for p in PREFIXES if p not in ("hf_", "pplx-", "r8_", "AIza", "AKIA", "ASIA")
+)
 
 
 def key_in_setting(name: str, value: Any) -> str | None:
@@ -151,7 +157,9 @@ def key_in_setting(name: str, value: Any) -> str | None:
         return key_in_url(value)
     if name in PATH_SETTINGS and isinstance(value, str):
         return key_in(value, random_runs=False)
-    if name == "api_key_env" and isinstance(value, str):  # a name never starts `sk-`
+    if isinstance(value, str) and name in NAME_SETTINGS and value.startswith(NEVER_A_NAME):
+        return value  # even half typed: the wizard saves every valid keystroke
+    if name == "api_key_env" and isinstance(value, str):  # no variable name looks like `hf_x-y`
         if value.startswith(PREFIXES) and not value.isidentifier():
             return value
     return key_in_data(value)

@@ -83,6 +83,15 @@ def test_a_cache_path_is_not_a_key_but_a_prefixed_key_in_a_path_is():
     assert key_in_setting("output", f"/tmp/{KEYS[4]}.jsonl") == KEYS[4]
 
 
+def test_a_half_typed_key_is_caught_in_a_name_field_but_similar_names_are_not():
+    assert key_in_setting("model", "gsk_V") == "gsk_V"
+    assert key_in_setting("api_key_env", "sk_live_5") == "sk_live_5"
+    assert key_in_setting("api_key_env", "sk-abc") == "sk-abc"
+    for name in ("pplx-7b-online", "hf_token", "ASIA_API_KEY", "deepseek-v4-flash"):
+        assert key_in_setting("model", name) is None
+        assert key_in_setting("api_key_env", name.replace("-", "_")) is None
+
+
 def test_extra_body_credentials_are_caught_and_sampling_fields_are_not():
     assert key_in_setting("extra_body", {"headers": {"Authorization": "Bearer abcdefgh"}})
     assert key_in_setting("extra_body", {"x": [KEYS[0]]}) == KEYS[0]

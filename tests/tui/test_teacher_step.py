@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.widgets import OptionList
 
 from engine.plan import load_plan
@@ -170,3 +171,24 @@ async def test_a_test_call_at_a_web_page_says_it_is_not_an_api(make_app):
             said = str(app.screen.query_one("#test-result").render())
             assert "not an OpenAI-compatible endpoint" in said and f"{base}/v1" in said
             assert len(portal.hits) == 1
+
+
+async def test_a_key_typed_into_a_teacher_field_is_refused_masked_and_never_saved(make_app):
+    """You should see a key typed or pasted into the Model or Key variable field refused, shown
+    only as its first four characters and its length, and no part of it in the draft plan."""
+    key = "gsk_" + "Vx7Qm2Lk9Pz4Rt8Wn3Jb6Hc1Yd5Fg0Sa" * 2
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        said = await type_into(pilot, "teacher.model", key)  # typed, one key press a character
+        assert "looks like an API key (gsk_… (68 characters))" in said and key not in said
+        field = app.screen.query_one("#knob-teacher-api_key_env")
+        field.editor.focus()
+        await pilot.press("end", "ctrl+u")
+        field.editor.post_message(events.Paste(key))
+        await pilot.pause()
+        said = str(field.query_one(".help").render())
+        assert "looks like an API key (gsk_… (68 characters))" in said and key not in said
+        assert key[:5] not in Path("stillroom-plan.toml").read_text()
+        assert app.plan.teacher.model == "gsk"  # the public prefix typed so far, no more
