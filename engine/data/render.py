@@ -20,7 +20,6 @@ import statistics
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from engine.data.types import Conversation, Message
