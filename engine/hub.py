@@ -19,7 +19,7 @@ from typing import Literal
 
 from engine.errors import UserError
 
-HUB_TIMEOUT_S = 6.0
+HUB_TIMEOUT_S = 5.0
 # Asked about when any answer will do: a small public model that has long existed.
 PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # A hub id: "name" or "owner/name" (letters, digits, -, _, .); anything else is a path.
