@@ -50,8 +50,8 @@ def _torch_check() -> tuple[Check, bool]:
 def _gpu_checks(plan: Plan) -> list[Check]:
     ok, reason = gpu.available()
     if not ok:
-        hint = f"Training runs on the CPU: tiny models only (preset {preset_for(None).name})."
-        return [Check("gpu", "warn", reason, hint)]
+        hint = f"Training runs on the CPU: small models only (preset {preset_for(None).name})."
+        return [Check("gpu", "warn", reason, hint), _cpu_fit_check(plan)]
     versions = gpu.driver_versions()
     checks = [
         Check(
@@ -89,6 +89,78 @@ def _fit_check(plan: Plan, total_mb: float, free_mb: float) -> Check:
     if result.suggestions:
         hint = "Try " + " or ".join(str(s) for s in result.suggestions) + ". " + hint
     return Check("memory fit", status, f"{plan.student.model}: {result.summary()}", hint)
+
+
+# A CPU step of a model this size takes seconds; past it, minutes (2-core box, fp32).
+CPU_COMFORTABLE_PARAMS = 0.5e9
+FP32_TRAINING_BYTES_PER_PARAM = 4 * 1.5  # weights, plus room for activations and LoRA state
+
+
+def _cpu_fit_check(plan: Plan) -> Check:
+    """Without a GPU the student trains in float32 in RAM: say whether that is sensible."""
+    import psutil
+
+    from engine.train.memory import resolve_arch
+
+    try:
+        arch, _ = resolve_arch(plan.student.model)
+    except UserError as error:
+        return Check("memory fit", "warn", f"no GPU; {error.message}", error.hint)
+    params = arch.params()
+    need_gb = params * FP32_TRAINING_BYTES_PER_PARAM / 2**30
+    free_gb = psutil.virtual_memory().available / 2**30
+    detail = (
+        f"no GPU: {plan.student.model} ({params / 1e9:.2f} B parameters) trains in float32 "
+        f"on the CPU, about {need_gb:.1f} GB of {free_gb:.1f} GB free RAM"
+    )
+    if need_gb > free_gb:
+        return Check("memory fit", "fail", detail, "Pick a smaller student, or train on a GPU.")
+    if params > CPU_COMFORTABLE_PARAMS:
+        return Check(
+            "memory fit",
+            "warn",
+            detail,
+            "It fits, but each step takes minutes on a CPU: use a GPU, or a student under "
+            "0.5 B parameters (`stillroom demo` brings one).",
+        )
+    return Check("memory fit", "ok", detail)
+
+
+def _precision_check(plan: Plan, cuda: bool) -> Check:
+    """The weights and compute precision this machine will train the plan in."""
+    import torch
+
+    from engine.train.backends import precision_for
+
+    precision = precision_for(plan, cuda)
+    if not cuda:
+        hint = (
+            "load_in_4bit needs CUDA, so the CPU trains the full-precision model."
+            if plan.student.load_in_4bit
+            else ""
+        )
+        return Check("precision", "ok", "float32 weights and compute on the CPU", hint)
+    weights = "4-bit NF4 weights (QLoRA)" if plan.student.load_in_4bit else "16-bit weights"
+    detail = f"{weights}, {precision} compute"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        return Check(
+            "precision",
+            "fail",
+            f"{detail}: this card has no bf16",
+            "Set student.dtype = 'auto' (fp16 on this card).",
+        )
+    return Check("precision", "ok", detail)
+
+
+def _student_check(plan: Plan) -> Check:
+    """Whether the student model can be loaded: a folder, the hub cache, or a reachable hub."""
+    from engine.hub import locate_model
+
+    try:
+        source = locate_model(plan.student.model)
+    except UserError as error:
+        return Check("student model", "fail", error.message, error.hint)
+    return Check("student model", "ok", f"{source.model}: {source.detail}")
 
 
 def _backend_check(plan: Plan, cuda: bool) -> Check:
@@ -129,15 +201,24 @@ def _api_key_check(plan: Plan) -> Check:
 
 
 def _offline_check() -> Check:
+    """The offline variables, judged against whether the hub answers from here."""
+    from engine.hub import endpoint, hub_reachable
+
     unset = [name for name in OFFLINE_VARIABLES if not os.environ.get(name)]
     if not unset:
         return Check("offline", "ok", " and ".join(f"{n}=1" for n in OFFLINE_VARIABLES))
+    hint = (
+        "Set HF_HUB_OFFLINE=1 and UNSLOTH_DISABLE_STATISTICS=1 so models load from the cache "
+        "without waiting for the hub (Unsloth contacts it at every model load)."
+    )
+    problem = hub_reachable()
+    if problem:
+        return Check("offline", "warn", f"{', '.join(unset)} not set, and {problem}", hint)
     return Check(
         "offline",
         "ok",
-        f"{', '.join(unset)} not set: models may be fetched from the hub",
-        "On an air-gapped box set HF_HUB_OFFLINE=1 and UNSLOTH_DISABLE_STATISTICS=1; "
-        "Unsloth otherwise contacts the hub at every model load.",
+        f"the hub at {endpoint()} answers; {', '.join(unset)} not set",
+        "On an air-gapped box: " + hint,
     )
 
 
@@ -148,7 +229,9 @@ def diagnose(plan: Plan | None = None) -> list[Check]:
     return [
         *_gpu_checks(plan),
         torch_check,
+        _precision_check(plan, cuda),
         _backend_check(plan, cuda),
+        _student_check(plan),
         _disk_check(plan),
         _api_key_check(plan),
         _offline_check(),

@@ -3,6 +3,7 @@ each once per test session (the engine and the TUI tests both talk to the facts 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import pytest
 
 from tests.engine.training import run_dir_from, stillroom, write_facts, write_plan
 from tests.tiny_model import build_tiny_model
+
+# The tests never reach a network: unless a test points it elsewhere, "the hub" is a closed
+# port on loopback (refused at once), for this process and every child it starts.
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")

@@ -28,10 +28,11 @@ def test_doctor_reports_every_check_and_never_prints_the_key():
     assert "Traceback" not in result.stderr
 
 
-def test_doctor_json_names_the_backend_and_missing_key(tmp_path):
+def test_doctor_json_names_the_backend_and_missing_key(tmp_path, tiny_model_dir):
     plan = tmp_path / "plan.toml"
     plan.write_text(
         '[teacher]\napi_key_env = "NO_SUCH_KEY_VAR"\n[output]\nruns_dir = "runs/deeper"\n'
+        f'[student]\nmodel = "{tiny_model_dir}"\n'
     )
     result = doctor(str(plan), "--json")
     checks = {c["name"]: c for c in json.loads(result.stdout)}

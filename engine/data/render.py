@@ -20,7 +20,6 @@ import statistics
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from engine.data.types import Conversation, Message
@@ -138,13 +137,9 @@ class Segment(NamedTuple):
 
 def load_tokenizer(model_id_or_path: str) -> Any:
     """The student's tokenizer (hub id or local folder), checked to have a chat template."""
-    folder = Path(model_id_or_path).expanduser()
-    if model_id_or_path.startswith((".", "/", "~")) and not folder.is_dir():
-        raise UserError(
-            f"No model folder at {model_id_or_path}.",
-            hint="Give a folder holding tokenizer.json, or a hub id such as "
-            "unsloth/Qwen2.5-1.5B-Instruct.",
-        )
+    from engine.hub import locate_model
+
+    locate_model(model_id_or_path, whole=False)
     try:
         from transformers import AutoTokenizer
 
@@ -153,7 +148,8 @@ def load_tokenizer(model_id_or_path: str) -> Any:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"Could not load a tokenizer from {model_id_or_path}: {reason}",
-            hint="Check the model id or folder; a hub model needs network access the first time.",
+            hint="Check that the student model folder holds tokenizer.json "
+            "(or pick another student model).",
         ) from None
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(

@@ -61,6 +61,9 @@ def run(
                 pid=_pid(),
             )
         )
+        stage = "student"
+        for line in _student_source(plan):
+            emit(ev.Log(line=line))
         stage = "dataset"
         if backend == "unsloth":
             data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
@@ -78,7 +81,9 @@ def run(
     except UserError as error:
         emit(
             ev.Error(
-                kind=stage if stage == "dataset" else "plan", message=error.message, hint=error.hint
+                kind=stage if stage in ("student", "dataset") else "plan",
+                message=error.message,
+                hint=error.hint,
             )
         )
     except Exception as error:  # noqa: BLE001 - every failure must end in an event
@@ -93,6 +98,14 @@ def run(
                 log_tail="".join(traceback.format_exc()[-4000:]),
             )
         )
+
+
+def _student_source(plan: Plan) -> list[str]:
+    """Where the student loads from, checked before any data or model work."""
+    from engine.hub import locate_model
+
+    source = locate_model(plan.student.model)
+    return [f"student model {source.model}: {source.detail}"]
 
 
 def _is_oom(error: BaseException) -> bool:

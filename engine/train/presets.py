@@ -8,7 +8,10 @@ the student learns.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -24,24 +27,39 @@ class Preset:
     min_gpu_mb: float
     why: str
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A student the card size calls for, looked up when applied (it may be downloaded since).
+    student: Callable[[], str] | None = None
 
     def apply(self, plan: Plan) -> Plan:
         """The plan with this preset's keys set, everything else kept."""
         data = plan.to_dict()
         for section, values in self.overrides.items():
             data[section] = {**data.get(section, {}), **values}
+        if self.student is not None:
+            data["student"] = {**data.get("student", {}), "model": self.student()}
         return plan_from_dict(data, f"preset {self.name}")
+
+
+CPU_STUDENT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def cpu_student() -> str:
+    """SmolLM2-135M-Instruct: the folder `stillroom demo` saved it to, else its hub id."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "stillroom" / "models" / "SmolLM2-135M-Instruct"
+    return str(folder) if (folder / "config.json").is_file() else CPU_STUDENT_HUB_ID
 
 
 # Smallest card first; thresholds sit below each class's usable MiB as NVML reports it
 # (T4 15360, A10/L4/4090 22-24 GiB, A100-40 40960, A100/H100-80 ~80 GiB).
 PRESETS: tuple[Preset, ...] = (
     Preset(
-        name="cpu-tiny",
-        title="CPU, tiny test model",
+        name="cpu-small",
+        title="CPU: a 135M student (SmolLM2)",
         min_gpu_mb=0,
-        why="No GPU: full-precision transformers + PEFT on the CPU; only a tiny model "
-        "(`python tests/tiny_model.py FOLDER`, then student.model = FOLDER) trains in minutes.",
+        why="No GPU: SmolLM2-135M-Instruct in full precision with transformers + PEFT, "
+        "seconds a step; `stillroom demo` fetches it without the hub.",
+        student=cpu_student,
         overrides={
             "student": {"load_in_4bit": False, "backend": "hf", "max_seq_length": 512},
             "training": {

@@ -12,7 +12,7 @@ from engine.train.presets import PRESETS, get_preset, preset_for
 @pytest.mark.parametrize(
     ("gpu_mb", "name"),
     [
-        (None, "cpu-tiny"),
+        (None, "cpu-small"),
         (15360, "t4-15gb"),
         (23028, "24gb"),
         (40960, "40-80gb"),
@@ -44,9 +44,19 @@ def test_presets_keep_samples_per_step_and_other_choices():
         assert preset.why and "\n" not in preset.why
 
 
-def test_cpu_preset_trains_in_full_precision_with_plain_transformers():
-    plan = get_preset("cpu-tiny").apply(Plan())
+def test_cpu_preset_trains_a_small_student_in_full_precision_with_plain_transformers(
+    tmp_path, monkeypatch
+):
+    """The CPU preset changes the student too: a 1.5B model would take minutes a step."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    plan = get_preset("cpu-small").apply(Plan())
     assert (plan.student.backend, plan.student.load_in_4bit) == ("hf", False)
+    assert plan.student.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    folder = tmp_path / "stillroom" / "models" / "SmolLM2-135M-Instruct"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert get_preset("cpu-small").apply(Plan()).student.model == str(folder)
 
 
 def test_an_unknown_preset_lists_the_real_ones():

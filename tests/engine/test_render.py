@@ -406,7 +406,7 @@ def test_load_tokenizer_reads_a_local_folder(tiny_model_dir):
 
 
 def test_load_tokenizer_explains_a_missing_folder(tmp_path):
-    with pytest.raises(UserError, match="No model folder") as caught:
+    with pytest.raises(UserError, match="no folder at that path") as caught:
         load_tokenizer(str(tmp_path / "nowhere"))
     assert "hub id" in caught.value.hint
 

@@ -16,7 +16,7 @@ from tui.widgets.loss_chart import LossChart
 
 from .conftest import SIZE
 from .replayer import Replay, make_run_dir, recorded_run, step_event
-from .scenes import until
+from .scenes import TINY, prepare, until
 
 pytestmark = pytest.mark.anyio
 
@@ -39,18 +39,22 @@ async def open_train(pilot) -> TrainScreen:
     return pilot.app.screen
 
 
-async def test_the_student_step_leads_to_train_and_the_plan_summary(make_app):
+async def test_the_student_step_leads_to_train_and_the_plan_summary(
+    make_app, project, tiny_model_dir
+):
+    prepare(project, tiny_model_dir)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
         await pilot.pause()
+        app.change("student", model=TINY)
         app.switch_mode("student")
         await pilot.pause()
         await pilot.press("ctrl+n")
         await until(pilot, lambda: isinstance(app.screen, TrainScreen))
         screen = app.screen
         await until(pilot, lambda: screen.query_one(GpuPanel).absent)
-        assert "unsloth/Qwen2.5-1.5B-Instruct learns yahma/alpaca-cleaned" in text_of(
+        assert f"{TINY} learns yahma/alpaca-cleaned" in text_of(
             screen, "#plan-summary"
         )
         assert "ctrl+r starts training" in text_of(screen, "#state")

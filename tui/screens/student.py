@@ -49,6 +49,15 @@ class StudentScreen(StepScreen):
             self.estimate = estimate
             self.error = error
 
+    class ModelChecked(Message):
+        """Where the student model loads from (``detail``), or what is wrong (``error``)."""
+
+        def __init__(self, model: str, detail: str, error: str) -> None:
+            super().__init__()
+            self.model = model
+            self.detail = detail
+            self.error = error
+
     class GpuFound(Message):
         """The GPU probe finished: total MiB and name, or ``None``."""
 
@@ -59,6 +68,8 @@ class StudentScreen(StepScreen):
     def __init__(self) -> None:
         super().__init__()
         self.card_mb = DETECTED
+        # (model, error) of the last finished model check; error "" when it loads.
+        self.model_check: tuple[str, str] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -96,11 +107,32 @@ class StudentScreen(StepScreen):
             self._show_cards()
         else:
             self._probe_gpu()
+        self._check_model(self.app.plan.student.model)
 
     def on_screen_resume(self) -> None:
         # StepScreen.on_screen_resume has shown the plan; the data step may have changed it.
         if self.app.gpu_probed:
             self._estimate_now()
+        self._check_model(self.app.plan.student.model)
+
+    @work(thread=True, exclusive=True, group="model")
+    def _check_model(self, model: str) -> None:
+        from engine.hub import locate_model
+
+        try:
+            message = self.ModelChecked(model, locate_model(model, ask_hub=False).detail, "")
+        except UserError as error:
+            message = self.ModelChecked(model, "", f"{error.message} {error.hint}".strip())
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    @on(ModelChecked)
+    def _model_checked(self, message: ModelChecked) -> None:
+        if message.model != self.app.plan.student.model:
+            return  # an older check: the user has typed on since
+        self.model_check = (message.model, message.error)
+        knob = self.query_one("#knob-student-model", Knob)
+        knob.explain(message.error or None, help=f"✓ {message.detail}" if message.detail else None)
 
     @work(thread=True, exclusive=True, group="gpu")
     def _probe_gpu(self) -> None:
@@ -151,6 +183,8 @@ class StudentScreen(StepScreen):
 
     def plan_changed(self, key: str) -> None:
         self._estimate_now()
+        if key == "student.model":
+            self._check_model(self.app.plan.student.model)
 
     def _estimate_now(self) -> None:
         self._estimate(self.app.plan, self._card_total(), self.app.token_profile)
@@ -191,8 +225,25 @@ class StudentScreen(StepScreen):
             self._estimate_now()
 
     def problems(self) -> list[str]:
+        problems = self._model_problems()
         estimate = self.estimate
         if estimate and estimate.verdict == "will_not_fit":
             fix = f" Press ctrl+y: {estimate.suggestions[0]}." if estimate.suggestions else ""
-            return [f"This plan will not fit the GPU ({estimate.summary()}).{fix}"]
+            problems.append(f"This plan will not fit the GPU ({estimate.summary()}).{fix}")
+        return problems
+
+    def _model_problems(self) -> list[str]:
+        """A student model that cannot be loaded is caught here, not 50 s into training."""
+        from engine.hub import locate_model, needs_network
+
+        model = self.app.plan.student.model
+        if self.model_check and self.model_check[0] == model:
+            return [self.model_check[1]] if self.model_check[1] else []
+        if needs_network(model):
+            return [f"Still checking that the student model {model} can be fetched; "
+                    "press ctrl+n again in a moment."]  # fmt: skip
+        try:
+            locate_model(model, ask_hub=False)
+        except UserError as error:
+            return [f"{error.message} {error.hint}".strip()]
         return []

@@ -1,0 +1,193 @@
+"""Where the student model comes from: a local folder, the hub cache, or the hub itself.
+
+A hub that cannot be reached used to cost 50-55 s of silent retries inside
+``from_pretrained`` and then surface as a dataset error. :func:`locate_model`
+answers within a few seconds, says which of the two fixes applies (use the
+cache offline, or point ``student.model`` at a folder), and, when the hub is
+down but a cached copy exists, switches this process to the cache so the
+libraries stop retrying. The hub's answer is remembered for the process: a
+wizard session or a training child asks it once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from engine.errors import UserError
+
+HUB_TIMEOUT_S = 5.0
+# Asked about when any answer will do: a small public model that has long existed.
+PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# A hub id: "name" or "owner/name" (letters, digits, -, _, .); anything else is a path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_FOLDER_HINT = "Point student.model at a local model folder (one holding config.json)"
+
+Kind = Literal["folder", "cached", "hub"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where ``model`` will be loaded from, and a line the user can read."""
+
+    model: str
+    kind: Kind
+    detail: str
+
+
+# endpoint -> why it could not be reached; filled once per process.
+_unreachable: dict[str, str] = {}
+
+
+def endpoint() -> str:
+    """The hub the libraries talk to (``HF_ENDPOINT`` for a mirror)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def offline() -> bool:
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def needs_network(model: str) -> bool:
+    """Whether :func:`locate_model` (with ``ask_hub=False``) would have to ask the hub."""
+    return (
+        not Path(model).expanduser().exists()
+        and bool(_HUB_ID.match(model))
+        and not offline()
+        and endpoint() not in _unreachable
+        and not _cached(model)
+    )
+
+
+def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> ModelSource:
+    """Where ``model`` loads from; a :class:`UserError` naming the fix when nowhere.
+
+    ``ask_hub=False`` takes a cached copy as it is, without asking whether the hub
+    is up (enough to validate a plan; training asks, to stop the libraries' retries).
+    ``whole=False`` accepts a local folder without config.json (a tokenizer alone).
+    """
+    folder = Path(model).expanduser()
+    if folder.exists():
+        return _local_folder(model, folder, whole)
+    if not _HUB_ID.match(model):
+        raise UserError(
+            f"Student model {model!r}: no folder at that path.",
+            hint=f"Check the path, or give a hub id such as unsloth/Qwen2.5-1.5B-Instruct. "
+            f"{_FOLDER_HINT}.",
+        )
+    if _cached(model):
+        if offline() or not ask_hub:
+            return ModelSource(model, "cached", "in the hub cache")
+        reason = _hub_problem(model, cached=True)
+        if reason:
+            use_cache_only()
+            return ModelSource(
+                model, "cached", f"in the hub cache; {reason}, so the cached copy is used"
+            )
+        return ModelSource(model, "cached", "in the hub cache")
+    if offline():
+        raise UserError(
+            f"Student model {model!r}: no local folder of that name, and it is not in the "
+            "Hugging Face cache (HF_HUB_OFFLINE=1 is set, so nothing is downloaded).",
+            hint=f"{_FOLDER_HINT}, or unset HF_HUB_OFFLINE on a machine with hub access "
+            "so it can be downloaded once.",
+        )
+    reason = _hub_problem(model, cached=False)
+    if reason:
+        raise UserError(
+            f"Student model {model!r} could not be fetched: {reason}, and no copy is in the "
+            "Hugging Face cache.",
+            hint=_hint_for(reason),
+        )
+    return ModelSource(model, "hub", f"on the hub at {endpoint()}; downloaded at first use")
+
+
+def _hint_for(reason: str) -> str:
+    if reason.startswith("no model of that name"):
+        return (
+            "Check the spelling (e.g. unsloth/Qwen2.5-1.5B-Instruct), or give a local folder. "
+            f"{_FOLDER_HINT}."
+        )
+    if reason.startswith("the hub says access is restricted"):
+        return (
+            "Accept the model's licence on its hub page and export HF_TOKEN, or pick another model."
+        )
+    return (
+        f"{_FOLDER_HINT}, or download it where the hub can be reached; set HF_ENDPOINT if a "
+        "mirror serves the hub, or HF_HUB_OFFLINE=1 to use only models already in the cache."
+    )
+
+
+def use_cache_only() -> None:
+    """Make this process (and its children) load from the cache without asking the hub."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return
+    # The libraries read this module global at call time; it was fixed at import.
+    constants.HF_HUB_OFFLINE = True
+
+
+def _local_folder(model: str, folder: Path, whole: bool) -> ModelSource:
+    if not folder.is_dir():
+        raise UserError(
+            f"Student model {model!r} is a file, not a model folder.",
+            hint=f"{_FOLDER_HINT}, or a hub id.",
+        )
+    if whole and not (folder / "config.json").is_file():
+        raise UserError(
+            f"Student model folder {model} has no config.json, so it is not a model folder.",
+            hint="Give the folder that holds config.json and the weights "
+            "(the one save_pretrained wrote).",
+        )
+    return ModelSource(model, "folder", f"local folder {folder.resolve()}")
+
+
+def _cached(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id or cache is simply "not cached"
+        return False
+
+
+def hub_reachable() -> str:
+    """Empty when the hub answers from here, else why not (offline mode counts as not)."""
+    if offline():
+        return "offline mode is on (HF_HUB_OFFLINE)"
+    return _hub_problem(PROBE_MODEL, cached=False)
+
+
+def _hub_problem(model: str, *, cached: bool) -> str:
+    """Why the hub cannot give ``model`` (empty when it can), asked once per endpoint."""
+    where = endpoint()
+    if where in _unreachable:
+        return _unreachable[where]
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        model_info(model, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return "" if cached else "the hub says access is restricted (a gated model)"
+    except RepositoryNotFoundError:
+        return "" if cached else f"no model of that name on the hub at {where}"
+    except Exception as error:  # noqa: BLE001 - timeouts, refused connections, HTML portals
+        reason = f"the hub at {where} could not be reached ({_short(error)})"
+        _unreachable[where] = reason
+        return reason
+    return ""
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = type(error).__name__
+    return f"{name}: {text[:120]}" if text else name
