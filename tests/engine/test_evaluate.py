@@ -71,7 +71,7 @@ def test_eval_writes_both_reports_and_the_student_beats_the_base(facts_run):
     assert "| token F1 vs teacher |" in markdown and "## Examples" in markdown
 
 
-def test_eval_is_bounded_by_default(facts_run, tmp_path):
+def test_eval_is_bounded_by_default(tmp_path):
     """Distinct prompts only, a random 50 at most, a budget sized by the teacher's answers."""
     from engine.evaluate import DEFAULT_N, answer_budget, eval_set
 
