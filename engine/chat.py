@@ -24,14 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Message
 from engine.errors import UserError
 from engine.plan import Plan, TeacherPlan, load_plan
 from engine.runs import PLAN_FILE, find_run, list_runs
-
-# Large enough that a chat answer is not cut at half a sentence (the notebook's 64-128
-# was the most common complaint); an answer that reaches it is marked cut.
-DEFAULT_MAX_NEW_TOKENS = 1024
 
 
 @dataclass

@@ -38,7 +38,8 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
         out.write(json.dumps({"type": kind, **fields}) + "\n")
         out.flush()
 
-    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student
+    from engine.chat import load_student
+    from engine.chat_options import ChatOptions
 
     try:
         student = load_student(run_dir)
@@ -52,7 +53,8 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
         try:
             request = json.loads(line)
             messages = [{"role": m["role"], "content": m["content"]} for m in request["messages"]]
-            options = _options(request, DEFAULT_MAX_NEW_TOKENS)
+            options = {"base": bool(request.get("base", False)),
+                       **ChatOptions.from_request(request).generation()}  # fmt: skip
         except (ValueError, KeyError, TypeError) as error:
             send("error", message=f"bad request: {error}", hint="One JSON object a line.")
             continue
@@ -68,24 +70,3 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
         send("answer", text=answer.text, cut=answer.cut, ended_cleanly=answer.ended_cleanly,
              ttft_s=answer.ttft_s, tokens_per_s=answer.tokens_per_s)  # fmt: skip
     return 0
-
-
-def _options(request: dict[str, Any], default_budget: int) -> dict[str, Any]:
-    """The request's generation options for :meth:`Student.stream`, checked."""
-    budget = int(_given(request, "max_new_tokens", default_budget))
-    if budget < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, not {budget}")
-    temperature = float(_given(request, "temperature", 0.0))
-    if not 0.0 <= temperature <= 2.0:
-        raise ValueError(f"temperature must be from 0 to 2, not {temperature}")
-    system = request.get("system") or None
-    if system is not None and not isinstance(system, str):
-        raise TypeError("system must be a string")
-    return {"base": bool(request.get("base", False)), "max_new_tokens": budget,
-            "system": system, "temperature": temperature}  # fmt: skip
-
-
-def _given(request: dict[str, Any], key: str, default: Any) -> Any:
-    """The request's value for ``key``; absent or null means the default (0 stays 0)."""
-    value = request.get(key)
-    return default if value is None else value

@@ -14,6 +14,7 @@ Metrics are pure Python; the model arrives through :mod:`engine.chat`.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import Counter
@@ -22,12 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Conversation, Message
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 
 EVAL_DIR = "eval"
-DEFAULT_N = 50
+DEFAULT_N = 50  # prompts: enough to tell models apart, few enough to finish in minutes
+MIN_MEANINGFUL = 5  # fewer prompts than this and one answer swings every score
+BUDGET_FACTOR = 1.5  # answer budget per reference token of the longest teacher answer
+MIN_BUDGET = 64
 EXAMPLES_SHOWN = 5
 MODELS = ("base", "student")
 _WORD = re.compile(r"\w+")
@@ -86,53 +91,122 @@ def split_prompt(conversation: Conversation) -> tuple[list[Message], str] | None
     return [dict(m) for m in messages[:last]], messages[last]["content"]
 
 
-def eval_conversations(run_dir: Path, n: int | None) -> tuple[list[Conversation], str]:
-    """The held-out split the run kept (its first ``n``), or the dataset's last ``n`` rows."""
-    from engine.plan import load_plan
-    from engine.runs import PLAN_FILE
+@dataclass(frozen=True)
+class EvalSet:
+    """The prompts an evaluation answers, and the sentence that says where they came from."""
+
+    pairs: list[tuple[list[Message], str]]  # (prompt messages, the teacher's reference)
+    source: str
+    notes: list[str]
+
+
+def _distinct(conversations: list[Conversation]) -> list[tuple[list[Message], str]]:
+    """(prompt, reference) pairs, each prompt once: a repeated prompt scores the same twice."""
+    seen: dict[str, tuple[list[Message], str]] = {}
+    for pair in filter(None, map(split_prompt, conversations)):
+        seen.setdefault(json.dumps(pair[0], sort_keys=True, ensure_ascii=False), pair)
+    return list(seen.values())
+
+
+def _sample(pairs: list, n: int, seed: int) -> list:
+    """``n`` of ``pairs`` chosen at random (seeded), kept in their order."""
+    if len(pairs) <= n:
+        return pairs
+    chosen = sorted(random.Random(seed).sample(range(len(pairs)), n))
+    return [pairs[i] for i in chosen]
+
+
+def eval_set(
+    run_dir: Path, n: int | None = None, *, everything: bool = False, seed: int = 0
+) -> EvalSet:
+    """The held-out prompts the run kept, each once, at most ``n`` (default 50) at random.
+
+    A run without a held-out split is evaluated on the dataset's rows, which it
+    trained on; the source says so. Fewer than :data:`MIN_MEANINGFUL` prompts
+    get a note that the scores mean little.
+    """
     from engine.train.dataset import load_eval_split
 
     held_out = load_eval_split(run_dir)
     if held_out:
-        return held_out[
-            : n or len(held_out)
-        ], f"{min(n or len(held_out), len(held_out))} held-out rows"
+        where, caveat = "held-out", ""
+        pairs = _distinct(held_out)
+    else:
+        where = "dataset"
+        caveat = " (no split was held out; the student trained on them, so scores flatter it)"
+        pairs = _distinct(_dataset_conversations(run_dir))
+    if not pairs:
+        raise UserError(
+            "no eval row has an assistant answer to compare with",
+            hint="Check the dataset with `stillroom inspect`.",
+        )
+    limit = len(pairs) if everything else (n or DEFAULT_N)
+    chosen = _sample(pairs, limit, seed)
+    sampled = len(chosen) < len(pairs)
+    source = (
+        f"{len(chosen)} of {len(pairs)} distinct {where} prompts, chosen at random "
+        f"(--n sets how many, --all takes every one){caveat}"
+        if sampled
+        else f"all {len(pairs)} distinct {where} prompts{caveat}"
+    )
+    notes = []
+    if len(chosen) < MIN_MEANINGFUL:
+        notes.append(
+            f"Only {len(chosen)} prompt(s): too few for these scores to mean much. Hold out "
+            "more rows when training (dataset.eval_fraction, e.g. 0.1)"
+            + ("" if not held_out else ", or ask a few questions of your own in the Chat step")
+            + "."
+        )
+    return EvalSet(chosen, source, notes)
+
+
+def _dataset_conversations(run_dir: Path) -> list[Conversation]:
     from engine.data.formats import detect, normalise
     from engine.data.load import read_table
+    from engine.plan import load_plan
+    from engine.runs import PLAN_FILE
 
     d = load_plan(run_dir / PLAN_FILE).dataset
     table = read_table(d.source, d.split)
     conversations, _ = normalise(table, detect(table, d.format, d.mapping or None))
-    count = n or DEFAULT_N
-    if not conversations:
-        raise UserError(f"{d.source}: no conversations to evaluate on")
-    return (
-        conversations[-count:],
-        f"the last {min(count, len(conversations))} dataset rows (no split was held out; "
-        "the student trained on them, so scores flatter it)",
-    )
+    return conversations
+
+
+def answer_budget(references: list[int], asked: int | None) -> tuple[int, str]:
+    """Tokens each answer may take, and why: enough for the teacher's longest answer.
+
+    A base model that never stops costs the whole budget on every prompt, so the
+    budget follows the references (1.5x the longest) instead of chat's 1,024.
+    """
+    if asked:
+        return asked, "as asked"
+    longest = max(references, default=0)
+    budget = min(DEFAULT_MAX_NEW_TOKENS, max(MIN_BUDGET, math.ceil(longest * BUDGET_FACTOR)))
+    return budget, f"{BUDGET_FACTOR:g}x the longest teacher answer ({longest} tokens)"
 
 
 def evaluate(
     run_dir: str | Path,
     *,
     n: int | None = None,
+    everything: bool = False,
     judge: bool = False,
     max_new_tokens: int | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> dict[str, Any]:
     """Answer the eval prompts with base and student, score them, write ``eval/report.*``."""
-    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student
+    from engine.chat import load_student
 
     run_dir = Path(run_dir)
-    conversations, source = eval_conversations(run_dir, n)
-    pairs = [p for p in map(split_prompt, conversations) if p]
-    if not pairs:
-        raise UserError("no eval row has an assistant answer to compare with")
+    chosen = eval_set(run_dir, n, everything=everything)
     student = load_student(run_dir)
-    budget = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    lengths = [
+        len(student.tokenizer(reference, add_special_tokens=False)["input_ids"])
+        for _, reference in chosen.pairs
+    ]
+    budget, why = answer_budget(lengths, max_new_tokens)
     items = []
-    for done, (messages, reference) in enumerate(pairs, 1):
+    for done, (messages, reference) in enumerate(chosen.pairs, 1):
         answers = {}
         for model in MODELS:
             answer = student.answer(messages, base=model == "base", max_new_tokens=budget)
@@ -145,15 +219,16 @@ def evaluate(
                 "rouge_l": rouge_l(answer.text, reference),
             }
         items.append(EvalItem(messages, reference, answers))
-        progress(done, len(pairs))
-    notes = []
+        progress(done, len(chosen.pairs))
+    notes = list(chosen.notes)
     if judge:
         notes += judge_items(student.plan.teacher, items)
     report = {
         "run": run_dir.name,
-        "source": source,
+        "source": chosen.source,
         "rows": len(items),
         "max_new_tokens": budget,
+        "budget_reason": why,
         "backend": student.backend,
         "metrics": {model: summarise(items, model) for model in MODELS},
         "notes": notes,
@@ -270,8 +345,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of {report['run']}",
         "",
-        f"{report['rows']} prompts from {report['source']}; greedy answers, at most "
-        f"{report['max_new_tokens']} new tokens; scores compare each answer with the teacher's.",
+        f"{report['source'].capitalize()}; greedy answers, at most "
+        f"{report['max_new_tokens']} new tokens ({report.get('budget_reason', 'as asked')}); "
+        "scores compare each answer with the teacher's.",
         "",
         "| metric | base | student |",
         "|---|---|---|",

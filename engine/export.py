@@ -161,11 +161,9 @@ def merge(plan: Plan, adapter: Path, out: Path) -> dict[str, str]:
 
 def parity_prompts(run_dir: Path, count: int = PARITY_PROMPTS) -> list[str]:
     """A few held-out prompts (or dataset prompts): questions the student has an answer to."""
-    from engine.evaluate import eval_conversations, split_prompt
+    from engine.evaluate import eval_set
 
-    conversations, _ = eval_conversations(run_dir, count)
-    pairs = [p for p in map(split_prompt, conversations) if p]
-    return [messages[-1]["content"] for messages, _ in pairs][:count]
+    return [messages[-1]["content"] for messages, _ in eval_set(run_dir, count).pairs]
 
 
 def _greedy(student: Any, prompt: str) -> str:

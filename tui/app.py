@@ -17,12 +17,13 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import ModalScreen
 
+from engine.chat_options import ChatOptions
 from engine.events import GpuSample
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
 from engine.runs import PLAN_FILE
 from engine.train.memory import TokenProfile
 from tui.draft import DEFAULT_PATH, read_draft, write_draft
-from tui.screens.chat import ChatOptions, ChatScreen
+from tui.screens.chat import ChatScreen
 from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
 from tui.screens.student import StudentScreen

@@ -73,6 +73,6 @@ def test_a_system_prompt_reaches_the_model_and_bad_options_are_refused(facts_run
     assert with_system != plain  # the system prompt was in the prompt the model saw
     assert greedy == plain  # temperature 0 is the greedy default
     assert errors[:2] == [
-        "bad request: max_new_tokens must be at least 1, not 0",
-        "bad request: temperature must be from 0 to 2, not 5.0",
+        "bad request: The answer budget must be a whole number from 1 to 32768.",
+        "bad request: The temperature must be a number from 0 (greedy) to 2.",
     ]

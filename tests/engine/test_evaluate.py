@@ -61,10 +61,41 @@ def test_eval_writes_both_reports_and_the_student_beats_the_base(facts_run):
     assert "token F1 vs teacher" in result.stdout
     report = json.loads((facts_run / "eval" / "report.json").read_text())
     base, student = report["metrics"]["base"], report["metrics"]["student"]
-    assert report["rows"] == 6
+    distinct = {c.messages[-2]["content"] for c in load_eval_split(facts_run)}
+    assert report["rows"] == len(distinct)  # each held-out prompt once
     assert student["token_f1"] > base["token_f1"] + 0.5
     assert student["rouge_l"] > base["rouge_l"] + 0.5
     assert student["clean_end_share"] == 1.0 and student["cut_share"] == 0.0
     assert base["cut_share"] == 1.0  # the random base never stops
     markdown = (facts_run / "eval" / "report.md").read_text()
     assert "| token F1 vs teacher |" in markdown and "## Examples" in markdown
+
+
+def test_eval_is_bounded_by_default(tmp_path):
+    """Distinct prompts only, a random 50 at most, a budget sized by the teacher's answers."""
+    from engine.evaluate import DEFAULT_N, answer_budget, eval_set
+
+    rows = [
+        Conversation([{"role": "user", "content": f"question {i % 70}"},
+                      {"role": "assistant", "content": f"answer {i}"}], i, None)
+        for i in range(140)
+    ]  # fmt: skip
+    save_eval_split(tmp_path, rows)
+    chosen = eval_set(tmp_path)
+    prompts = [messages[-1]["content"] for messages, _ in chosen.pairs]
+    assert len(prompts) == DEFAULT_N == len(set(prompts))
+    assert chosen.source.startswith(f"{DEFAULT_N} of 70 distinct held-out prompts")
+    assert len(eval_set(tmp_path, everything=True).pairs) == 70
+    assert answer_budget([10, 80, 30], None) == (120, "1.5x the longest teacher answer (80 tokens)")
+    assert answer_budget([10], None)[0] == 64  # a floor, so a short answer can still end
+    assert answer_budget([5000], None)[0] == 1024  # a cap, so a never-ending base stops
+    assert answer_budget([40], 200) == (200, "as asked")
+
+
+def test_a_tiny_held_out_set_is_called_too_small(tmp_path):
+    from engine.evaluate import eval_set
+
+    save_eval_split(tmp_path, [Conversation([{"role": "user", "content": "q"},
+                                             {"role": "assistant", "content": "a"}], 0, None)])  # fmt: skip
+    notes = eval_set(tmp_path).notes
+    assert notes and "too few for these scores to mean much" in notes[0]

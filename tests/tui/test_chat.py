@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
+from engine.chat_options import ChatOptions
 from tests.engine.training import FACTS
 from tests.teacher_server import TeacherServer, answer_for
-from tui.screens.chat import ChatOptions, ChatScreen, OptionsScreen
+from tui.screens.chat import ChatScreen, OptionsScreen
 from tui.widgets.chat_log import ChatLog
 
 from .conftest import SIZE

@@ -11,10 +11,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from engine.chat_options import ChatOptions
 from tests.engine.training import FACTS
 from tests.teacher_server import TeacherServer
 from tui.app import StillroomApp
-from tui.screens.chat import ChatOptions, ChatScreen
+from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog
 
 from .conftest import T4, no_gpu

@@ -87,10 +87,9 @@ def _opens_the_wizard(args: argparse.Namespace) -> bool:
 
 
 def _wizard(args: argparse.Namespace, run_dir: Path) -> int:
-    from engine.chat import DEFAULT_MAX_NEW_TOKENS
+    from engine.chat_options import DEFAULT_MAX_NEW_TOKENS, ChatOptions
     from tui.app import run_wizard
     from tui.cli import wizard_theme
-    from tui.screens.chat import ChatOptions
 
     try:
         options = ChatOptions.parse(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
+from engine.errors import UserError
 from tui.commands.chat import add_run_arguments
 
 
@@ -13,19 +15,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="did distillation work? base vs student on held-out prompts",
         description=(
-            "Answer RUN's held-out prompts (or the dataset's last N rows when none were held "
-            "out) with the base model and the student, and score both against the teacher's "
+            "Answer RUN's held-out prompts (or the dataset's rows when none were held out), "
+            "each distinct prompt once and at most 50 chosen at random unless told otherwise, "
+            "with the base model and the student, and score both against the teacher's "
             "answers: token F1, ROUGE-L, length, answers cut by the budget, answers ending "
             "cleanly. Writes RUN/eval/report.json and report.md."
         ),
     )
     add_run_arguments(parser)
-    parser.add_argument("--n", type=int, default=None, help="at most N prompts (default: all)")
+    how_many = parser.add_mutually_exclusive_group()
+    how_many.add_argument(
+        "--n", type=int, default=None, help="at most N prompts, chosen at random (default: 50)"
+    )
+    how_many.add_argument(
+        "--all", dest="everything", action="store_true", help="every distinct prompt"
+    )
     parser.add_argument(
         "--judge", action="store_true", help="also have the teacher grade both answers blind"
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="answer budget (default: 1024)"
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="answer budget (default: 1.5x the longest teacher answer, at most 1024)",
     )
     parser.set_defaults(func=run)
 
@@ -33,17 +45,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
     from engine.evaluate import evaluate, metric_lines
+    from tui.follow import duration
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n {args.n}: evaluate at least one prompt", hint="e.g. --n 20")
+    began = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        print(f"\ranswered {done}/{total}", end="", file=sys.stderr, flush=True)
+        left = (time.monotonic() - began) / done * (total - done)
+        eta = f", about {duration(left)} to go" if done < total else ""
+        print(f"\ranswered {done}/{total}{eta}   ", end="", file=sys.stderr, flush=True)
 
     report = evaluate(
-        run_dir, n=args.n, judge=args.judge, max_new_tokens=args.max_new_tokens, progress=progress
+        run_dir,
+        n=args.n,
+        everything=args.everything,
+        judge=args.judge,
+        max_new_tokens=args.max_new_tokens,
+        progress=progress,
     )
     print(file=sys.stderr)
-    print(f"{report['rows']} prompts from {report['source']}")
+    print(f"{report['source'][:1].upper()}{report['source'][1:]}")
+    print(f"answer budget {report['max_new_tokens']} tokens ({report['budget_reason']})")
     width = max(len(label) for label, _, _ in metric_lines(report))
     print(f"{'':{width}}  {'base':>8}  {'student':>8}")
     for label, base, student in metric_lines(report):

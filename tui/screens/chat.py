@@ -31,6 +31,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
+from engine.chat_options import ChatOptions
 from tui.child import child_env
 from tui.screens.base import StepScreen
 from tui.screens.results import ChildScreen, EvalScreen, ExportScreen
@@ -42,34 +43,7 @@ if TYPE_CHECKING:
     from engine.plan import TeacherPlan
 
 LOG_FILE = "chat.log"
-MAX_BUDGET = 32_768  # beyond any student's context: a typo, not a wish
 FIELDS = ("budget", "system", "temperature")  # the options dialog's inputs, in parse order
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    """What each prompt is sent with; kept for the session, never written to the plan."""
-
-    max_new_tokens: int = 512  # an answer that reaches it is marked cut
-    system: str = ""  # none: the student saw its training data without one
-    temperature: float = 0.0  # greedy, so the student and base answers are comparable
-
-    @classmethod
-    def parse(cls, budget: str, system: str, temperature: str) -> ChatOptions:
-        """The options as typed, or a ValueError saying what to type instead."""
-        try:
-            tokens = int(budget)
-        except ValueError:
-            tokens = 0
-        if not 1 <= tokens <= MAX_BUDGET:
-            raise ValueError(f"The answer budget must be a whole number from 1 to {MAX_BUDGET}.")
-        try:
-            heat = float(temperature)
-        except ValueError:
-            heat = -1.0
-        if not 0.0 <= heat <= 2.0:
-            raise ValueError("The temperature must be a number from 0 (greedy) to 2.")
-        return cls(tokens, system.strip(), heat)
 
 
 @dataclass
@@ -310,10 +284,7 @@ class ChatScreen(StepScreen):
         if who == "teacher":
             self._ask_teacher(self.app.plan.teacher, turn)
             return
-        options = turn.options
-        request = {"messages": turn.messages, "base": who == "base",
-                   "max_new_tokens": options.max_new_tokens,
-                   "system": options.system or None, "temperature": options.temperature}  # fmt: skip
+        request = {"messages": turn.messages, "base": who == "base", **turn.options.generation()}
         if not self._send(request):
             self.notify("The chat process has gone; leave and reopen the step.", severity="error")
             self._end_turn(unanswered=who == turn.kept)
