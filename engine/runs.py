@@ -328,7 +328,7 @@ def status(run_dir: Path) -> RunStatus:
             recorded = run_events.ending_from_summary(run_dir, latest)
             if recorded is not None:
                 _take(result, recorded)
-                result.message = "its last event line is damaged; summary.json records the ending"
+                result.message = "the ending is read from summary.json (its event line is damaged)"
             else:
                 result.state, result.message = "crashed", "the training process is gone"
     return result

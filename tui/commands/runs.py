@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _note(run: RunStatus) -> str:
     """What the columns cannot say: why a run is unreadable, how many lines were damaged."""
-    parts = [run.message] if run.state == "unreadable" or run.damaged_lines else []
+    parts = [run.message] if run.state == "unreadable" else []
     if run.damaged_lines:
-        lines = "line" if run.damaged_lines == 1 else "lines"
-        parts.append(f"{run.damaged_lines} damaged event {lines} skipped")
-    return "; ".join(p for p in parts if p)
+        parts.append(
+            f"{run.damaged_lines} damaged line{'s' if run.damaged_lines > 1 else ''} skipped"
+        )
+    return "; ".join(parts)
