@@ -127,27 +127,34 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.mark.anyio
-async def test_the_train_screen_shows_a_resumed_runs_old_attempts_as_history(
-    failed_run, tmp_path, monkeypatch
-):
-    """The wizard re-attached to a resumed run shows the new attempt's progress and ending;
-    the old attempt is one line of history in the log, its error never the run's state."""
-    from tests.tui.scenes import until
+@pytest.fixture
+def wizard(tmp_path, monkeypatch):
+    """The wizard in ``tmp_path`` (its runs in ./runs), on a machine without an NVIDIA GPU."""
     from tui.app import StillroomApp
-    from tui.screens.train import TrainScreen
-    from tui.widgets.log_tail import LogTail
 
     monkeypatch.chdir(tmp_path)
-    run_dir = copy_run(failed_run, tmp_path / "runs")
-    resumed = stillroom("train", "--resume", str(run_dir), "--detach")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    app = StillroomApp(
+    return StillroomApp(
         Path("stillroom-plan.toml"),
         gpu_probe=lambda: (15360.0, "Tesla T4"),
         gpu_sampler=lambda own_pids: None,
         runs_dir="runs",
     )
+
+
+@pytest.mark.anyio
+async def test_the_train_screen_shows_a_resumed_runs_old_attempts_as_history(
+    failed_run, tmp_path, wizard
+):
+    """The wizard re-attached to a resumed run shows the new attempt's progress and ending;
+    the old attempt is one line of history in the log, its error never the run's state."""
+    from tests.tui.scenes import until
+    from tui.screens.train import TrainScreen
+    from tui.widgets.log_tail import LogTail
+
+    run_dir = copy_run(failed_run, tmp_path / "runs")
+    resumed = stillroom("train", "--resume", str(run_dir), "--detach")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    app = wizard
     async with app.run_test(size=(100, 30)) as pilot:
         app.attach_run(run_dir)
         await until(pilot, lambda: isinstance(app.screen, TrainScreen))
@@ -350,23 +357,16 @@ def test_attach_to_a_damaged_run_shows_its_ending_without_a_traceback(damaged_ru
 
 
 @pytest.mark.anyio
-async def test_the_welcome_screen_lists_damaged_runs(damaged_runs, tmp_path, monkeypatch):
+async def test_the_welcome_screen_lists_damaged_runs(damaged_runs, tmp_path, wizard):
     """The wizard's first screen lists every run, the unreadable one with its reason."""
     from textual.widgets import Static
 
     from tests.tui.scenes import until
-    from tui.app import StillroomApp
 
-    monkeypatch.chdir(tmp_path)
     shown = ["intact", "a-folder", "cut-in-a-character", "loss-not-a-number"]  # it lists five
     for name in shown:
         shutil.copytree(damaged_runs / name, tmp_path / "runs" / name)
-    app = StillroomApp(
-        Path("stillroom-plan.toml"),
-        gpu_probe=lambda: (15360.0, "Tesla T4"),
-        gpu_sampler=lambda own_pids: None,
-        runs_dir="runs",
-    )
+    app = wizard
     async with app.run_test(size=(120, 40)) as pilot:
         listing = app.screen.query_one("#runs", Static)
         await until(pilot, lambda: "Reading the runs folder" not in str(listing.render()))
