@@ -122,6 +122,29 @@ def test_resume_follows_only_its_own_attempt(failed_run, tmp_path):
     assert runs.status(run_dir).state == "finished"
 
 
+def test_a_run_from_before_attempts_were_numbered_still_reads(failed_run, finished_run, tmp_path):
+    """A run folder written by an older Stillroom (no attempt numbers) lists and follows as
+    before: its attempts are numbered in order."""
+    run_dir = copy_run(finished_run, tmp_path)
+
+    def unnumbered(path: Path) -> list[str]:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        return [json.dumps({k: v for k, v in r.items() if k != "attempt"}) for r in records]
+
+    lines = unnumbered(failed_run / "events.jsonl") + unnumbered(run_dir / "events.jsonl")
+    (run_dir / "events.jsonl").write_text("\n".join(lines) + "\n")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    del summary["attempt"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    listed = stillroom("runs", "--json", "--runs-dir", str(tmp_path))
+    (run,) = json.loads(listed.stdout)
+    assert (run["state"], run["attempt"], run["step"]) == ("finished", 2, 8)
+    shown = stillroom("attach", str(run_dir))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert f"attempt 1 (history): reached step {NAN_AT}/{STEPS}" in shown.stdout
+    assert "finished 8 steps" in shown.stdout
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
