@@ -427,3 +427,29 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_run_with_what_to_do(plan_f
     assert runs.status(run_dir).state == "failed"
     shown = stillroom("attach", str(run_dir))
     assert shown.returncode == 1 and "error (checkpoint)" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (OSError(30, "Read-only file system"), "the disk holding it is read-only"),
+        (OSError(28, "No space left on device"), "the disk is full"),
+    ],
+)
+def test_a_failed_checkpoint_save_is_named_for_what_the_os_said(tmp_path, error, words):
+    """A read-only folder, a read-only disk and a full disk each get their own words (root
+    cannot meet the first two for real, so these errors are made, as the OS raises them)."""
+    from engine.train.checkpoints import SaveFailed, mark_complete
+
+    kept = tmp_path / "checkpoints" / "checkpoint-4"
+    kept.mkdir(parents=True)
+    mark_complete(kept, 4)
+    error.filename = str(tmp_path / "checkpoints" / "checkpoint-8")
+    try:
+        raise RuntimeError("saving the optimizer state failed") from error
+    except RuntimeError as raised:
+        event = SaveFailed(tmp_path, 8, raised).event()
+    assert event.kind == "checkpoint"
+    assert f"in {tmp_path / 'checkpoints'}: {words}" in event.message
+    assert "the checkpoint of step 4, which is whole" in event.hint
