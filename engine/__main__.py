@@ -2,7 +2,9 @@
 see :mod:`engine.chat_serve`).
 
 Started by :func:`engine.runs.start` in its own session with stdout/stderr
-going to ``train.log``; events go to ``events.jsonl``. SIGTERM (or a
+going to ``train.log``; events go to ``events.jsonl``. It holds the run
+folder's lock (handed over as ``--lock-fd``, or taken here) until it exits, and
+numbers its ``started`` event with ``--attempt``. SIGTERM (or a
 ``cancel`` file in the run directory) stops training at the end of the current
 step and saves the adapter. Heavy imports happen after the environment is set,
 and Unsloth's before transformers' (see :mod:`engine.train.job`).
@@ -58,13 +60,19 @@ def _sample_gpu(emit, stop) -> None:
     threading.Thread(target=loop, name="gpu-sampler", daemon=True).start()
 
 
-def train(run_dir: Path, probe: bool) -> int:
+def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) -> int:
     import threading
 
-    from engine import runs
+    from engine import run_events, run_lock, runs
     from engine.plan import load_plan
 
-    runs.write_pid(run_dir, os.getpid())
+    if lock_fd is not None:
+        run_lock.keep(lock_fd)
+    elif run_lock.try_lock(run_dir) is None:  # started by hand: take the lock here
+        print(f"stillroom: {runs.busy_error(run_dir)}", file=sys.stderr)
+        return 3
+    attempt = attempt or run_events.next_attempt(runs.read_events(run_dir))
+    runs.write_pid(run_dir, os.getpid(), attempt)
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:
@@ -85,7 +93,7 @@ def train(run_dir: Path, probe: bool) -> int:
     from engine.train.job import run
 
     try:
-        run(plan, run_dir, emit, should_stop, probe=probe)
+        run(plan, run_dir, emit, should_stop, probe=probe, attempt=attempt)
     finally:
         sampler_stop.set()
     return 0
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     train_parser = sub.add_parser("train", help="train the run directory's plan")
     train_parser.add_argument("run_dir", type=Path)
     train_parser.add_argument("--probe", action="store_true")
+    train_parser.add_argument("--attempt", type=int, help="this launch's attempt number")
+    train_parser.add_argument("--lock-fd", type=int, help="the run's lock, held by the launcher")
     prepare_parser = sub.add_parser("prepare", help="render a plan's dataset for training")
     prepare_parser.add_argument("plan", type=Path)
     prepare_parser.add_argument("run_dir", type=Path)
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.run_dir.resolve(), sys.stdin, out)
     if args.job == "prepare":
         return prepare(args.plan, args.run_dir.resolve())
-    return train(args.run_dir.resolve(), args.probe)
+    return train(args.run_dir.resolve(), args.probe, args.attempt, args.lock_fd)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from functools import cache
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 _REGISTRY: dict[str, type[Event]] = {}
 
@@ -34,7 +36,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Started(Event):
-    """A job began: what runs it, where, and which plan."""
+    """A job began: what runs it, where, and which plan.
+
+    ``attempt`` counts the runs of one run folder (1, then 2 for the first resume, ...),
+    so a reader can tell the attempt it follows from the history before it.
+    """
 
     type: ClassVar[str] = "started"
     job: str
@@ -45,6 +51,7 @@ class Started(Event):
     plan_hash: str = ""
     max_steps: int | None = None
     pid: int | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -173,19 +180,60 @@ def encode(event: Event) -> str:
 
 
 def decode(line: str | dict[str, Any]) -> Event:
-    """Parse one line (or its dict) back into its event; unknown keys are ignored."""
+    """Parse one line (or its dict) back into its event; unknown keys are ignored.
+
+    A field of the wrong kind (a loss that is not a number) raises ``ValueError``
+    like bad JSON does, so a damaged line never reaches a reader as an event.
+    """
     data = json.loads(line) if isinstance(line, str) else dict(line)
+    if not isinstance(data, dict):
+        raise ValueError("an event is a JSON object")
     kind = data.pop("type", None)
-    cls = _REGISTRY.get(kind)
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"unknown event type {kind!r}")
-    names = {f.name for f in fields(cls)}
-    values = {k: v for k, v in data.items() if k in names}
+    hints = _field_types(cls)
+    values = {k: v for k, v in data.items() if k in hints}
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            raise ValueError(f"{kind}.{name} cannot be {value!r}")
     if cls is GpuSample and "processes" in values:
         values["processes"] = tuple(GpuProcess(**p) for p in values["processes"])
     if cls is Started and isinstance(values.get("versions"), dict):
         values["versions"] = dict(values["versions"])
     return cls(**values)
+
+
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in get_type_hints(cls).items() if k in names}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a decoded JSON value is of the annotated kind (ints count as floats)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, option) for option in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    if hint in (int, str):
+        return isinstance(value, hint)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if origin is tuple:
+        item = get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
+    if is_dataclass(hint):
+        kinds = _field_types(hint)
+        return isinstance(value, dict) and all(
+            k in kinds and _fits(v, kinds[k]) for k, v in value.items()
+        )
+    return True
 
 
 def event_types() -> dict[str, type[Event]]:

@@ -1,12 +1,15 @@
 """Run directories: create, start detached, read state, follow, cancel.
 
 A run directory holds ``plan.toml`` (the plan as trained), ``events.jsonl``,
-``train.log`` (library output), ``pid``, ``checkpoints/``, ``adapter/`` and
-``summary.json``. Training runs in a child process started in a new session,
-writing only to files there, so closing the terminal, losing SSH or killing
-the follower never stops it. State is derived from the events since the last
-``started`` plus whether the child is alive; a child that died without a
-terminal event is reported as ``crashed`` with the tail of its log.
+``train.log`` (library output), ``pid``, ``trainer.lock``, ``checkpoints/``,
+``adapter/`` and ``summary.json``. Training runs in a child process started in
+a new session, writing only to files there, so closing the terminal, losing SSH
+or killing the follower never stops it. One run folder has at most one trainer
+(:mod:`engine.run_lock`). Each launch of the trainer is an attempt, numbered on
+its ``started`` event; state comes from the newest attempt plus whether its
+child is alive, and a child that died without a terminal event is reported as
+``crashed`` with the tail of its log. The ``pid`` file names the child by pid
+and start time, so a recycled pid is never taken for it.
 
 Stdlib + psutil only: the CLI and the TUI import this.
 """
@@ -22,20 +25,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import events as ev
+from engine import run_events, run_lock
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.plan import Plan, load_plan, save_plan
+from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
 
-STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed")
+if TYPE_CHECKING:
+    import psutil
+
+STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed", "unreadable")
 LIVE = frozenset({"starting", "running"})
 
 PLAN_FILE = "plan.toml"
-EVENTS_FILE = "events.jsonl"
 LOG_FILE = "train.log"
 PID_FILE = "pid"
 CANCEL_FILE = "cancel"
+EXIT_WAIT_S = 30.0  # a trainer that wrote its ending may take this long to exit (CPU torch)
 
 
 @dataclass
@@ -51,6 +60,8 @@ class RunStatus:
     started_at: float | None = None
     backend: str = ""
     message: str = ""
+    attempt: int = 0
+    damaged_lines: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -73,16 +84,22 @@ class EventWriter:
 
 
 def create_run(plan: Plan, *, suffix: str = "") -> Path:
-    """A fresh run directory holding the plan as it will be trained."""
+    """A fresh run directory holding the plan as it will be trained.
+
+    Made with an exclusive ``mkdir``, so two runs started in the same second get
+    a folder each, never one between them.
+    """
     root = Path(plan.output.runs_dir)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{plan.output.name}{suffix}-{stamp}"
-    run_dir = root / base
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{plan.output.name}{suffix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = root / f"{base}-{n}"
-    run_dir.mkdir(parents=True)
+    while True:
+        run_dir = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            n += 1
     save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
     return run_dir.resolve()
 
@@ -102,35 +119,86 @@ def _absolute_paths(plan: Plan) -> Plan:
     )
 
 
-def start(run_dir: Path, *, probe: bool = False, env: dict[str, str] | None = None) -> int:
-    """Start the training child for ``run_dir``, detached; returns its pid."""
-    run_dir = Path(run_dir)
-    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-    repo_root = str(Path(__file__).resolve().parent.parent)
-    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (repo_root, child_env.get("PYTHONPATH", "")) if p
-    )
-    command = [sys.executable, "-m", "engine", "train", str(run_dir.resolve())]
-    if probe:
-        command.append("--probe")
-    with open(run_dir / LOG_FILE, "ab") as log:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=child_env,
-            cwd=str(run_dir),
+def start(run_dir: Path, *, probe: bool = False, env: dict[str, str] | None = None) -> Trainer:
+    """Start the training child for ``run_dir``, detached, as the run's next attempt.
+
+    Takes the run's lock first and hands it to the child, which holds it until it
+    exits; if another process trains the folder, raises a ``UserError`` naming it
+    and changes nothing in the folder.
+    """
+    run_dir = Path(run_dir).resolve()
+    fd = _lock_once_ended(run_dir)
+    if fd is None:
+        raise busy_error(run_dir)
+    try:
+        attempt = run_events.next_attempt(run_events.load(run_dir).events)
+        (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+        repo_root = str(Path(__file__).resolve().parent.parent)
+        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (repo_root, child_env.get("PYTHONPATH", "")) if p
         )
-    write_pid(run_dir, child.pid)
-    return child.pid
+        command = [sys.executable, "-m", "engine", "train", str(run_dir)]
+        command += ["--attempt", str(attempt), "--lock-fd", str(fd)]
+        if probe:
+            command.append("--probe")
+        with open(run_dir / LOG_FILE, "ab") as log:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=child_env,
+                cwd=str(run_dir),
+                pass_fds=(fd,),
+            )
+        return write_pid(run_dir, child.pid, attempt)
+    finally:
+        os.close(fd)  # the child's copy keeps the lock
 
 
-def write_pid(run_dir: Path, pid: int) -> None:
-    """``pid start-time``: the start time tells our child from a recycled pid."""
-    atomic_write_text(Path(run_dir) / PID_FILE, f"{pid} {_create_time(pid) or 0}\n")
+def _lock_once_ended(run_dir: Path, wait_s: float = EXIT_WAIT_S) -> int | None:
+    """The run's lock; a trainer that has written its ending gets ``wait_s`` to exit first."""
+    deadline = time.monotonic() + wait_s
+    while (fd := run_lock.try_lock(run_dir)) is None:
+        if time.monotonic() > deadline or status(run_dir).state in LIVE:
+            return None
+        time.sleep(0.2)
+    return fd
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """The run's training process as recorded at launch: pid, start time, attempt."""
+
+    pid: int
+    created: float  # psutil's create_time; 0 when it could not be read
+    attempt: int | None = None
+
+
+def write_pid(run_dir: Path, pid: int, attempt: int | None = None) -> Trainer:
+    """``pid start-time attempt``: the start time tells our child from a recycled pid."""
+    trainer = Trainer(pid, _create_time(pid) or 0.0, attempt)
+    fields = [str(pid), repr(trainer.created)] + ([str(attempt)] if attempt else [])
+    atomic_write_text(Path(run_dir) / PID_FILE, " ".join(fields) + "\n")
+    return trainer
+
+
+def read_trainer(run_dir: Path) -> Trainer | None:
+    """The trainer recorded at launch (alive or not); older files carry no attempt."""
+    try:
+        parts = (Path(run_dir) / PID_FILE).read_text(encoding="utf-8").split()
+        attempt = int(parts[2]) if len(parts) > 2 else None
+        return Trainer(int(parts[0]), float(parts[1]) if len(parts) > 1 else 0.0, attempt)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def read_pid(run_dir: Path) -> int | None:
+    """The training child's pid as recorded at start (alive or not)."""
+    trainer = read_trainer(run_dir)
+    return trainer.pid if trainer else None
 
 
 def _create_time(pid: int) -> float | None:
@@ -142,35 +210,77 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def child_alive(run_dir: Path) -> bool:
-    """Whether this run's training process is still running (zombies count as dead)."""
+def trainer_process(run_dir: Path) -> psutil.Process | None:
+    """The process that is verifiably this run's trainer now, else ``None``.
+
+    Verified by the pid and start time recorded at launch (a record without a start
+    time verifies nothing); a process that trains another run folder (a copied run
+    folder names its original's trainer) is never this run's.
+    """
+    import psutil
+
+    trainer = read_trainer(run_dir)
+    if trainer is None or not trainer.created:
+        return None
+    try:
+        process = psutil.Process(trainer.pid)
+        if abs(process.create_time() - trainer.created) > 1.0:
+            return None
+        if process.status() == psutil.STATUS_ZOMBIE or _trains_elsewhere(process, run_dir):
+            return None
+    except psutil.Error:
+        return None
+    return process
+
+
+def _trains_elsewhere(process: psutil.Process, run_dir: Path) -> bool:
+    """Whether ``process`` is a Stillroom trainer (``-m engine train DIR``) of another folder."""
     import psutil
 
     try:
-        pid_text, created = (Path(run_dir) / PID_FILE).read_text().split()
-        process = psutil.Process(int(pid_text))
-        if float(created) and abs(process.create_time() - float(created)) > 1.0:
-            return False
-        return process.status() != psutil.STATUS_ZOMBIE
-    except (OSError, ValueError, psutil.Error):
+        args = process.cmdline()
+    except psutil.Error:
         return False
+    for i in range(len(args) - 3):
+        if args[i : i + 3] == ["-m", "engine", "train"]:
+            return Path(args[i + 3]).resolve() != Path(run_dir).resolve()
+    return False
+
+
+def child_alive(run_dir: Path) -> bool:
+    """Whether this run's training process is still running (zombies count as dead)."""
+    return trainer_process(run_dir) is not None
+
+
+def started_text(created: float) -> str:
+    """When a process started, as a person reads it."""
+    return datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def busy_error(run_dir: Path) -> UserError:
+    """What a second launch on a run folder is told: which process trains it."""
+    trainer, process = read_trainer(run_dir), trainer_process(run_dir)
+    holder = (
+        f"process {trainer.pid} (started {started_text(trainer.created)})"
+        if trainer is not None and process is not None
+        else "another process that is starting up"
+    )
+    name = Path(run_dir).name
+    if process is not None and status(run_dir).state not in LIVE:
+        return UserError(
+            f"{name}'s trainer, {holder}, has ended the run but has not exited yet",
+            hint=f"Try again in a minute; if it does not exit, `kill {process.pid}` ends it "
+            "(the run's files are complete).",
+        )
+    return UserError(
+        f"{name} is being trained by {holder}; a run folder has one trainer at a time",
+        hint=f"Follow it: `stillroom attach {run_dir}`; stop it: `stillroom cancel {run_dir}`.",
+    )
 
 
 def read_events(run_dir: Path) -> list[ev.Event]:
-    from engine.fileio import read_jsonl
-
-    found = []
-    for record in read_jsonl(Path(run_dir) / EVENTS_FILE):
-        try:
-            found.append(ev.decode(record))
-        except (ValueError, TypeError):
-            continue
-    return found
-
-
-def _since_last_start(events: list[ev.Event]) -> list[ev.Event]:
-    starts = [i for i, e in enumerate(events) if isinstance(e, ev.Started)]
-    return events[starts[-1] :] if starts else events
+    """Every readable event of the run, all attempts (damaged lines skipped)."""
+    return run_events.load(Path(run_dir)).events
 
 
 def crash_event(run_dir: Path) -> ev.Error:
@@ -193,36 +303,60 @@ def log_tail(run_dir: Path, lines: int = 40) -> str:
 
 
 def status(run_dir: Path) -> RunStatus:
+    """The run's newest attempt: its state, step and loss (never raises on a damaged file)."""
     run_dir = Path(run_dir)
-    events = _since_last_start(read_events(run_dir))
     result = RunStatus(name=run_dir.name, path=str(run_dir), state="starting")
-    for event in events:
-        if isinstance(event, ev.Started):
-            result.started_at, result.backend = event.t, event.backend
-            result.max_steps = event.max_steps
-        elif isinstance(event, ev.Step):
-            result.step, result.max_steps, result.loss = event.step, event.max_steps, event.loss
-        elif isinstance(event, ev.Finished):
-            result.state, result.step = "finished", event.steps or result.step
-        elif isinstance(event, ev.Cancelled):
-            result.state, result.step = "cancelled", event.step
-        elif isinstance(event, ev.Error):
-            result.state = "crashed" if event.kind == "crashed" else "failed"
-            result.message = event.message
-    if result.state == "starting":
-        if any(isinstance(e, ev.Started) for e in events):
+    try:
+        log = run_events.load(run_dir)
+    except EventsUnreadable as error:
+        result.state, result.message = "unreadable", error.message
+        return result
+    result.damaged_lines = log.damaged
+    found = run_events.attempts(log.events)
+    latest = found[-1] if found else Attempt(0)
+    trainer, alive = read_trainer(run_dir), child_alive(run_dir)
+    if alive and trainer and trainer.attempt and trainer.attempt > latest.number:
+        result.attempt, result.started_at = trainer.attempt, trainer.created
+        return result  # launched, not yet started: what came before is history
+    result.attempt = latest.number
+    for event in latest.events:
+        _take(result, event)
+    if latest.ending is None:
+        if latest.started is not None:
             result.state = "running"
-        if not child_alive(run_dir):
-            result.state, result.message = "crashed", "the training process is gone"
+        if not alive:
+            recorded = run_events.ending_from_summary(run_dir, latest)
+            if recorded is not None:
+                _take(result, recorded)
+                result.message = "the ending is read from summary.json (its event line is damaged)"
+            else:
+                result.state, result.message = "crashed", "the training process is gone"
     return result
+
+
+def _take(result: RunStatus, event: ev.Event) -> None:
+    if isinstance(event, ev.Started):
+        result.started_at, result.backend = event.t, event.backend
+        result.max_steps = event.max_steps
+    elif isinstance(event, ev.Step):
+        result.step, result.max_steps, result.loss = event.step, event.max_steps, event.loss
+    elif isinstance(event, ev.Finished):
+        result.state, result.step = "finished", event.steps or result.step
+    elif isinstance(event, ev.Cancelled):
+        result.state, result.step = "cancelled", event.step
+    elif isinstance(event, ev.Error):
+        result.state = "crashed" if event.kind == "crashed" else "failed"
+        result.message = event.message
 
 
 def list_runs(runs_dir: str | Path) -> list[RunStatus]:
     """Every run under ``runs_dir``, newest first."""
     root = Path(runs_dir)
-    if not root.is_dir():
+    try:
+        folders = [p for p in root.iterdir() if (p / PLAN_FILE).is_file()]
+    except OSError:  # no runs folder yet (or not one we may read)
         return []
-    found = [status(p) for p in root.iterdir() if (p / PLAN_FILE).is_file()]
+    found = [status(p) for p in folders]
     return sorted(found, key=lambda s: s.started_at or 0.0, reverse=True)
 
 
@@ -253,86 +387,155 @@ def latest_live_run(runs_dir: str | Path = "runs") -> Path | None:
     return None
 
 
-def follow(
-    run_dir: Path, *, poll_s: float = 0.5, stop: Callable[[], bool] = lambda: False
-) -> Iterator[ev.Event]:
-    """Every event of the current attempt, as it is written, until a terminal one.
+def current_attempt(run_dir: Path) -> int:
+    """The attempt a follower of the run follows: the live child's, else the newest one."""
+    trainer = read_trainer(run_dir)
+    if trainer is not None and trainer.attempt and child_alive(run_dir):
+        return trainer.attempt
+    try:
+        found = run_events.attempts(read_events(run_dir))
+    except EventsUnreadable:
+        return 1
+    return max(1, found[-1].number) if found else 1
 
-    If the child is gone and no terminal event came, a ``crashed`` error is
-    synthesised (it is not written to the file: the next resume may still write
-    the real ending). ``stop()`` true ends the following at the next poll (a
-    follower that goes away, e.g. a closing app, while the run trains on).
+
+def history(run_dir: Path, attempt: int) -> list[Attempt]:
+    """The attempts before ``attempt``, oldest first (none if the events cannot be read)."""
+    try:
+        found = run_events.attempts(read_events(run_dir))
+    except EventsUnreadable:
+        return []
+    return [a for a in found if 0 < a.number < attempt]
+
+
+def follow(
+    run_dir: Path,
+    *,
+    attempt: int | None = None,
+    poll_s: float = 0.5,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[ev.Event]:
+    """Every event of one attempt (by default the current one), as it is written, until its end.
+
+    Earlier attempts are history (:func:`history`), never replayed. If the child is
+    gone and no terminal event came, the ending ``summary.json`` records is used (a
+    last line cut short), else a ``crashed`` error is synthesised (not written to
+    the file: the next resume may still write the real ending). A damaged line is
+    skipped (the first one with a warning); a file that cannot be read ends the
+    following with an ``unreadable`` error. ``stop()`` true ends the following at
+    the next poll (a follower that goes away while the run trains on).
     """
     run_dir = Path(run_dir)
-    path = run_dir / EVENTS_FILE
-    events = read_events(run_dir)
-    start = max((i for i, e in enumerate(events) if isinstance(e, ev.Started)), default=0)
-    offset = 0
-    buffer = ""
-    seen = 0
+    target = attempt or current_attempt(run_dir)
+    reader = run_events.LineReader(run_dir / EVENTS_FILE)
+    number, followed, warned = 0, Attempt(target), False
     quiet_since = time.monotonic()
     while not stop():
-        chunk = ""
-        if path.exists():
-            with open(path, encoding="utf-8") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-                offset = handle.tell()
-        buffer += chunk
-        *lines, buffer = buffer.split("\n")
-        for line in lines:
-            if not line.strip():
+        try:
+            read = reader.read()
+        except EventsUnreadable as error:
+            yield ev.Error(kind="unreadable", message=error.message, hint=error.hint)
+            return
+        for event in read:
+            if isinstance(event, ev.Started):
+                number = run_events.number_of(event, number)
+                if number > target:  # a later attempt began: the followed one ended unheard
+                    yield _lost_ending(run_dir, followed)
+                    return
+            if number != target:
                 continue
-            try:
-                event = ev.decode(line)
-            except (ValueError, TypeError):
+            if event is None:
+                if not warned:
+                    warned = True
+                    yield _damaged_warning(run_dir)
                 continue
-            seen += 1
-            if seen - 1 < start:
-                continue
+            followed.events.append(event)
             yield event
             if event.type in ev.TERMINAL:
                 return
-        if chunk:
+        if read:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > 2 * poll_s and not child_alive(run_dir):
-            if path.exists() and path.stat().st_size > offset:
+            if reader.behind():
                 continue  # it wrote its ending as it went: read that, it is no crash
-            yield crash_event(run_dir)
+            yield _lost_ending(run_dir, followed)
             return
         time.sleep(poll_s)
 
 
-def request_cancel(run_dir: Path) -> bool:
-    """Ask the child to stop and save its adapter; False if it is not running."""
+def _lost_ending(run_dir: Path, attempt: Attempt) -> ev.Event:
+    """An attempt that ended without its ending in the file: summary.json's, else a crash."""
+    return run_events.ending_from_summary(run_dir, attempt) or crash_event(run_dir)
+
+
+def _damaged_warning(run_dir: Path) -> ev.Warning:
+    return ev.Warning(
+        message=f"a damaged line in {run_dir / EVENTS_FILE} was skipped",
+        hint="Training is not affected; `stillroom runs` counts the damaged lines.",
+    )
+
+
+def cancel(run_dir: Path) -> None:
+    """Ask the run's trainer to stop and save its adapter.
+
+    Only a process that is verifiably this run's live trainer is signalled; a run
+    that has ended, or whose pid file names some other process, raises a
+    ``UserError`` saying there is nothing to cancel, and nothing is signalled.
+    """
     run_dir = Path(run_dir)
-    if not child_alive(run_dir):
-        return False
+    process = trainer_process(run_dir)
+    state = status(run_dir)
+    if process is None or state.state not in LIVE:
+        raise UserError(
+            f"{run_dir.name} is not training ({state.state}): there is nothing to cancel",
+            hint=_nothing_signalled(run_dir, state),
+        )
     (run_dir / CANCEL_FILE).touch()
-    pid = read_pid(run_dir)
-    if pid is not None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    return True
+    import psutil
 
-
-def read_pid(run_dir: Path) -> int | None:
-    """The training child's pid as recorded at start (alive or not)."""
     try:
-        return int((Path(run_dir) / PID_FILE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+        process.send_signal(signal.SIGTERM)  # psutil re-checks the pid was not reused
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _nothing_signalled(run_dir: Path, state: RunStatus) -> str:
+    import psutil
+
+    text = "No process was signalled. `stillroom runs` shows every run's state."
+    trainer = read_trainer(run_dir)
+    if trainer is not None and psutil.pid_exists(trainer.pid):
+        text = (
+            f"Its pid file names process {trainer.pid}, which is not this run's trainer "
+            "(the trainer ended and the pid now belongs to another program): it was left "
+            "alone. " + text
+        )
+    if state.state in ("crashed", "failed", "cancelled"):
+        text += f" `stillroom train --resume {run_dir}` continues it."
+    return text
+
+
+def request_cancel(run_dir: Path) -> bool:
+    """:func:`cancel` for the wizard: False when there was nothing to cancel."""
+    try:
+        cancel(run_dir)
+    except UserError:
+        return False
+    return True
 
 
 def prepare_resume(ref: str, runs_dir: str | Path = "runs") -> Path:
     """Check that a run can be resumed and return its directory."""
     run_dir = find_run(ref, runs_dir)
-    state = status(run_dir).state
-    if state in LIVE:
-        raise UserError(f"{run_dir.name} is still running", hint=f"`stillroom attach {run_dir}`")
-    if state == "finished":
+    state = status(run_dir)
+    if state.state == "unreadable":
+        raise UserError(
+            f"{run_dir.name} cannot be resumed: {state.message}",
+            hint=f"Move {run_dir / EVENTS_FILE} aside, then resume again.",
+        )
+    if state.state in LIVE:
+        raise busy_error(run_dir)
+    if state.state == "finished":
         raise UserError(f"{run_dir.name} already finished", hint="Its adapter is in adapter/.")
     load_plan(run_dir / PLAN_FILE)
     return run_dir

@@ -2,6 +2,9 @@
 
 Shared by ``stillroom train`` and ``stillroom attach``. Ctrl-C detaches: the
 run keeps training in its own process, and the message says how to come back.
+A resumed run shows its earlier attempts first, one line each, as history: their
+steps are never replayed as progress, and only the followed attempt's ending
+decides the exit code.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine import events as ev
-from engine.runs import follow
+from engine.run_events import Attempt
+from engine.runs import current_attempt, follow, history
 
 EXIT_CODES = {"finished": 0, "cancelled": 0, "error": 1}
 
@@ -96,19 +100,39 @@ def describe(event: ev.Event) -> str | None:
     return None
 
 
-def follow_run(run_dir: Path, console: Console | None = None) -> int:
-    """Show the run until it ends (exit code 0 finished/cancelled, 1 failed) or Ctrl-C (0)."""
+def describe_attempt(attempt: Attempt) -> str:
+    """An earlier attempt in one line of history: how far it got and how it ended."""
+    step, ending = attempt.last_step, attempt.ending
+    reached = f"reached step {step.step}/{step.max_steps}" if step else "ran no step"
+    loss = f", loss {step.loss:.4f}" if step and step.loss is not None else ""
+    if isinstance(ending, ev.Error):
+        how = f"failed ({ending.kind})" if ending.kind != "crashed" else "crashed"
+    elif ending is not None:
+        how = ending.type
+    else:
+        how = "stopped without an ending (killed or crashed)"
+    return f"attempt {attempt.number} (history): {reached}{loss}; {how}"
+
+
+def follow_run(run_dir: Path, console: Console | None = None, attempt: int | None = None) -> int:
+    """Show one attempt of the run (the current one by default) until it ends or Ctrl-C.
+
+    Exit code: 0 finished or cancelled, 1 failed; 0 on Ctrl-C (the run goes on).
+    """
     console = console or Console()
     board = _Board(Path(run_dir).name)
     last = None
+    attempt = attempt or current_attempt(run_dir)
+    for earlier in history(run_dir, attempt):
+        console.print(f"[dim]{escape(describe_attempt(earlier))}[/]", highlight=False)
     try:
         if console.is_terminal:
             with Live(board.table(), console=console, refresh_per_second=4, transient=True) as live:
-                for event in follow(run_dir):
+                for event in follow(run_dir, attempt=attempt):
                     last = _show(event, board, live.console)
                     live.update(board.table())
         else:
-            for event in follow(run_dir):
+            for event in follow(run_dir, attempt=attempt):
                 last = _show(event, board, console)
                 if isinstance(event, ev.Step):
                     console.print(board.line(), highlight=False)

@@ -53,7 +53,9 @@ class RunCallback(TrainerCallback):
     """Emits ``step`` and ``checkpoint`` events; honours cancel, wall-time saves and NaN.
 
     After ``train()`` returns, ``outcome`` says why it ended: ``"done"``,
-    ``"stopped"`` (cancel) or ``"nan"``.
+    ``"stopped"`` (cancel) or ``"nan"``. ``saving`` is the step whose checkpoint
+    is being written (from the step's end until ``on_save``), so a failure that
+    escapes ``train()`` then is known to be the save's.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class RunCallback(TrainerCallback):
         self.should_stop = should_stop
         self.save_seconds = save_seconds
         self.outcome = "done"
+        self.saving: int | None = None
         self.losses: list[float] = []
         self.trace: list[tuple[int, float, int]] = []  # (step, seconds, tokens) for summaries
         self.step_times: deque[float] = deque(maxlen=10)
@@ -94,6 +97,7 @@ class RunCallback(TrainerCallback):
         if self.should_stop():
             self.outcome = "stopped"
             control.should_training_stop = True
+        self.saving = state.global_step if control.should_save else None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -130,6 +134,7 @@ class RunCallback(TrainerCallback):
             self.losses.append(loss)
 
     def on_save(self, args, state, control, **kwargs):
+        self.saving = None
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             mark_complete(folder, state.global_step)

@@ -5,15 +5,20 @@ trusts the highest-numbered folder. A kill during a save would leave a torn
 folder there and poison every later resume. So a checkpoint counts only once
 :func:`mark_complete` has written its marker (after the Trainer finished the
 folder and rotated old ones); resume takes the newest marked folder and
-deletes the unmarked ones first, so nothing downstream ever sees them.
+deletes the unmarked ones first, so nothing downstream ever sees them. A save
+that fails (a folder made read-only, a full disk) ends the run with
+:class:`SaveFailed`'s event, naming the folder and the OS's reason; the Trainer
+rotates old checkpoints only after a save succeeds, so the last whole one stays.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from pathlib import Path
 
+from engine import events as ev
 from engine.fileio import atomic_write_text
 
 MARKER = "stillroom-complete"
@@ -56,3 +61,57 @@ def prepare_resume(run_dir: Path) -> tuple[int, Path] | None:
             shutil.rmtree(folder, ignore_errors=True)
     done = complete_checkpoints(run_dir)
     return done[-1] if done else None
+
+
+_REASONS = {
+    errno.EACCES: "permission denied: this user may not write there",
+    errno.EPERM: "permission denied: the folder may not be written to",
+    errno.EROFS: "the disk holding it is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENOTDIR: "part of the path is a file, not a folder",
+    errno.EEXIST: "a file is in the way where the checkpoint's folder goes",
+}
+
+
+class SaveFailed(Exception):
+    """Writing the checkpoint of ``step`` failed (``cause`` says why); older ones are untouched."""
+
+    def __init__(self, run_dir: Path, step: int, cause: BaseException):
+        super().__init__(f"checkpoint {step}: {cause}")
+        self.run_dir, self.step, self.cause = run_dir, step, cause
+
+    def event(self) -> ev.Error:
+        """The run's ending: which folder, what the OS said, what to do, where resume starts."""
+        folder = checkpoints_dir(self.run_dir)
+        os_error = _os_error(self.cause)
+        path = folder / f"checkpoint-{self.step}"
+        reason = f"{type(self.cause).__name__}: {self.cause}"
+        if os_error is not None:
+            path = Path(os_error.filename) if os_error.filename else path
+            reason = _REASONS.get(os_error.errno or 0, os_error.strerror or reason)
+        kept = complete_checkpoints(self.run_dir)
+        since = (
+            f"the checkpoint of step {kept[-1][0]}, which is whole and untouched"
+            if kept
+            else "the first step (no checkpoint had been saved yet)"
+        )
+        return ev.Error(
+            kind="checkpoint",
+            message=f"could not save the checkpoint of step {self.step} in {folder}: "
+            f"{reason} ({path})",
+            hint=f"Make {folder} a folder this user can write to (`ls -ld {path}` shows its "
+            "owner and permissions; also check for a read-only or full disk, or a file in the "
+            f"way), then `stillroom train --resume {self.run_dir}` continues from {since}.",
+            log_tail=reason,
+        )
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The operating system's error behind ``error``, following its causes."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None

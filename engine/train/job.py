@@ -22,6 +22,7 @@ from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.plan import Plan
 from engine.runs import LOG_FILE, PLAN_FILE
+from engine.train.checkpoints import SaveFailed
 from engine.train.dataset import (
     TrainRows,
     describe,
@@ -41,8 +42,12 @@ def run(
     should_stop: Callable[[], bool],
     *,
     probe: bool = False,
+    attempt: int = 1,
 ) -> None:
-    """Train ``plan`` into ``run_dir`` (resuming from its newest whole checkpoint, if any)."""
+    """Train ``plan`` into ``run_dir`` (resuming from its newest whole checkpoint, if any).
+
+    ``attempt`` numbers this launch of the run (1, then one more per resume).
+    """
     started = time.time()
     stage = "plan"
     try:
@@ -59,6 +64,7 @@ def run(
                 plan_hash=plan.fingerprint(),
                 max_steps=plan.training.max_steps,
                 pid=_pid(),
+                attempt=attempt,
             )
         )
         stage = "student"
@@ -77,7 +83,9 @@ def run(
         for line in describe(plan, setup, data):
             emit(ev.Log(line=line))
         stage = "train"
-        _train(plan, setup, data, run_dir, emit, should_stop, started, probe)
+        _train(plan, setup, data, run_dir, emit, should_stop, started, probe, attempt)
+    except SaveFailed as failed:
+        emit(failed.event())
     except UserError as error:
         emit(
             ev.Error(
@@ -174,7 +182,9 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
     )
 
 
-def _train(plan, setup, data, run_dir: Path, emit, should_stop, started: float, probe: bool):
+def _train(
+    plan, setup, data, run_dir: Path, emit, should_stop, started: float, probe: bool, attempt: int
+):
     import torch
 
     from engine.train.backends import build_trainer, trainable_parameters
@@ -206,9 +216,15 @@ def _train(plan, setup, data, run_dir: Path, emit, should_stop, started: float, 
     trainer.add_callback(callback)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    except Exception as error:
+        if callback.saving is not None:
+            raise SaveFailed(run_dir, callback.saving, error) from error
+        raise
     step = trainer.state.global_step
     summary = {
+        "attempt": attempt,
         "state": {"done": "finished", "stopped": "cancelled", "nan": "failed"}[callback.outcome],
         "backend": setup.backend,
         "steps": step,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from engine.errors import UserError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("cancel", help="stop a run; its adapter is saved")
@@ -18,8 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from engine import runs
 
     run_dir = runs.find_run(args.run, args.runs_dir)
-    if not runs.request_cancel(run_dir):
-        raise UserError(f"{run_dir.name} is not running", hint="`stillroom runs` shows its state.")
+    runs.cancel(run_dir)
     print(f"asked {run_dir.name} to stop; it saves the adapter of its current step")
     print(f"watch it end: stillroom attach {run_dir}")
     return 0

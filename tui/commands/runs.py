@@ -1,9 +1,17 @@
-"""``stillroom runs``: every run with its state, step and last loss."""
+"""``stillroom runs``: every run with its state, step and last loss.
+
+A run whose events cannot be read is listed as ``unreadable`` with the reason,
+and damaged event lines are counted; neither keeps the other runs from showing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.runs import RunStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,11 +35,23 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None)
-    for column in ("run", "state", "step", "loss", "backend"):
+    notes = [_note(r) for r in found]
+    noted = any(notes)
+    for column in ("run", "state", "step", "loss", "backend", *(["note"] if noted else [])):
         table.add_column(column)
-    for r in found:
+    for r, note in zip(found, notes, strict=True):
         step = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step)
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
-        table.add_row(r.name, r.state, step, loss, r.backend)
+        table.add_row(r.name, r.state, step, loss, r.backend, *([note] if noted else []))
     Console().print(table)
     return 0
+
+
+def _note(run: RunStatus) -> str:
+    """What the columns cannot say: why a run is unreadable, how many lines were damaged."""
+    parts = [run.message] if run.state == "unreadable" else []
+    if run.damaged_lines:
+        parts.append(
+            f"{run.damaged_lines} damaged line{'s' if run.damaged_lines > 1 else ''} skipped"
+        )
+    return "; ".join(parts)

@@ -47,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             "give a plan file, or --resume RUN", hint="`stillroom plan --defaults > plan.toml`"
         )
-    runs.start(run_dir, probe=args.probe)
+    trainer = runs.start(run_dir, probe=args.probe)
     print(f"run directory: {run_dir}", flush=True)
     if args.detach:
         print(f"follow it: stillroom attach {run_dir}")
         return 0
     from tui.follow import follow_run
 
-    code = follow_run(run_dir)
+    code = follow_run(run_dir, attempt=trainer.attempt)
     if args.probe:
         _print_probe(run_dir)
     return code

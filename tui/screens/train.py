@@ -3,7 +3,8 @@
 The run is a detached child (``engine.runs.start``), so quitting the app, or
 losing the SSH link, leaves it training; opening this step again while a run
 of the plan is live follows that run instead of starting another. One thread
-worker tails ``events.jsonl`` and posts each event as :class:`TrainScreen.Followed`;
+worker tails ``events.jsonl`` and posts each event of the followed attempt as
+:class:`TrainScreen.Followed` (a resumed run's earlier attempts as one log line each);
 GPU readings may replace each other in the queue, steps (loss points) never.
 A second worker samples the GPU, so the panel also shows memory that other
 processes hold before and while training.
@@ -25,7 +26,7 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.errors import UserError
-from tui.follow import duration
+from tui.follow import describe_attempt, duration
 from tui.screens.base import StepScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.gpu_panel import GpuPanel
@@ -161,6 +162,7 @@ class TrainScreen(StepScreen):
 
         worker = get_current_worker()
         try:
+            attempt = None
             if run_dir is None and plan is not None and not launch:
                 run_dir = _live_run_of(plan, self.app.runs_dir)
                 if run_dir is None:
@@ -168,7 +170,7 @@ class TrainScreen(StepScreen):
                     return
             elif run_dir is None and plan is not None:
                 run_dir = runs.create_run(plan)
-                runs.start(run_dir)
+                attempt = runs.start(run_dir).attempt
             assert run_dir is not None
             summary = plan_summary(load_plan(run_dir / runs.PLAN_FILE))
         except (OSError, UserError, PlanError) as error:
@@ -176,7 +178,13 @@ class TrainScreen(StepScreen):
             self.post_message(self.Followed(ev.Error(kind="launch", message=str(error), hint=hint)))
             return
         self.post_message(self.Attached(run_dir, summary))
-        for event in runs.follow(run_dir, poll_s=POLL_S, stop=lambda: worker.is_cancelled):
+        attempt = attempt or runs.current_attempt(run_dir)
+        for earlier in runs.history(run_dir, attempt):  # history in the log, not progress
+            self.post_message(self.Followed(ev.Log(line=describe_attempt(earlier))))
+        following = runs.follow(
+            run_dir, attempt=attempt, poll_s=POLL_S, stop=lambda: worker.is_cancelled
+        )
+        for event in following:
             self.post_message(self.Followed(event))
 
     @work(thread=True, exclusive=True, group="gpu")

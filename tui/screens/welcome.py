@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 from engine.plan import Plan
 
 if TYPE_CHECKING:
+    from engine.runs import RunStatus
     from tui.app import StillroomApp
 
 INTRO = (
@@ -103,7 +104,10 @@ class WelcomeScreen(Screen[None]):
         from engine.runs import LIVE, list_runs
 
         runs = list_runs(runs_dir)
-        lines = [RunLine(r.name, r.state, _detail(r.step, r.max_steps, r.loss)) for r in runs[:5]]
+        lines = [
+            RunLine(r.name, r.state, r.message if r.state == "unreadable" else _detail(r))
+            for r in runs[:5]
+        ]
         live = next((r.name for r in runs if r.state in LIVE), None)
         self.post_message(self.RunsListed(lines, live))
 
@@ -169,6 +173,6 @@ class WelcomeScreen(Screen[None]):
         self.app.attach_run(Path(self.app.runs_dir) / self.live_run)
 
 
-def _detail(step: int, max_steps: int | None, loss: float | None) -> str:
-    text = f"step {step}/{max_steps}" if max_steps else f"step {step}"
-    return f"{text}, loss {loss:.3f}" if loss is not None else text
+def _detail(run: RunStatus) -> str:
+    text = f"step {run.step}/{run.max_steps}" if run.max_steps else f"step {run.step}"
+    return f"{text}, loss {run.loss:.3f}" if run.loss is not None else text
