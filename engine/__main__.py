@@ -124,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     chat_parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     if args.job == "chat-serve":
-        from engine.chat_serve import protocol_stdout, serve
+        from engine.chat_serve import serve
+        from engine.stdout import answers_only
 
-        out = protocol_stdout()
+        out = answers_only()
         _child_env()
         return serve(args.run_dir.resolve(), sys.stdin, out)
     if args.job == "prepare":

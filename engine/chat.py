@@ -233,13 +233,15 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
             hint="It appears when training finishes or is cancelled; `stillroom runs` shows "
             "the state. --base talks to the base model alone.",
         )
+    from engine.stdout import chatter_to_stderr
     from engine.train.backend_choice import choose_backend
 
     backend, _ = choose_backend(plan)
-    if backend == "unsloth":
-        model, tokenizer = _load_unsloth(plan, None if base_only else adapter)
-    else:
-        model, tokenizer = _load_hf(plan, None if base_only else adapter)
+    with chatter_to_stderr():
+        if backend == "unsloth":
+            model, tokenizer = _load_unsloth(plan, None if base_only else adapter)
+        else:
+            model, tokenizer = _load_hf(plan, None if base_only else adapter)
     model.eval()
     return Student(model, tokenizer, plan, has_adapter=not base_only, backend=backend)
 

@@ -15,20 +15,10 @@ carries the protocol only.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import UserError
-
-
-def protocol_stdout() -> IO[str]:
-    """The real stdout for protocol lines; fd 1 then points at stderr for any library print."""
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return protocol
 
 
 def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:

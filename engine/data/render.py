@@ -140,10 +140,13 @@ def load_tokenizer(model_id_or_path: str) -> Any:
     from engine.hub import locate_model
 
     locate_model(model_id_or_path, whole=False)
-    try:
-        from transformers import AutoTokenizer
+    from engine.stdout import chatter_to_stderr
 
-        tokenizer = AutoTokenizer.from_pretrained(model_id_or_path)
+    try:
+        with chatter_to_stderr():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_id_or_path)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import IO
 
 from engine.errors import UserError
 
@@ -51,6 +52,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student, resolve_run
+    from engine.stdout import answers_only
 
     run_dir = resolve_run(args.run, args.runs_dir)
     if _opens_the_wizard(args):
@@ -61,22 +63,23 @@ def run(args: argparse.Namespace) -> int:
         "top_p": args.top_p,
         "max_new_tokens": args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
     }
+    out = answers_only()
     student = load_student(run_dir, base_only=args.base)
     if args.prompt is not None:
         messages = [{"role": "user", "content": args.prompt}]
         if not args.compare:
-            _print_stream(student, messages, **options)
+            _print_stream(out, student, messages, **options)
             return 0
         from engine.chat import ask_teacher
 
         for label, base in (("student", False), ("base", True)):
-            print(f"== {label} ==", flush=True)
-            _print_stream(student, messages, base=base, **options)
-        print("== teacher ==", flush=True)
+            print(f"== {label} ==", file=out, flush=True)
+            _print_stream(out, student, messages, base=base, **options)
+        print("== teacher ==", file=out, flush=True)
         teacher = ask_teacher(student.plan.teacher, messages, args.system)
-        print(teacher.text or f"({teacher.note})", flush=True)
+        print(teacher.text or f"({teacher.note})", file=out, flush=True)
         return 0
-    return _repl(student, options)
+    return _repl(out, student, options)
 
 
 def _opens_the_wizard(args: argparse.Namespace) -> bool:
@@ -104,12 +107,12 @@ def _wizard(args: argparse.Namespace, run_dir: Path) -> int:
     )
 
 
-def _print_stream(student, messages, **options) -> str:
+def _print_stream(out: IO[str], student, messages, **options) -> str:
     generation = student.stream(messages, **options)
     for piece in generation:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    print(flush=True)
+        out.write(piece)
+        out.flush()
+    print(file=out, flush=True)
     answer = generation.answer
     if answer and answer.cut:
         print(
@@ -119,14 +122,15 @@ def _print_stream(student, messages, **options) -> str:
     return answer.text if answer else ""
 
 
-def _repl(student, options) -> int:
+def _repl(out: IO[str], student, options) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
-        print("chat with the student; /reset forgets the history, /quit leaves", flush=True)
+        print("chat with the student; /reset forgets the history, /quit leaves", file=out,
+              flush=True)  # fmt: skip
     history: list[dict[str, str]] = []
     while True:
         if interactive:
-            print("you> ", end="", flush=True)
+            print("you> ", end="", file=out, flush=True)
         line = sys.stdin.readline()
         if not line or line.strip() == "/quit":
             return 0
@@ -135,10 +139,11 @@ def _repl(student, options) -> int:
             continue
         if text == "/reset":
             history.clear()
-            print("(history cleared)", flush=True)
+            print("(history cleared)", file=out, flush=True)
             continue
         if text.startswith("/"):
             print(f"unknown command {text}: /reset or /quit", file=sys.stderr)
             continue
         history.append({"role": "user", "content": text})
-        history.append({"role": "assistant", "content": _print_stream(student, history, **options)})
+        answer = _print_stream(out, student, history, **options)
+        history.append({"role": "assistant", "content": answer})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -39,12 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="answer budget (default: 1.5x the longest teacher answer, at most 1024)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole report (as RUN/eval/report.json) instead of the table",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
     from engine.evaluate import evaluate, metric_lines
+    from engine.stdout import chatter_to_stderr
     from tui.follow import duration
 
     run_dir = resolve_run(args.run, args.runs_dir)
@@ -57,15 +64,19 @@ def run(args: argparse.Namespace) -> int:
         eta = f", about {duration(left)} to go" if done < total else ""
         print(f"\ranswered {done}/{total}{eta}   ", end="", file=sys.stderr, flush=True)
 
-    report = evaluate(
-        run_dir,
-        n=args.n,
-        everything=args.everything,
-        judge=args.judge,
-        max_new_tokens=args.max_new_tokens,
-        progress=progress,
-    )
+    with chatter_to_stderr():
+        report = evaluate(
+            run_dir,
+            n=args.n,
+            everything=args.everything,
+            judge=args.judge,
+            max_new_tokens=args.max_new_tokens,
+            progress=progress,
+        )
     print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
     print(f"{report['source'][:1].upper()}{report['source'][1:]}")
     print(f"answer budget {report['max_new_tokens']} tokens ({report['budget_reason']})")
     width = max(len(label) for label, _, _ in metric_lines(report))

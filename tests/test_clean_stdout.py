@@ -1,0 +1,77 @@
+"""Stdout carries only answers and --json, even when a library talks on import.
+
+A stand-in for Unsloth's import banner: a ``sitecustomize`` that prints on stdout
+(Python's ``print`` and a raw write to fd 1, as C code does) the moment
+``transformers`` is first imported, which every command below does to load a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine.training import FACTS, REPO, write_facts
+
+BANNER = "🦥 Unsloth: Will patch your computer to enable 2x faster free finetuning."
+CHATTY = f'''
+import importlib.abc, os, sys
+
+class Chatty(importlib.abc.MetaPathFinder):
+    said = False
+
+    def find_spec(self, name, path, target=None):
+        if name == "transformers" and not Chatty.said:
+            Chatty.said = True
+            print({BANNER!r})
+            os.write(1, b"Unsloth: OpenAI failed to import\\n")
+        return None
+
+sys.meta_path.insert(0, Chatty())
+'''
+
+
+@pytest.fixture(scope="module")
+def chatty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("chatty")
+    (folder / "sitecustomize.py").write_text(CHATTY)
+    return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{REPO}"}
+
+
+def stillroom(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        input=input, capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert BANNER in result.stderr, "the stand-in did not speak: nothing was tested"
+    assert BANNER not in result.stdout and "OpenAI failed" not in result.stdout
+    return result
+
+
+def test_chat_prompt_prints_only_the_answer(chatty, facts_run):
+    question, answer = FACTS[0]
+    result = stillroom(chatty, "chat", str(facts_run), "--prompt", question, "--max-new-tokens", "30")
+    assert result.stdout == answer + "\n"
+
+
+def test_line_chat_prints_only_answers(chatty, facts_run):
+    question, answer = FACTS[1]
+    result = stillroom(chatty, "chat", str(facts_run), "--lines", "--max-new-tokens", "30",
+                       input=f"{question}\n/quit\n")  # fmt: skip
+    assert result.stdout == answer + "\n"
+
+
+def test_eval_json_is_parseable(chatty, facts_run):
+    result = stillroom(chatty, "eval", str(facts_run), "--json", "--n", "2", "--max-new-tokens", "8")
+    assert json.loads(result.stdout)["rows"] == 2
+
+
+def test_inspect_json_with_a_model_is_parseable(chatty, tiny_model_dir, tmp_path):
+    data = write_facts(tmp_path)
+    result = stillroom(chatty, "inspect", str(data), "--model", str(tiny_model_dir), "--json")
+    assert json.loads(result.stdout)["tokens"]["max"] > 0
