@@ -8,7 +8,6 @@ NaN detection behave the same everywhere.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from engine.train.checkpoints import mark_complete
 
 Emit = Callable[[ev.Event], None]
 
-INJECT_ENV = "STILLROOM_INJECT"  # test-only fault injection: "oom@3" or "nan@2"
 
 
 class CountingCollator:
@@ -77,16 +75,11 @@ class RunCallback(TrainerCallback):
         # (time, tokens, rows) at recent logs: rates over a window, because the
         # dataloader collates ahead of the step that consumes the batch.
         self._marks: deque[tuple[float, int, int]] = deque(maxlen=11)
-        self._inject = _parse_inject(os.environ.get(INJECT_ENV, ""))
 
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.monotonic()
         self._last_step = self._last_save = now
         self._marks.append((now, self.counter.tokens, self.counter.rows))
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if self._inject and self._inject[1] == state.global_step + 1:
-            _inject(self._inject[0], model)
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.monotonic()
@@ -147,16 +140,3 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _parse_inject(spec: str) -> tuple[str, int] | None:
-    kind, _, step = spec.partition("@")
-    return (kind, int(step)) if kind in ("oom", "nan") and step.isdigit() else None
-
-
-def _inject(kind: str, model: Any) -> None:
-    """Test-only faults: a CUDA OOM, or NaN weights so the next loss is NaN."""
-    if kind == "oom":
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. (injected by STILLROOM_INJECT)")
-    with torch.no_grad():
-        next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))

@@ -28,6 +28,7 @@ from tests.engine.training import (
     write_facts,
     write_plan,
 )
+from tests.faults import fault_env
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +111,20 @@ def test_sigkill_then_resume_ends_at_the_planned_step(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("inject", "kind", "words"),
+    ("fault", "at", "kind", "words"),
     [
-        ("oom@2", "oom", ("batch_size", "max_seq_length", "lora.r")),
-        ("nan@3", "nan_loss", ("learning_rate",)),
+        ("oom", 2, "oom", ("batch_size", "max_seq_length", "lora.r")),
+        ("nan", 3, "nan_loss", ("learning_rate",)),
     ],
 )
 def test_injected_faults_end_in_error_events_with_hints(
-    tiny_model_dir, tmp_path, inject, kind, words
+    tiny_model_dir, tmp_path, fault, at, kind, words
 ):
     plan_path = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path))
     from engine.plan import load_plan
 
     run_dir = runs.create_run(load_plan(plan_path))
-    runs.start(run_dir, env={"STILLROOM_INJECT": inject})
+    runs.start(run_dir, env=fault_env(tmp_path / "fault", fault, at))
     end = wait_for(run_dir, lambda e: False)
     assert isinstance(end, ev.Error) and end.kind == kind, end
     assert all(word in end.hint for word in words), end.hint

@@ -30,6 +30,7 @@ from tests.engine.training import (
     write_facts,
     write_plan,
 )
+from tests.faults import fault_env
 
 STEPS = 12
 NAN_AT = 3
@@ -61,7 +62,7 @@ def ended(run_dir: Path) -> ev.Event:
 def failed_run(plan_for) -> Path:
     """A run whose loss went NaN at step 3: it ended with an error, before any checkpoint."""
     run_dir = runs.create_run(load_plan(plan_for()))
-    runs.start(run_dir, env={"STILLROOM_INJECT": f"nan@{NAN_AT}"})
+    runs.start(run_dir, env=fault_env(run_dir.parent / "fault", "nan", NAN_AT))
     end = ended(run_dir)
     assert isinstance(end, ev.Error) and end.kind == "nan_loss", end
     return run_dir
