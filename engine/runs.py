@@ -25,7 +25,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.errors import UserError
-from engine.fileio import atomic_write_text
+from engine.fileio import atomic_write_text, cannot_write
 from engine.plan import Plan, load_plan, save_plan
 
 STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed")
@@ -82,8 +82,16 @@ def create_run(plan: Plan, *, suffix: str = "") -> Path:
     while run_dir.exists():
         n += 1
         run_dir = root / f"{base}-{n}"
-    run_dir.mkdir(parents=True)
-    save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
+    try:
+        run_dir.mkdir(parents=True)
+        save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
+    except OSError as error:  # e.g. a read-only working folder
+        raise cannot_write(
+            run_dir,
+            error,
+            "Run Stillroom from a folder you can write to, or set [output] runs_dir in the plan "
+            "to one (an absolute path).",
+        ) from None
     return run_dir.resolve()
 
 

@@ -11,11 +11,12 @@ from textual.widgets import Log
 from textual.worker import get_current_worker
 
 from tui.child import Failure, failure, follow, start_cli
+from tui.worker_errors import ForwardsWorkerErrors
 
 TRACEBACK = "Traceback (most recent call last):"
 
 
-class ChildLog(Log):
+class ChildLog(ForwardsWorkerErrors, Log):
     """Lines a child prints, as it prints them; a traceback stays in the log file only.
 
     Closing the screen stops the following, not the child: it finishes on its own.
@@ -64,7 +65,7 @@ class ChildLog(Log):
         self._in_traceback = False
         self._follow(list(args), log_path)
 
-    @work(thread=True, exclusive=True, group="child")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="child")
     def _follow(self, args: list[str], log_path: Path) -> None:
         worker = get_current_worker()
         try:
