@@ -64,8 +64,9 @@ def check_export_target(
         if earlier is None:
             _refuse(
                 f"{named} holds files Stillroom did not write",
-                f"Choose a new folder (e.g. {named.rstrip('/')}-{format}). Stillroom replaces only "
-                f"a folder holding its own {MARKER}, even with --force.",
+                f"Choose a new folder (e.g. {named.rstrip('/')}-2). Stillroom replaces only a "
+                f"folder holding its own {MARKER}, even with --force (an export made before "
+                "Stillroom marked its exports has none: delete it yourself to reuse the folder).",
             )
         if earlier != format and not force:
             _refuse(

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.fileio import atomic_write_text
-from engine.plan import Plan, PlanError, load_plan
+from engine.plan import Plan, load_plan
 
 DEFAULT_PATH = Path("stillroom-plan.toml")
 _STEP_MARK = "# wizard-step: "
@@ -23,17 +23,14 @@ def read_draft(path: Path) -> tuple[Plan, str | None]:
     """
     if not path.exists():
         return Plan(), None
-    plan = load_plan(path)  # first: it says why a file cannot be read
+    plan = load_plan(path)  # first: it says why a file cannot be used
     step = None
-    try:
-        with path.open(encoding="utf-8-sig") as handle:
-            for line in handle:
-                if not line.startswith("#"):
-                    break
-                if line.startswith(_STEP_MARK):
-                    step = line[len(_STEP_MARK) :].strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise PlanError(str(path), [f"not readable ({error})"]) from None
+    with path.open(encoding="utf-8-sig") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            if line.startswith(_STEP_MARK):
+                step = line[len(_STEP_MARK) :].strip()
     return plan, step
 
 

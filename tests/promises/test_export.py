@@ -4,13 +4,15 @@ runs a converter you did not name. Each test exports a copy of the real trained 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 from pathlib import Path
 
 import pytest
 
-from tests.promises.cli import refused_cleanly, stillroom_in
+from tests.engine.training import stillroom
+from tests.promises.cli import refused_cleanly
 
 RUN = "runs/t-facts"
 MARKER = "stillroom-export.json"
@@ -55,8 +57,8 @@ def test_export_never_deletes_a_folder_it_did_not_write(project, out, says):
     before = files_under(project)
     here = project / "work" / "here"
     for force in ([], ["--force"]):
-        result = stillroom_in(
-            here, "export", "../../" + RUN, "--format", "adapter", "--out", out, *force
+        result = stillroom(
+            "export", "../../" + RUN, "--format", "adapter", "--out", out, *force, cwd=here
         )
         assert refused_cleanly(result, "will not export to", says), result.stderr
     assert files_under(project) == before
@@ -67,22 +69,28 @@ def test_an_export_is_marked_and_only_an_earlier_export_is_replaced(project):
     export of the same format, and one of another format only with --force."""
     out = project / "exports" / "student"
     adapter = ["export", RUN, "--format", "adapter", "--out", str(out)]
-    assert stillroom_in(project, *adapter).returncode == 0
+    assert stillroom(*adapter, cwd=project).returncode == 0
     assert json.loads((out / MARKER).read_text())["format"] == "adapter"
     (out / "stale.txt").write_text("left by the earlier export's user")
-    again = stillroom_in(project, *adapter)
+    again = stillroom(*adapter, cwd=project)
     assert again.returncode == 0, again.stderr
     assert not (out / "stale.txt").exists() and (out / "adapter_config.json").is_file()
 
     merged = ["export", RUN, "--format", "merged", "--out", str(out)]
-    refused = stillroom_in(project, *merged)
+    refused = stillroom(*merged, cwd=project)
     assert refused_cleanly(refused, "holds a Stillroom adapter export", "--force")
     assert (out / "adapter_config.json").is_file()
-    forced = stillroom_in(project, *merged, "--force")
+    forced = stillroom(*merged, "--force", cwd=project)
     assert forced.returncode == 0, forced.stderr
     assert json.loads((out / MARKER).read_text())["format"] == "merged"
     assert not (out / "adapter_config.json").exists()
     assert [p.name for p in out.parent.iterdir()] == ["student"]  # no partial or old copy left
+
+
+def no_converter_named() -> dict[str, str]:
+    """This environment without LLAMA_CPP_DIR, and a PATH of system folders only."""
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_CPP_DIR"}
+    return {**env, "PATH": os.defpath}
 
 
 def fake_converter(folder: Path, marker: Path) -> Path:
@@ -104,8 +112,8 @@ def test_gguf_export_never_runs_a_converter_lying_in_the_working_folder(project)
     only a converter named by --llama-cpp, LLAMA_CPP_DIR or on PATH."""
     ran = project / "planted-ran"
     fake_converter(project / "llama.cpp", ran)
-    result = stillroom_in(
-        project, "export", RUN, "--format", "gguf", "--out", "gguf", env={"LLAMA_CPP_DIR": ""}
+    result = stillroom(
+        "export", RUN, "--format", "gguf", "--out", "gguf", env=no_converter_named(), cwd=project
     )
     assert refused_cleanly(result, "no GGUF converter found", "--llama-cpp llama.cpp")
     assert not ran.exists()
@@ -116,8 +124,8 @@ def test_gguf_export_runs_the_converter_you_named_and_says_which(project, tmp_pa
     """A GGUF export runs the converter named by --llama-cpp and prints which one runs."""
     ran = tmp_path / "named-ran"
     named = fake_converter(tmp_path / "my-llama.cpp", ran)
-    result = stillroom_in(
-        project, "export", RUN, "--format", "gguf", "--out", "gguf", "--llama-cpp", str(named)
+    result = stillroom(
+        "export", RUN, "--format", "gguf", "--out", "gguf", "--llama-cpp", str(named), cwd=project
     )
     assert result.returncode == 0, result.stderr
     assert f"converter: {named / 'convert_hf_to_gguf.py'} (from --llama-cpp)" in result.stdout

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.promises.cli import refused_cleanly, stillroom_in
+from tests.engine.training import stillroom
+from tests.promises.cli import refused_cleanly
 from tests.promises.permissions import obey_permissions
 
 DEEP = 100_000  # far past any parser's recursion limit
@@ -21,7 +22,7 @@ def test_a_plan_you_cannot_read_is_a_clear_message(tmp_path, command):
     plan = tmp_path / "plan.toml"
     plan.write_text('[output]\nname = "t"\n')
     plan.chmod(0)
-    result = stillroom_in(tmp_path, command, "plan.toml", preexec_fn=obey_permissions)
+    result = stillroom(command, "plan.toml", preexec_fn=obey_permissions, cwd=tmp_path)
     assert refused_cleanly(result, "plan.toml", "permission denied", "chmod u+r"), result.stderr
 
 
@@ -29,7 +30,7 @@ def test_a_plan_you_cannot_read_is_a_clear_message(tmp_path, command):
 def test_a_plan_nested_thousands_deep_is_a_clear_message(tmp_path, command):
     """A plan nested thousands deep is a message, not a RecursionError."""
     (tmp_path / "plan.toml").write_text("x = " + "[" * DEEP + "]" * DEEP + "\n")
-    result = stillroom_in(tmp_path, command, "plan.toml")
+    result = stillroom(command, "plan.toml", cwd=tmp_path)
     assert refused_cleanly(result, "plan.toml", "nested deeper than"), result.stderr
 
 
@@ -39,7 +40,7 @@ def test_train_in_a_read_only_folder_says_where_to_run_instead(tmp_path):
     (tmp_path / "plan.toml").write_text('[output]\nname = "t"\n')
     tmp_path.chmod(0o555)
     try:
-        result = stillroom_in(tmp_path, "train", "plan.toml", preexec_fn=obey_permissions)
+        result = stillroom("train", "plan.toml", preexec_fn=obey_permissions, cwd=tmp_path)
     finally:
         tmp_path.chmod(0o755)
     assert refused_cleanly(result, "cannot write runs/t-", "permission denied", "runs_dir")
