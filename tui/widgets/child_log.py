@@ -8,7 +8,7 @@ from pathlib import Path
 from textual import on, work
 from textual.message import Message
 from textual.widgets import Log
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.child import Failure, failure, follow, start_cli
 from tui.worker_errors import ForwardsWorkerErrors
@@ -82,6 +82,15 @@ class ChildLog(ForwardsWorkerErrors, Log):
         code = follow(child, log_path, printed, lambda: worker.is_cancelled)
         if code is not None:
             self.post_message(self.Finished(self, code, failure(lines, log_path) if code else None))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Following failed (the app shows the error too): no longer running, so ctrl+r works."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            why = Failure(
+                f"following the child failed: {error!r}", "Its output is in the log file."
+            )
+            self.post_message(self.Finished(self, 1, why))
 
     @on(Printed)
     def _printed(self, message: Printed) -> None:
