@@ -14,9 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "adapter: the LoRA adapter, tokenizer and a model card. merged: a 16-bit model in "
             "safetensors that plain transformers loads. gguf: a GGUF file plus an Ollama "
-            "Modelfile (needs llama.cpp's converter: --llama-cpp DIR or LLAMA_CPP_DIR). merged and gguf are checked "
-            "against base + adapter on a few prompts; an export that answers differently "
-            "exits 1. Nothing half-written is left behind."
+            "Modelfile (needs llama.cpp's converter: --llama-cpp DIR or LLAMA_CPP_DIR). merged "
+            "and gguf are checked against base + adapter on a few prompts; an export that "
+            "answers differently exits 1. Nothing half-written is left behind, and nothing "
+            "Stillroom did not write is replaced."
         ),
     )
     add_run_arguments(parser)
