@@ -33,7 +33,7 @@ def default_export_dir(run_dir: str | Path, format: str) -> Path:
 def check_export_target(
     out: str | Path | None, format: str, run_dir: str | Path, *, force: bool = False
 ) -> Path:
-    """The resolved folder an export of ``run_dir`` may be written to, or a UserError saying why not."""
+    """The resolved folder an export of ``run_dir`` may go to, or a UserError saying why not."""
     run_dir = Path(run_dir).resolve()
     default = default_export_dir(run_dir, format)
     given = Path(out).expanduser() if out else default
