@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.training import stillroom
-from tests.promises.cli import refused_cleanly
+from tests.promises.refusal import refused_cleanly
 
 RUN = "runs/t-facts"
 MARKER = "stillroom-export.json"

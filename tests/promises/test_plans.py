@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.engine.training import stillroom
-from tests.promises.cli import refused_cleanly
 from tests.promises.permissions import obey_permissions
+from tests.promises.refusal import refused_cleanly
 
 DEEP = 100_000  # far past any parser's recursion limit
 
