@@ -39,38 +39,40 @@ def check_export_target(
     given = Path(out).expanduser() if out else default
     named = str(out) if out else str(default)
     if given.is_symlink():
-        _refuse(f"{named} is a link", "Name a real folder, not a link to one.")
+        _refuse(named, "it is a link", "Name a real folder, not a link to one.")
     target = given.resolve()
     cwd = Path.cwd().resolve()
     if target == Path(target.anchor):
-        _refuse(f"{named} is the root folder")
+        _refuse(named, "it is the root folder")
     if target == cwd:
-        _refuse(f"{named} is the working folder")
+        _refuse(named, "it is the working folder")
     if target in cwd.parents:
-        _refuse(f"{named} holds the working folder")
+        _refuse(named, "it holds the working folder")
     if target != default:
         runs_folder = run_dir.parent
         if target == runs_folder:
-            _refuse(f"{named} is the runs folder")
+            _refuse(named, "it is the runs folder")
         if runs_folder in target.parents:
-            _refuse(f"{named} is inside the runs folder {runs_folder}")
+            _refuse(named, f"it is inside the runs folder {runs_folder}")
         run = next((f for f in (target, *target.parents) if _is_run(f)), None)
         if run is not None:
-            _refuse(f"{named} is inside the run folder {run}")
+            _refuse(named, f"it is inside the run folder {run}")
     if target.exists() and not target.is_dir():
-        _refuse(f"{named} is an existing file")
+        _refuse(named, "it is an existing file")
     if target.is_dir() and any(target.iterdir()):
         earlier = read_marker(target)
         if earlier is None:
             _refuse(
-                f"{named} holds files Stillroom did not write",
+                named,
+                "it holds files Stillroom did not write",
                 f"Choose a new folder (e.g. {named.rstrip('/')}-2). Stillroom replaces only a "
                 f"folder holding its own {MARKER}, even with --force (an export made before "
                 "Stillroom marked its exports has none: delete it yourself to reuse the folder).",
             )
         if earlier != format and not force:
             _refuse(
-                f"{named} holds a Stillroom {earlier} export, not {format}",
+                named,
+                f"it holds a Stillroom {earlier} export, not {format}",
                 "Choose a new folder, or add --force to replace that export.",
             )
     return target
@@ -81,9 +83,9 @@ def _is_run(folder: Path) -> bool:
     return (folder / PLAN_FILE).is_file() and any((folder / p).exists() for p in _RUN_PARTS)
 
 
-def _refuse(message: str, hint: str = "") -> None:
+def _refuse(named: str, why: str, hint: str = "") -> None:
     raise UserError(
-        f"will not export to {message}",
+        f"will not export to {named}: {why}",
         hint=hint or "Name a new or empty folder with --out, e.g. --out exports/my-student.",
     )
 

@@ -146,6 +146,6 @@ async def test_the_export_dialog_refuses_a_folder_it_did_not_write(project, fact
         await pilot.press("tab", *".", "ctrl+r")
         await pilot.pause()
         status = str(screen.query_one("#results-status").render())
-        assert "will not export to . is the working folder" in status
+        assert "will not export to .: it is the working folder" in status
         assert app.is_running and app.screen is screen and not screen.running
     assert Path("notes.txt").read_text() == "mine\n" and (run / "adapter").is_dir()
