@@ -1,7 +1,9 @@
 """Ship a trained student: the adapter, a merged 16-bit model, or a GGUF for llama.cpp/Ollama.
 
-Every export is written to ``OUT.partial`` and renamed into place only when whole,
-so a failure never leaves a half-written export. A merged (or GGUF) export is
+Every export is written to a fresh hidden folder next to OUT and renamed into place
+only when whole, so a failure never leaves a half-written export; OUT itself must be
+new, empty or an earlier Stillroom export (engine/export_target.py), so an export
+never deletes anything it did not write. A merged (or GGUF) export is
 checked for parity: the same prompts, answered greedily by the exported model
 and by base + adapter; any difference is reported and flags the export.
 """
@@ -18,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.export_target import (
+    check_export_target,
+    new_partial,
+    place_export,
+    write_marker,
+)
 from engine.fileio import atomic_write_text
 from engine.plan import Plan, load_plan
 from engine.runs import PLAN_FILE
@@ -27,10 +35,13 @@ PARITY_PROMPTS = 3
 PARITY_TOKENS = 48
 GGUF_TYPES = ("f16", "bf16", "q8_0")
 _CONVERTER = "convert_hf_to_gguf.py"
+# What an installed llama.cpp puts on PATH: the script, or its pip entry point.
+_INSTALLED = (_CONVERTER, "llama-convert-hf-to-gguf")
 _INSTALL_GGUF = (
     "GGUF needs llama.cpp's converter: `git clone https://github.com/ggml-org/llama.cpp` and "
-    "`pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt`, then set "
-    "LLAMA_CPP_DIR=/path/to/llama.cpp (or put convert_hf_to_gguf.py on PATH). "
+    "`pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt`, then name it: "
+    "--llama-cpp /path/to/llama.cpp or LLAMA_CPP_DIR=/path/to/llama.cpp (or put "
+    "convert_hf_to_gguf.py on PATH). "
     "`--format merged` works without it."
 )
 
@@ -78,34 +89,39 @@ def export(
     *,
     gguf_type: str = "f16",
     push_to_hub: str = "",
+    force: bool = False,
+    converter: Converter | None = None,
 ) -> ExportResult:
-    """Export the run's student as ``format`` into ``out`` (default ``RUN/export/FORMAT``)."""
+    """Export the run's student as ``format`` into ``out`` (default ``RUN/export/FORMAT``).
+
+    ``out`` is checked first (:func:`check_export_target`) and again before the
+    finished export is moved in; ``converter`` defaults to the one the user named.
+    """
     run_dir = Path(run_dir)
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", hint=f"one of {', '.join(FORMATS)}")
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{run_dir.name} has no adapter to export", hint="`stillroom runs`")
+    final = check_export_target(out, format, run_dir, force=force)
     token = hub_token() if push_to_hub else ""
-    converter = find_gguf_converter() if format == "gguf" else None
     if format == "gguf" and converter is None:
-        raise UserError("no GGUF converter found", hint=_INSTALL_GGUF)
+        converter = find_gguf_converter()
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"unknown GGUF type {gguf_type!r}", hint=f"one of {', '.join(GGUF_TYPES)}")
     plan = load_plan(run_dir / PLAN_FILE)
-    final = Path(out) if out else run_dir / "export" / format
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = new_partial(final)
     try:
         result = ExportResult(final, format)
         if format == "adapter":
-            shutil.copytree(adapter, partial)
+            shutil.copytree(adapter, partial, dirs_exist_ok=True)
         else:
             merged = partial if format == "merged" else partial / "merged-hf"
             expected = merge(plan, adapter, merged)
             if format == "merged":
                 result.parity = parity_merged(merged, expected)
             else:
+                assert converter is not None
                 gguf = convert_to_gguf(converter, merged, partial, plan.output.name, gguf_type)
                 result.parity = parity_gguf(gguf, merged, expected)
                 atomic_write_text(
@@ -117,9 +133,8 @@ def export(
                 partial / "parity.json", json.dumps(result.parity.to_dict(), indent=2)
             )
         atomic_write_text(partial / "README.md", model_card(plan, run_dir, format, result.parity))
-        shutil.rmtree(final, ignore_errors=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        partial.rename(final)
+        write_marker(partial, format, run_dir)
+        place_export(partial, check_export_target(out, format, run_dir, force=force))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -192,29 +207,62 @@ def parity_merged(folder: Path, expected: dict[str, str]) -> Parity:
     return Parity(list(expected), list(expected.values()), [_greedy(student, p) for p in expected])
 
 
-def find_gguf_converter() -> Path | None:
-    """llama.cpp's ``convert_hf_to_gguf.py``: in LLAMA_CPP_DIR, Unsloth's copy, or on PATH."""
-    places = [os.environ.get("LLAMA_CPP_DIR", ""), "~/.unsloth/llama.cpp", "llama.cpp"]
-    for place in filter(None, places):
-        script = Path(place).expanduser() / _CONVERTER
-        if script.is_file():
-            return script
-    found = shutil.which(_CONVERTER)
-    return Path(found) if found else None
+@dataclass(frozen=True)
+class Converter:
+    """llama.cpp's HF-to-GGUF converter the user named, and how it was named."""
+
+    command: tuple[str, ...]
+    named_by: str
+
+    def __str__(self) -> str:
+        return f"{self.command[-1]} (from {self.named_by})"
 
 
-def convert_to_gguf(converter: Path, merged: Path, out: Path, name: str, outtype: str) -> Path:
+def find_gguf_converter(llama_cpp: str | None = None) -> Converter:
+    """The converter in ``--llama-cpp DIR``, else in $LLAMA_CPP_DIR, else llama.cpp's on PATH.
+
+    Never one merely lying around (``./llama.cpp`` in the working folder could be
+    anyone's script): such a copy is only mentioned in the hint.
+    """
+    for folder, named_by in (
+        (llama_cpp, "--llama-cpp"),
+        (os.environ.get("LLAMA_CPP_DIR"), "LLAMA_CPP_DIR"),
+    ):
+        if not folder:
+            continue
+        script = Path(folder).expanduser() / _CONVERTER
+        if not script.is_file():
+            raise UserError(
+                f"{named_by} names {folder}, which has no {_CONVERTER}", hint=_INSTALL_GGUF
+            )
+        return Converter((sys.executable, str(script.resolve())), named_by)
+    search = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)
+    )
+    for name in _INSTALLED:
+        found = shutil.which(name, path=search)
+        if found:
+            command = (sys.executable, found) if found.endswith(".py") else (found,)
+            return Converter(command, "PATH")
+    raise UserError("no GGUF converter found", hint=_INSTALL_GGUF + _unnamed_copies())
+
+
+def _unnamed_copies() -> str:
+    """Copies Stillroom saw but will not run unless named, said so the user can name one."""
+    places = [Path("llama.cpp"), Path("~/.unsloth/llama.cpp").expanduser()]
+    found = next((p for p in places if (p / _CONVERTER).is_file()), None)
+    if found is None:
+        return ""
+    return (
+        f" ({found / _CONVERTER} was not run: Stillroom runs only a converter you name; "
+        f"to trust that one, add --llama-cpp {found}.)"
+    )
+
+
+def convert_to_gguf(converter: Converter, merged: Path, out: Path, name: str, outtype: str) -> Path:
     target = out / f"{name}-{outtype}.gguf"
     done = subprocess.run(
-        [
-            sys.executable,
-            str(converter),
-            str(merged),
-            "--outfile",
-            str(target),
-            "--outtype",
-            outtype,
-        ],
+        [*converter.command, str(merged), "--outfile", str(target), "--outtype", outtype],
         capture_output=True,
         text=True,
         check=False,

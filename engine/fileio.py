@@ -6,12 +6,31 @@ Every file Stillroom writes for the user either appears whole or not at all
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from engine.errors import UserError
+
+_WHY = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EISDIR: "a folder of that name is in the way",
+    errno.ENOTDIR: "a file is in the way where a folder should be",
+}
+
+
+def cannot_write(path: str | os.PathLike[str], error: OSError, fix: str) -> UserError:
+    """The UserError for a write the system refused: what, why in words, and ``fix``."""
+    why = _WHY.get(error.errno or 0, error.strerror or str(error))
+    return UserError(f"cannot write {path}: {why}", hint=fix)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -44,16 +44,17 @@ KEY_ERROR = "key_like"  # the error type of a value refused as an API key: never
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+_FIX_KEYS = "Fix the keys named above; `stillroom plan --defaults` shows every key."
+_START_OVER = "Start from `stillroom plan --defaults > plan.toml` and copy your settings over."
+
+
 class PlanError(UserError):
     """A plan that cannot be used; ``problems`` holds one readable line per fault."""
 
-    def __init__(self, source: str, problems: list[str]):
+    def __init__(self, source: str, problems: list[str], hint: str = _FIX_KEYS):
         self.source = source
         self.problems = problems
-        super().__init__(
-            f"{source}: " + "; ".join(problems),
-            hint="Fix the keys named above; `stillroom plan --defaults` shows every key.",
-        )
+        super().__init__(f"{source}: " + "; ".join(problems), hint=hint)
 
     def __str__(self) -> str:
         lines = [f"The plan {self.source} has {len(self.problems)} problem(s):"]
@@ -320,20 +321,52 @@ def plan_from_dict(data: dict[str, Any], source: str = "plan") -> Plan:
         raise PlanError(source, describe_errors(error)) from None
 
 
+# No plan key nests deeper than a few levels (extra_body may hold a small JSON object).
+MAX_DEPTH = 32
+
+
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a TOML plan file."""
+    """Read and validate a TOML plan file; every way it can be unusable is a :class:`PlanError`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise PlanError(str(path), ["file not found"]) from None
-    except (UnicodeDecodeError, IsADirectoryError) as error:
-        raise PlanError(str(path), [f"not a readable TOML text file ({error})"]) from None
+    except PermissionError:
+        raise PlanError(
+            str(path),
+            ["not readable: permission denied"],
+            hint=f"Make it readable (`chmod u+r {path}`), or run as the user who owns it.",
+        ) from None
+    except (UnicodeDecodeError, OSError) as error:
+        raise PlanError(
+            str(path), [f"not a readable TOML text file ({error})"], hint=_START_OVER
+        ) from None
+    too_deep = PlanError(
+        str(path), [f"nested deeper than {MAX_DEPTH} levels (arrays or tables)"], hint=_START_OVER
+    )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PlanError(str(path), [f"not valid TOML: {error}"]) from None
+    except RecursionError:  # the parser recurses once per level
+        raise too_deep from None
+    if _depth(data) > MAX_DEPTH:  # deep but parsed: validation and saving recurse too
+        raise too_deep
     return plan_from_dict(data, str(path))
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and tables nest in ``value``, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def save_plan(plan: Plan, path: str | Path, *, only_changes: bool = False) -> None:

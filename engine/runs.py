@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from engine import events as ev
 from engine import run_events, run_lock
 from engine.errors import UserError
-from engine.fileio import atomic_write_text
+from engine.fileio import atomic_write_text, cannot_write
 from engine.plan import Plan, load_plan, save_plan
 from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
 
@@ -90,17 +90,25 @@ def create_run(plan: Plan, *, suffix: str = "") -> Path:
     a folder each, never one between them.
     """
     root = Path(plan.output.runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
     base = f"{plan.output.name}{suffix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    n = 1
-    while True:
-        run_dir = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            run_dir.mkdir()
-            break
-        except FileExistsError:
-            n += 1
-    save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
+    n, run_dir = 1, root / base
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_dir = root / (base if n == 1 else f"{base}-{n}")
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+        save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
+    except OSError as error:  # e.g. a read-only working folder
+        raise cannot_write(
+            run_dir,
+            error,
+            "Run Stillroom from a folder you can write to, or set [output] runs_dir in the plan "
+            "to one (an absolute path).",
+        ) from None
     return run_dir.resolve()
 
 

@@ -16,13 +16,16 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import ModalScreen
+from textual.worker import Worker, WorkerState
 
 from engine.chat_options import ChatOptions
+from engine.errors import UserError
 from engine.events import GpuSample
+from engine.fileio import cannot_write
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
 from engine.runs import PLAN_FILE
 from engine.train.memory import TokenProfile
-from tui.draft import DEFAULT_PATH, read_draft, write_draft
+from tui.draft import DEFAULT_PATH, read_draft, set_aside, write_draft
 from tui.screens.chat import ChatScreen
 from tui.screens.command import CommandScreen
 from tui.screens.data import DataScreen
@@ -95,13 +98,20 @@ class StillroomApp(App[None]):
         self.gpu_probed = False
         self.token_profile: TokenProfile | None = None
         self.draft_error: str | None = None
+        # The user's plan file that did not load: moved aside (never overwritten) at the first save.
+        self.keep_aside: Path | None = None
+        self.save_problem: str | None = None
         try:
             self.plan, saved_step = read_draft(self.plan_path)
         except PlanError as error:
             self.plan, saved_step = Plan(), None
-            self.draft_error = (
-                f"{error}\nStarting from the defaults; the file is kept until you change something."
-            )
+            self.draft_error = f"{error}\n→ {error.hint}\nStarting from the defaults."
+            if self.plan_path.is_file():
+                self.keep_aside = self.plan_path
+                self.draft_error += (
+                    " Your file stays as it is until you change something; then it is renamed "
+                    "to a dated backup next to it (the wizard says where), never overwritten."
+                )
         self.has_draft = saved_step is not None
         self.step = saved_step if saved_step in READY else "teacher"
         self._runs_dir = runs_dir
@@ -128,6 +138,20 @@ class StillroomApp(App[None]):
         self.switch_mode(self.step if self.has_draft or self.chat_run else "welcome")
         if self.draft_error:
             self.notify(self.draft_error, title="Draft not loaded", severity="error", timeout=15)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that raised (every worker has exit_on_error=False): say so; the step goes on."""
+        error = event.worker.error
+        if event.state != WorkerState.ERROR or error is None:
+            return
+        if isinstance(error, UserError):
+            text = f"{error}\n→ {error.hint}" if error.hint else str(error)
+        else:
+            text = (
+                f"{type(error).__name__}: {error}\nThis step still works: change what you "
+                "entered and try again. If it happens again, it is a bug worth reporting."
+            )
+        self.notify(text, title="That did not work", severity="error", timeout=30)
 
     # The draft plan
 
@@ -164,8 +188,38 @@ class StillroomApp(App[None]):
             self.save()
 
     def save(self) -> None:
-        write_draft(self.plan_path, self.plan, self.step)
+        """Autosave the draft; a folder that refuses the write is said once, and the app goes on."""
+        try:
+            if self.keep_aside is not None:
+                backup = set_aside(self.keep_aside)
+                self.keep_aside = None
+                self.notify(
+                    f"Your plan file {self.plan_path} did not load, so it was kept as {backup}; "
+                    f"the wizard now saves to {self.plan_path}.",
+                    title="Your plan is kept",
+                    severity="warning",
+                    timeout=30,
+                )
+            write_draft(self.plan_path, self.plan, self.step)
+        except OSError as error:
+            self._not_saved(error)
+            return
         self.has_draft = True
+        self.save_problem = None
+
+    def _not_saved(self, error: OSError) -> None:
+        problem = cannot_write(
+            self.plan_path,
+            error,
+            "Changes live only in this session until it can save. Quit (ctrl+q) and start "
+            "Stillroom in a folder you can write to, or name a draft there: "
+            "stillroom --plan ~/stillroom-plan.toml",
+        )
+        if str(problem) != self.save_problem:  # not once per key press
+            self.save_problem = str(problem)
+            self.notify(
+                f"{problem}\n→ {problem.hint}", title="Not saved", severity="error", timeout=30
+            )
 
     def arrived(self, step: str) -> None:
         """A step screen is showing: remember it in the draft."""

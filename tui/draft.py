@@ -6,6 +6,7 @@ the step lives in a comment at the top, so the file stays a valid plan.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from engine.fileio import atomic_write_text
@@ -22,6 +23,7 @@ def read_draft(path: Path) -> tuple[Plan, str | None]:
     """
     if not path.exists():
         return Plan(), None
+    plan = load_plan(path)  # first: it says why a file cannot be used
     step = None
     with path.open(encoding="utf-8-sig") as handle:
         for line in handle:
@@ -29,7 +31,23 @@ def read_draft(path: Path) -> tuple[Plan, str | None]:
                 break
             if line.startswith(_STEP_MARK):
                 step = line[len(_STEP_MARK) :].strip()
-    return load_plan(path), step
+    return plan, step
+
+
+def set_aside(path: Path) -> Path:
+    """Rename the user's unloadable plan to a dated backup next to it, so nothing overwrites it.
+
+    ``stillroom-plan.toml`` becomes ``stillroom-plan.20261130-015500.bak.toml``
+    (a number added if that exists): still a TOML file, to fix and open again.
+    """
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.stem}.{stamp}.bak{path.suffix}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.stem}.{stamp}-{n}.bak{path.suffix}")
+    path.rename(backup)
+    return backup
 
 
 def write_draft(path: Path, plan: Plan, step: str) -> None:

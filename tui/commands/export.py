@@ -14,14 +14,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "adapter: the LoRA adapter, tokenizer and a model card. merged: a 16-bit model in "
             "safetensors that plain transformers loads. gguf: a GGUF file plus an Ollama "
-            "Modelfile (needs llama.cpp's converter: LLAMA_CPP_DIR). merged and gguf are checked "
-            "against base + adapter on a few prompts; an export that answers differently "
-            "exits 1. Nothing half-written is left behind."
+            "Modelfile (needs llama.cpp's converter: --llama-cpp DIR or LLAMA_CPP_DIR). merged "
+            "and gguf are checked against base + adapter on a few prompts; an export that "
+            "answers differently exits 1. Nothing half-written is left behind, and nothing "
+            "Stillroom did not write is replaced."
         ),
     )
     add_run_arguments(parser)
     parser.add_argument("--format", required=True, choices=("adapter", "merged", "gguf"))
-    parser.add_argument("--out", metavar="DIR", help="default: RUN/export/FORMAT")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="a new or empty folder, or an earlier export of this format (default: "
+        "RUN/export/FORMAT)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier Stillroom export of another format (never other folders)",
+    )
+    parser.add_argument(
+        "--llama-cpp",
+        metavar="DIR",
+        help="the llama.cpp checkout whose converter makes the GGUF (default: $LLAMA_CPP_DIR, "
+        "else llama.cpp's converter on PATH)",
+    )
     parser.add_argument(
         "--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help="default: f16"
     )
@@ -38,11 +55,21 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from engine.chat import resolve_run
-    from engine.export import export
+    from engine.export import export, find_gguf_converter
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    converter = None
+    if args.format == "gguf":
+        converter = find_gguf_converter(args.llama_cpp)
+        print(f"converter: {converter}", flush=True)
     result = export(
-        run_dir, args.format, args.out, gguf_type=args.gguf_type, push_to_hub=args.push_to_hub
+        run_dir,
+        args.format,
+        args.out,
+        gguf_type=args.gguf_type,
+        push_to_hub=args.push_to_hub,
+        force=args.force,
+        converter=converter,
     )
     print(f"exported {result.format}: {result.path}")
     if result.parity:

@@ -12,12 +12,13 @@ from textual.widgets import Footer, Input, Select
 
 from tui.widgets.knob import Knob
 from tui.widgets.step_bar import StepBar
+from tui.worker_errors import ForwardsWorkerErrors
 
 if TYPE_CHECKING:
     from tui.app import StillroomApp
 
 
-class StepScreen(Screen[None]):
+class StepScreen(ForwardsWorkerErrors, Screen[None]):
     """A wizard step. Knobs write their plan key on every change; ``problems`` gates Next."""
 
     STEP: ClassVar[str]

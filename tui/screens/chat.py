@@ -156,7 +156,7 @@ class ChatScreen(StepScreen):
 
     # The workers: they post, never touch widgets.
 
-    @work(thread=True, exclusive=True, group="chat")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="chat")
     def _serve(self, runs_dir: str, name: str, pinned: Path | None) -> None:
         """Find the run (``pinned``, else the newest trained one named ``name-…``), start its
         child, relay its lines."""
@@ -187,7 +187,7 @@ class ChatScreen(StepScreen):
         tail = "".join(deque(_read_lines(run_dir / LOG_FILE), maxlen=6)).strip()
         self.post_message(self.Served({"type": "exited", "code": code, "log": tail}, child))
 
-    @work(thread=True, group="teacher")
+    @work(thread=True, exit_on_error=False, group="teacher")
     def _ask_teacher(self, teacher: TeacherPlan, turn: Turn) -> None:
         """The teacher through its API; a missing key or an outage comes back as a note."""
         from engine.chat import ask_teacher

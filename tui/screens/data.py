@@ -131,7 +131,7 @@ class DataScreen(StepScreen):
         self.query_one("#summary", Static).update(f"Reading {plan.dataset.source}…")
         self._read_data(self._key, plan)
 
-    @work(thread=True, exclusive=True, group="read")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="read")
     def _read_data(self, key: tuple, plan: Any) -> None:
         from engine.data.inspect import inspect_source
         from engine.data.load import read_table
@@ -147,7 +147,7 @@ class DataScreen(StepScreen):
             return
         self.post_message(self.Inspected(key, report, rows))
 
-    @work(thread=True, exclusive=True, group="render")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="render")
     def _render_sample(self, key: tuple, plan: Any) -> None:
         from engine.data.inspect import inspect_source
 

@@ -24,8 +24,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
 from engine.chat import DEFAULT_MAX_NEW_TOKENS
+from engine.errors import UserError
 from engine.evaluate import EVAL_DIR, EXAMPLES_SHOWN, MODELS, metric_lines
 from engine.export import FORMATS
+from engine.export_target import check_export_target, default_export_dir
 from tui.widgets.child_log import ChildLog
 
 FORMAT_NOTES = {
@@ -288,7 +290,7 @@ class ExportScreen(ChildScreen):
         self.show_status("ctrl+r exports; an empty folder means the default shown.")
 
     def default_out(self, format: str) -> str:
-        return shown(self.run_dir / "export" / format)
+        return shown(default_export_dir(self.run_dir, format))
 
     @property
     def chosen_format(self) -> str:
@@ -301,10 +303,18 @@ class ExportScreen(ChildScreen):
 
     def action_run(self) -> None:
         typed = self.query_one("#export-out", Input).value.strip()
-        self.out = (
-            Path(typed).expanduser() if typed else self.run_dir / "export" / self.chosen_format
+        out = (
+            Path(typed).expanduser()
+            if typed
+            else default_export_dir(self.run_dir, self.chosen_format)
         )
-        args = ["export", str(self.run_dir), "--format", self.chosen_format, "--out", str(self.out)]
+        try:  # the same check the child makes, so a refused folder is said before it starts
+            check_export_target(out, self.chosen_format, self.run_dir)
+        except UserError as error:
+            self.show_status(f"✗ {error}\n→ {error.hint}", "error")
+            return
+        self.out = out
+        args = ["export", str(self.run_dir), "--format", self.chosen_format, "--out", str(out)]
         self.start(args, f"Exporting {self.chosen_format} to {shown(self.out)}")
 
     def child_finished(self, message: ChildLog.Finished) -> None:

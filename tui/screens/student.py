@@ -134,7 +134,7 @@ class StudentScreen(StepScreen):
         knob = self.query_one("#knob-student-model", Knob)
         knob.explain(message.error or None, help=f"✓ {message.detail}" if message.detail else None)
 
-    @work(thread=True, exclusive=True, group="gpu")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="gpu")
     def _probe_gpu(self) -> None:
         self.post_message(self.GpuFound(self.app.gpu_probe()))
 
@@ -189,7 +189,7 @@ class StudentScreen(StepScreen):
     def _estimate_now(self) -> None:
         self._estimate(self.app.plan, self._card_total(), self.app.token_profile)
 
-    @work(thread=True, exclusive=True, group="fit")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="fit")
     def _estimate(self, plan: Plan, card_mb: float | None, profile: TokenProfile | None) -> None:
         from engine.train.memory import estimate
 

@@ -153,7 +153,7 @@ class TeacherScreen(StepScreen):
         self.query_one("#test-result", Static).update("Calling the endpoint…")
         self._test_call()
 
-    @work(thread=True, exclusive=True, group="test-call")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="test-call")
     def _test_call(self) -> None:
         from engine.errors import UserError
 
@@ -193,7 +193,7 @@ class TeacherScreen(StepScreen):
         self.query_one("#test-result", Static).update(f"Asking {url} for its models…")
         self._list_models()
 
-    @work(thread=True, exclusive=True, group="models")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="models")
     def _list_models(self) -> None:
         from engine.errors import UserError
 
@@ -263,7 +263,7 @@ class TeacherScreen(StepScreen):
         self.query_one("#pause", Button).disabled = not running
         self.refresh_bindings()
 
-    @work(thread=True, exclusive=True, group="generate")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="generate")
     def _generate(self, teacher: object) -> None:
         from engine.teacher.generate import run
 

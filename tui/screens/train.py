@@ -154,7 +154,7 @@ class TrainScreen(StepScreen):
 
     # Workers: they post, never touch widgets.
 
-    @work(thread=True, exclusive=True, group="run")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="run")
     def _follow(self, plan: Plan | None, run_dir: Path | None, launch: bool = True) -> None:
         """Launch ``plan`` (or find its live run, or take ``run_dir``), then tail its events."""
         from engine import runs
@@ -187,7 +187,7 @@ class TrainScreen(StepScreen):
         for event in following:
             self.post_message(self.Followed(event))
 
-    @work(thread=True, exclusive=True, group="gpu")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="gpu")
     def _sample_gpu(self) -> None:
         """Read the GPU every second while the screen exists; once if there is none."""
         from engine.gpu import pid_tree
@@ -202,7 +202,7 @@ class TrainScreen(StepScreen):
                 return
             time.sleep(GPU_EVERY_S)
 
-    @work(thread=True, exclusive=True, group="cancel")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="cancel")
     def _cancel(self, run_dir: Path) -> None:
         from engine.runs import request_cancel
 

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.plan import Plan
+from tui.worker_errors import ForwardsWorkerErrors
 
 if TYPE_CHECKING:
     from engine.runs import RunStatus
@@ -36,7 +37,7 @@ class RunLine:
     detail: str
 
 
-class WelcomeScreen(Screen[None]):
+class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
     """The first screen: every way into the wizard, each with a key."""
 
     BINDINGS = [
@@ -99,7 +100,7 @@ class WelcomeScreen(Screen[None]):
         choices.add_options(options)
         choices.highlighted = 0
 
-    @work(thread=True, exclusive=True, group="runs")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="runs")
     def _list_runs(self, runs_dir: str) -> None:
         from engine.runs import LIVE, list_runs
 

@@ -8,14 +8,15 @@ from pathlib import Path
 from textual import on, work
 from textual.message import Message
 from textual.widgets import Log
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.child import Failure, failure, follow, start_cli
+from tui.worker_errors import ForwardsWorkerErrors
 
 TRACEBACK = "Traceback (most recent call last):"
 
 
-class ChildLog(Log):
+class ChildLog(ForwardsWorkerErrors, Log):
     """Lines a child prints, as it prints them; a traceback stays in the log file only.
 
     Closing the screen stops the following, not the child: it finishes on its own.
@@ -64,7 +65,7 @@ class ChildLog(Log):
         self._in_traceback = False
         self._follow(list(args), log_path)
 
-    @work(thread=True, exclusive=True, group="child")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="child")
     def _follow(self, args: list[str], log_path: Path) -> None:
         worker = get_current_worker()
         try:
@@ -81,6 +82,15 @@ class ChildLog(Log):
         code = follow(child, log_path, printed, lambda: worker.is_cancelled)
         if code is not None:
             self.post_message(self.Finished(self, code, failure(lines, log_path) if code else None))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Following failed (the app shows the error too): no longer running, so ctrl+r works."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            why = Failure(
+                f"following the child failed: {error!r}", "Its output is in the log file."
+            )
+            self.post_message(self.Finished(self, 1, why))
 
     @on(Printed)
     def _printed(self, message: Printed) -> None:
