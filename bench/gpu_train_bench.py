@@ -48,9 +48,11 @@ def load_baseline(path: Path):
 def run_raw(baseline: Path, model_dir: str, out: Path, tag: str, args: list[str], env=None):
     """The notebook's own script (through gpu_raw_unsloth.py when a knob differs)."""
     target = out / f"{tag}.json"
-    script = [str(baseline)] if not env and not args else [
-        str(REPO / "bench/gpu_raw_unsloth.py"), str(baseline), *args, "--"
-    ]
+    script = (
+        [str(baseline)]
+        if not env and not args
+        else [str(REPO / "bench/gpu_raw_unsloth.py"), str(baseline), *args, "--"]
+    )
     with open(out / f"{tag}.log", "w") as log:
         subprocess.run(
             [sys.executable, *script, "--steps", str(STEPS), "--model-dir", model_dir,
@@ -166,6 +168,9 @@ VARIANTS: dict[str, tuple[str, dict, dict, bool]] = {
         "stillroom", {"training": {"gradient_checkpointing": "unsloth"}}, {}, False
     ),
     "stillroom_gc_on": ("stillroom", {"training": {"gradient_checkpointing": "on"}}, {}, False),
+    "stillroom_fused": (
+        "stillroom", {"training": {"optimizer": "adamw_torch_fused"}}, {}, False
+    ),
     "stillroom_padding_free": ("stillroom", {"training": {"batching": "padding_free"}}, {}, False),
     "stillroom_packed": ("stillroom", {"training": {"batching": "packed"}}, {}, False),
 }  # fmt: skip

@@ -178,7 +178,9 @@ class TrainingPlan(_Section):
     learning_rate: float = Field(2e-4, gt=0, le=1.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_steps: int = Field(5, ge=0)
-    optimizer: Literal["adamw_8bit", "adamw_torch", "paged_adamw_8bit", "sgd"] = "adamw_8bit"
+    optimizer: Literal[
+        "adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd"
+    ] = "adamw_8bit"
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
     seed: int = 3407
     logging_steps: int = Field(1, ge=1)

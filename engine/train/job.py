@@ -73,8 +73,9 @@ def run(
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
             emit(ev.Log(line=line))
-        if setup.checkpointing_reason:
-            emit(ev.Log(line=setup.checkpointing_reason))
+        for line in (setup.checkpointing_reason, _order_line(setup)):
+            if line:
+                emit(ev.Log(line=line))
         stage = "train"
         _train(plan, setup, data, run_dir, emit, should_stop, started, probe)
     except UserError as error:
@@ -130,6 +131,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         default_checkpointing,
         with_change,
     )
+    from engine.train.throughput import overhead_bound
 
     cuda = torch.cuda.is_available()
     t = plan.training
@@ -170,13 +172,24 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
         planned_steps=max_steps,
         batching=batching,
-        # Length grouping is part of Stillroom's faster batching; rebatch = false keeps
-        # the notebook's batching exactly, random sampling included.
-        group_by_length=t.rebatch,
+        # Length grouping saves padding where arithmetic bounds the step; on cards whose
+        # steps are bound by kernel launches it buys nothing (measured), so the rows keep
+        # the notebook's random order there. rebatch = false keeps the notebook's order.
+        group_by_length=t.rebatch and not (cuda and overhead_bound(_device_name())),
         save=not probe,
         checkpointing=checkpointing,
         checkpointing_reason=reason,
     )
+
+
+def _order_line(setup) -> str:
+    """The run log's word on the order rows are seen in, when Stillroom changes it."""
+    if setup.group_by_length and setup.batching == "padded" and setup.micro_batch > 1:
+        return (
+            "rows are length-grouped: similar lengths share a micro-batch (less padding), "
+            "so the order differs from plain random sampling"
+        )
+    return ""
 
 
 MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"

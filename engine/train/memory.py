@@ -36,7 +36,13 @@ BF16_BYTES = 2
 # LoRA weights and their gradients are fp32 under both backends (PEFT upcasts
 # adapters on quantised bases); the optimiser adds its states on top.
 LORA_PARAM_AND_GRAD_BYTES = 8
-OPTIMIZER_STATE_BYTES = {"adamw_8bit": 2, "paged_adamw_8bit": 2, "adamw_torch": 8, "sgd": 0}
+OPTIMIZER_STATE_BYTES = {
+    "adamw_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "sgd": 0,
+}
 # The fused LM head of TRL 1.15 and Unsloth computes the loss over chunks of
 # tokens, so only one chunk of fp32 logits (and their gradient) is alive at once.
 LOGITS_CHUNK_TOKENS = 128
@@ -391,7 +397,7 @@ def _candidate_changes(plan: Plan) -> list[tuple[str, list[object]]]:
     s, t, lora = plan.student, plan.training, plan.lora
     changes: list[tuple[str, list[object]]] = [
         ("student.load_in_4bit", [] if s.load_in_4bit else [True]),
-        ("training.optimizer", ["adamw_8bit"] if t.optimizer == "adamw_torch" else []),
+        ("training.optimizer", ["adamw_8bit"] if t.optimizer.startswith("adamw_torch") else []),
         ("training.batch_size", _halvings(t.batch_size, 1)),
         ("lora.r", _halvings(lora.r, 8)),
         ("student.max_seq_length", _halvings(s.max_seq_length, 256)),

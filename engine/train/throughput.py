@@ -41,6 +41,18 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
+# At or above this peak a step of a small student is bound by launching kernels, not by
+# arithmetic: on an H200 a 2,400-token step of Qwen2.5-1.5B kept the GPU 17 % busy, and
+# its time hardly moved with the rows' lengths (docs/gpu.md).
+OVERHEAD_BOUND_TFLOPS = 700.0
+
+
+def overhead_bound(device_name: str) -> bool:
+    """Whether padding is nearly free on this card, so row order need not serve it."""
+    peak = peak_tflops(device_name)
+    return peak is not None and peak >= OVERHEAD_BOUND_TFLOPS
+
+
 def mfu(params: int, tokens_per_s: float | None, peak: float | None) -> float | None:
     """The share (0-1) of ``peak`` TFLOP/s that ``tokens_per_s`` uses, or None."""
     if not tokens_per_s or not peak:

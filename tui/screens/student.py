@@ -32,7 +32,7 @@ DETECTED = 0.0
 # What the user can compare against when not on the training box (MiB as NVML reports).
 CARDS = [("15 GB (T4)", 15360.0), ("24 GB (L4, 4090)", 24564.0), ("40 GB (A100)", 40960.0),
          ("80 GB (A100, H100)", 81559.0)]  # fmt: skip
-OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "sgd"]
+OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "adamw_torch_fused", "sgd"]
 
 
 class StudentScreen(StepScreen):
