@@ -196,7 +196,8 @@ class TrainingPlan(_Section):
         True,
         description="Keep batch_size x grad_accum samples per step, in fewer, larger, "
         "length-grouped micro-batches where the memory estimate allows (several times faster "
-        "on a GPU). false = the notebook's batching and random sampling, exactly.",
+        "on a GPU; on H100/H200-class cards also fused AdamW with full-precision states in place "
+        "of adamw_8bit). false = the notebook's batching, sampling and optimizer, exactly.",
     )
     gradient_checkpointing: Literal["auto", "unsloth", "on", "off"] = Field(
         "auto",
