@@ -57,7 +57,7 @@ ALLOCATOR_SLACK = {"hf": 0.75, "unsloth": 0.1}
 # Without checkpointing each layer keeps, per token, its bf16 input, the attention's
 # q/k/v and output, and the MLP's gate, up and product: 4 x hidden + 2 x kv + 3 x
 # intermediate values. Calibrated: see CALIBRATION in tests/engine/test_memory.py.
-OFF_SAVED_SCALE = 0.85
+OFF_SAVED_SCALE = 0.75
 # Checkpointing is turned off only when that estimate leaves this share of the card
 # free, so an estimate at the edge of its error band still fits.
 OFF_HEADROOM = 0.30
