@@ -72,6 +72,9 @@ class StudentScreen(StepScreen):
                          compact=True, id="preset")  # fmt: skip
             yield Static("sets precision, batch shape, length", id="preset-help", classes="help")
         yield FitGauge(id="gauge")
+        checkpointing = Static("", id="checkpointing", classes="help")
+        checkpointing.display = False  # until an estimate against a card says how
+        yield checkpointing
         yield Knob("student.model", "Student model", "hub id or local folder")
         yield Knob("student.max_seq_length", "Max length", "tokens per row; longer rows are cut")
         yield Knob(
@@ -171,7 +174,15 @@ class StudentScreen(StepScreen):
     @on(Estimated)
     def _estimated(self, message: Estimated) -> None:
         self.query_one(FitGauge).show(message.estimate, self._card_name(), message.error)
+        self._show_checkpointing(message.estimate)
         self.refresh_bindings()
+
+    def _show_checkpointing(self, estimate: Estimate | None) -> None:
+        """How the run will checkpoint on the card compared with, and why (none without one)."""
+        line = self.query_one("#checkpointing", Static)
+        reason = estimate.checkpointing_reason if estimate and estimate.available_mb else ""
+        line.update(reason[:1].upper() + reason[1:])
+        line.display = bool(reason)
 
     @property
     def estimate(self) -> Estimate | None:
