@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One device call: install the carried wheels, then run the GPU tests and/or the bench.
 # Usage (repo root, on the CUDA machine):
-#   bash bench/gpu_train_bench.sh BASELINE_PY OUT_DIR [tests] [stillroom_2x4] [stillroom_default]
-# With nothing after OUT_DIR it runs all three, which is more than one 10-minute call holds:
-# split them, e.g. `... stillroom_2x4` in one call and `... tests stillroom_default` in another.
+#   bash bench/gpu_train_bench.sh BASELINE_PY OUT_DIR [tests] [VARIANT ...]
+# VARIANTs are gpu_train_bench.py's (baseline, raw_8x1, stillroom_default, stillroom_t4,
+# stillroom_2x4, ...); ratios need `baseline` and `raw_8x1` in the same call. With nothing
+# after OUT_DIR it runs the main comparison (about 8 minutes); the tests need a call of their own.
 set -o pipefail
 baseline=${1:-../shared/gpu/baseline_unsloth.py}
 out=${2:-gpu-out}
 shift 2 2>/dev/null
-[ $# -eq 0 ] && set -- tests stillroom_2x4 stillroom_default
+[ $# -eq 0 ] && set -- baseline stillroom_default raw_8x1 stillroom_t4
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1

@@ -70,6 +70,7 @@ class Step(Event):
     eta_s: float | None = None
     mem_allocated_mb: float | None = None
     mem_reserved_mb: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation, 0-1; null where the card's peak is unknown
 
 
 @dataclass(frozen=True)

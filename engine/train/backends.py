@@ -36,6 +36,8 @@ class Setup:
     group_by_length: bool = False  # similar lengths per micro-batch; off = the notebook's sampling
     planned_steps: int = 0  # the full run's steps, also when this is a short probe
     save: bool = True
+    checkpointing: str = "unsloth"  # GPU only: unsloth (offloaded) | on | off; see memory.py
+    checkpointing_reason: str = ""  # why, for the run log
 
 
 def precision_for(plan: Plan, cuda: bool) -> str:
@@ -114,7 +116,9 @@ def _unsloth_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         bias="none",
-        use_gradient_checkpointing="unsloth",
+        use_gradient_checkpointing={"unsloth": "unsloth", "on": True, "off": False}[
+            setup.checkpointing
+        ],
         random_state=plan.training.seed,
         max_seq_length=s.max_seq_length,
         temporary_location=str(run_dir / "unsloth_tmp"),
@@ -125,6 +129,8 @@ def _unsloth_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
         packing=setup.batching == "packed",
         padding_free=setup.batching != "padded",
         dataset_num_proc=1,
+        # SFTConfig turns the trainer's own checkpointing on unless told otherwise.
+        gradient_checkpointing=setup.checkpointing != "off",
     )
     trainer = SFTTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer
@@ -158,11 +164,14 @@ def _hf_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
     elif setup.device == "cuda":
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(s.model, **kwargs)
+    checkpointing = setup.checkpointing != "off"
     if quantized:
         model = prepare_model_for_kbit_training(
-            model, gradient_checkpointing_kwargs={"use_reentrant": False}
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif setup.device == "cuda":
+    elif setup.device == "cuda" and checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(

@@ -82,6 +82,9 @@ def run(
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
             emit(ev.Log(line=line))
+        for line in (setup.checkpointing_reason, _order_line(setup)):
+            if line:
+                emit(ev.Log(line=line))
         stage = "train"
         _train(plan, setup, data, run_dir, emit, should_stop, started, probe, attempt)
     except SaveFailed as failed:
@@ -143,7 +146,13 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
     import torch
 
     from engine.train.backends import Setup, precision_for
-    from engine.train.memory import choose_batching
+    from engine.train.memory import (
+        choose_batching,
+        choose_checkpointing,
+        default_checkpointing,
+        with_change,
+    )
+    from engine.train.throughput import overhead_bound
 
     cuda = torch.cuda.is_available()
     t = plan.training
@@ -155,16 +164,29 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
             "use batching = 'padded' (the default).",
         )
     micro, accum = t.batch_size, t.grad_accum
-    if cuda and t.rebatch:
-        total_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
-        micro, accum = choose_batching(
-            plan, total_mb, data.lengths, backend=backend, batching=batching
+    checkpointing, reason = default_checkpointing(backend), ""
+    if cuda:
+        total_mb = gpu_memory_mb()
+        if t.rebatch:
+            micro, accum = choose_batching(
+                plan, total_mb, data.lengths, backend=backend, batching=batching
+            )
+        checkpointing, reason = choose_checkpointing(
+            with_change(plan, "training.batch_size", micro),
+            total_mb,
+            data.lengths,
+            backend=backend,
+            batching=batching,
         )
     samples = t.batch_size * t.grad_accum
     max_steps = t.max_steps or max(1, math.ceil(len(data.rows) * (t.epochs or 1) / samples))
     optimizer = t.optimizer
     if not cuda and "8bit" in optimizer:
         optimizer = "adamw_torch"  # bitsandbytes' 8-bit optimisers need CUDA
+    elif cuda and t.rebatch and optimizer == "adamw_8bit" and overhead_bound(_device_name()):
+        # The same AdamW update with full-precision states in one fused kernel: 392 LoRA
+        # tensors cost the 8-bit optimiser ~50 ms a step in launches on an H200 (docs/gpu.md).
+        optimizer = "adamw_torch_fused"
     return Setup(
         backend=backend,
         device="cuda" if cuda else "cpu",
@@ -175,11 +197,53 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
         planned_steps=max_steps,
         batching=batching,
-        # Length grouping is part of Stillroom's faster batching; rebatch = false keeps
-        # the notebook's batching exactly, random sampling included.
-        group_by_length=t.rebatch,
+        # Length grouping saves padding where arithmetic bounds the step; on cards whose
+        # steps are bound by kernel launches it buys nothing (measured), so the rows keep
+        # the notebook's random order there. rebatch = false keeps the notebook's order.
+        group_by_length=t.rebatch and not (cuda and overhead_bound(_device_name())),
         save=not probe,
+        checkpointing=checkpointing,
+        checkpointing_reason=reason,
     )
+
+
+def _order_line(setup) -> str:
+    """The run log's word on the order rows are seen in, when Stillroom changes it."""
+    if setup.group_by_length and setup.batching == "padded" and setup.micro_batch > 1:
+        return (
+            "rows are length-grouped: similar lengths share a micro-batch (less padding), "
+            "so the order differs from plain random sampling"
+        )
+    return ""
+
+
+MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"
+
+
+def gpu_memory_mb() -> float:
+    """The card's memory, or less where ``STILLROOM_GPU_MEMORY_GB`` caps it.
+
+    The cap is enforced (torch refuses to allocate past it) as well as planned
+    for: it shares a big card fairly, and the GPU bench emulates a 15 GB T4 with it.
+    """
+    import os
+
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / 2**20
+    cap = os.environ.get(MEMORY_CAP_ENV)
+    if not cap:
+        return total
+    try:
+        cap_mb = float(cap) * 1024
+    except ValueError:
+        raise UserError(
+            f"{MEMORY_CAP_ENV}={cap!r} is not a number of gigabytes",
+            hint=f"Set it to the GPU memory this run may use, e.g. {MEMORY_CAP_ENV}=15, or unset it.",
+        ) from None
+    if cap_mb < total:
+        torch.cuda.set_per_process_memory_fraction(cap_mb / total, 0)
+    return min(cap_mb, total)
 
 
 def _train(
@@ -187,11 +251,20 @@ def _train(
 ):
     import torch
 
+    from engine.train import overhead
     from engine.train.backends import build_trainer, trainable_parameters
     from engine.train.callbacks import CountingCollator, RunCallback
     from engine.train.checkpoints import prepare_resume
 
-    if setup.optimizer != plan.training.optimizer:
+    if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
+        emit(
+            ev.Log(
+                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
+                "states (adamw_torch_fused), the same update with faster steps on this card; "
+                "rebatch = false keeps the notebook's 8-bit states"
+            )
+        )
+    elif setup.optimizer != plan.training.optimizer:
         emit(
             ev.Warning(
                 message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
@@ -209,11 +282,16 @@ def _train(
         )
     )
     counter = CountingCollator(trainer.data_collator)
-    trainer.data_collator = counter
+    meter = overhead.OverheadMeter()
+    trainer.data_collator = meter.wrap_collator(counter)
+    flops = _flops_meter(plan, setup)
     callback = RunCallback(
-        emit, counter, should_stop, None if probe else plan.training.save_minutes * 60
+        flops.wrap(emit), counter, should_stop, None if probe else plan.training.save_minutes * 60
     )
-    trainer.add_callback(callback)
+    trainer.add_callback(meter.wrap_callback(callback))
+    profile = overhead.profiler_callback(setup.max_steps) if setup.device == "cuda" else None
+    if profile is not None:
+        trainer.add_callback(profile)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -223,6 +301,12 @@ def _train(
             raise SaveFailed(run_dir, callback.saving, error) from error
         raise
     step = trainer.state.global_step
+    step_s = _median(list(callback.step_times)[1:] or list(callback.step_times))
+    if setup.device == "cuda":
+        overhead.nvml_cost(meter, step, step_s)
+        overhead.sampler_cost(meter, trainer)
+    costs = meter.report(step, step_s)
+    emit(ev.Log(line=overhead.describe(costs)))
     summary = {
         "attempt": attempt,
         "state": {"done": "finished", "stopped": "cancelled", "nan": "failed"}[callback.outcome],
@@ -236,8 +320,13 @@ def _train(
         "trainable_params": trainable,
         "train_loss": callback.losses[-1] if callback.losses else None,
         "runtime_s": round(time.time() - started, 1),
-        "step_s_median": _median(list(callback.step_times)[1:] or list(callback.step_times)),
+        "step_s_median": step_s,
         "tokens_trained": counter.tokens,
+        "checkpointing": setup.checkpointing,
+        "largest_batch_tokens": meter.largest_batch_tokens,
+        "overhead": costs,
+        "params": flops.params,
+        "peak_tflops": flops.peak,
         "trace": callback.trace,
         "peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20
         if torch.cuda.is_available()
@@ -325,6 +414,38 @@ def _oom_error(plan: Plan, error: BaseException) -> ev.Error:
         "(`stillroom doctor` lists them). The last checkpoint is intact: `stillroom train --resume RUN`.",
         log_tail=str(error)[-2000:],
     )
+
+
+class _FlopsMeter:
+    """Adds model FLOPs utilisation to ``step`` events, where the card's peak is known."""
+
+    def __init__(self, params: int, peak: float | None):
+        self.params, self.peak = params, peak
+
+    def wrap(self, emit: Emit) -> Emit:
+        from dataclasses import replace
+
+        from engine.train.throughput import mfu
+
+        def emit_with_mfu(event: ev.Event) -> None:
+            if isinstance(event, ev.Step) and self.peak:
+                event = replace(event, mfu=mfu(self.params, event.tokens_per_s, self.peak))
+            emit(event)
+
+        return emit_with_mfu
+
+
+def _flops_meter(plan: Plan, setup) -> _FlopsMeter:
+    """The student's full parameter count (4-bit weights counted whole) and the card's peak."""
+    from engine.train.memory import resolve_arch
+    from engine.train.throughput import peak_tflops
+
+    try:
+        params = resolve_arch(plan.student.model)[0].params()
+    except UserError:
+        return _FlopsMeter(0, None)
+    peak = peak_tflops(_device_name()) if setup.device == "cuda" else None
+    return _FlopsMeter(params, peak)
 
 
 def _median(values: list[float]) -> float | None:

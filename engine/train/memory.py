@@ -25,6 +25,9 @@ from engine.plan import Plan
 MB = 2**20
 Verdict = Literal["fits", "tight", "will_not_fit", "unknown"]
 Batching = Literal["padded", "padding_free", "packed"]
+# Gradient checkpointing: "unsloth" recomputes each layer and keeps its input in host
+# memory, "on" keeps the inputs on the GPU, "off" keeps every activation.
+Checkpointing = Literal["unsloth", "on", "off"]
 
 # nf4 stores half a byte a weight, plus one 8-bit absmax per 64 weights and,
 # with double quantisation, one fp32 scale per 256 of those.
@@ -33,7 +36,13 @@ BF16_BYTES = 2
 # LoRA weights and their gradients are fp32 under both backends (PEFT upcasts
 # adapters on quantised bases); the optimiser adds its states on top.
 LORA_PARAM_AND_GRAD_BYTES = 8
-OPTIMIZER_STATE_BYTES = {"adamw_8bit": 2, "paged_adamw_8bit": 2, "adamw_torch": 8, "sgd": 0}
+OPTIMIZER_STATE_BYTES = {
+    "adamw_8bit": 2,
+    "paged_adamw_8bit": 2,
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "sgd": 0,
+}
 # The fused LM head of TRL 1.15 and Unsloth computes the loss over chunks of
 # tokens, so only one chunk of fp32 logits (and their gradient) is alive at once.
 LOGITS_CHUNK_TOKENS = 128
@@ -45,6 +54,13 @@ CUDA_CONTEXT_MB = 500.0
 # as a fraction of the activation memory: ~0.75 for transformers+PEFT, ~0.1
 # for Unsloth, whose checkpoints live in host memory.
 ALLOCATOR_SLACK = {"hf": 0.75, "unsloth": 0.1}
+# Without checkpointing each layer keeps, per token, its bf16 input, the attention's
+# q/k/v and output, and the MLP's gate, up and product: 4 x hidden + 2 x kv + 3 x
+# intermediate values. Calibrated: see CALIBRATION in tests/engine/test_memory.py.
+OFF_SAVED_SCALE = 0.75
+# Checkpointing is turned off only when that estimate leaves this share of the card
+# free, so an estimate at the edge of its error band still fits.
+OFF_HEADROOM = 0.30
 # An estimate within this fraction of the memory available is "tight": the
 # calibration's error band (see tests/engine/test_memory.py).
 TIGHT_MARGIN = 0.15
@@ -248,6 +264,8 @@ class Estimate:
     tokens: int
     backend: str
     arch_source: str
+    checkpointing: Checkpointing = "unsloth"
+    checkpointing_reason: str = ""
     gpu_total_mb: float | None = None
     available_mb: float | None = None
     verdict: Verdict = "unknown"
@@ -296,20 +314,26 @@ def _lora_params(arch: Arch, r: int, targets: Sequence[str]) -> int:
     return arch.layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in targets)
 
 
-def _activation_bytes_per_token(arch: Arch, backend: str, gradient_checkpointing: bool) -> float:
+def _activation_bytes_per_token(arch: Arch, checkpointing: Checkpointing) -> float:
     """bf16 activations one token keeps alive at the peak of the backward pass.
 
     One decoder layer's forward and backward intermediates (attention
     projections, the MLP's gate/up/act/product) are alive while that layer is
-    recomputed; transformers' checkpointing also keeps every layer's input on
-    the GPU, which Unsloth's offloads to host memory. Without checkpointing all
-    layers keep their intermediates.
+    recomputed; plain checkpointing ("on") also keeps every layer's input on
+    the GPU, which Unsloth's offloads to host memory. Without checkpointing
+    every layer keeps what its backward pass reads.
     """
     layer = 2 * (4 * arch.hidden + 2 * arch.kv_dim + 4 * arch.intermediate) * BF16_BYTES
-    if not gradient_checkpointing:
-        return arch.layers * layer
-    checkpoints = 0 if backend == "unsloth" else arch.layers * arch.hidden * BF16_BYTES
+    if checkpointing == "off":
+        saved = (4 * arch.hidden + 2 * arch.kv_dim + 3 * arch.intermediate) * BF16_BYTES
+        return arch.layers * saved * OFF_SAVED_SCALE + layer
+    checkpoints = 0 if checkpointing == "unsloth" else arch.layers * arch.hidden * BF16_BYTES
     return layer + checkpoints
+
+
+def default_checkpointing(backend: str) -> Checkpointing:
+    """What each backend did before the choice existed: Unsloth's offloaded, HF's plain."""
+    return "unsloth" if backend == "unsloth" else "on"
 
 
 def _breakdown(
@@ -319,7 +343,7 @@ def _breakdown(
     backend: str,
     profile: TokenProfile | None,
     batching: Batching,
-    gradient_checkpointing: bool,
+    checkpointing: Checkpointing,
     chunked_logits: bool,
     params_b: float | None,
 ) -> Estimate:
@@ -336,7 +360,7 @@ def _breakdown(
     lora = _lora_params(arch, plan.lora.r, plan.lora.target_modules) * lora_bytes
 
     tokens = micro_batch_tokens(training.batch_size, student.max_seq_length, profile, batching)
-    activations = tokens * _activation_bytes_per_token(arch, backend, gradient_checkpointing)
+    activations = tokens * _activation_bytes_per_token(arch, checkpointing)
     # bf16 logits, their fp32 upcast for the loss, and its gradient: 10 bytes a
     # vocabulary entry, for a chunk of tokens when the LM head is fused.
     logit_tokens = min(tokens, LOGITS_CHUNK_TOKENS) if chunked_logits else tokens
@@ -352,6 +376,7 @@ def _breakdown(
         tokens=tokens,
         backend=backend,
         arch_source=arch_source,
+        checkpointing=checkpointing,
     )
 
 
@@ -372,7 +397,7 @@ def _candidate_changes(plan: Plan) -> list[tuple[str, list[object]]]:
     s, t, lora = plan.student, plan.training, plan.lora
     changes: list[tuple[str, list[object]]] = [
         ("student.load_in_4bit", [] if s.load_in_4bit else [True]),
-        ("training.optimizer", ["adamw_8bit"] if t.optimizer == "adamw_torch" else []),
+        ("training.optimizer", ["adamw_8bit"] if t.optimizer.startswith("adamw_torch") else []),
         ("training.batch_size", _halvings(t.batch_size, 1)),
         ("lora.r", _halvings(lora.r, 8)),
         ("student.max_seq_length", _halvings(s.max_seq_length, 256)),
@@ -442,7 +467,7 @@ def estimate(
     rows_tokens: TokenProfile | Sequence[int] | None = None,
     backend: str | None = None,
     batching: Batching = "padded",
-    gradient_checkpointing: bool = True,
+    checkpointing: Checkpointing | None = None,
     chunked_logits: bool = True,
 ) -> Estimate:
     """Predict the plan's peak GPU memory and judge it against the GPU.
@@ -453,6 +478,8 @@ def estimate(
     ``backend`` defaults to the plan's, "auto" meaning Unsloth when installed.
     When the run will not fit (or is tight), ``suggestions`` lists changes
     that were re-estimated to fit (empty when nothing within reach does).
+    ``checkpointing`` defaults to the plan's ``training.gradient_checkpointing``,
+    "auto" resolved by :func:`choose_checkpointing`.
     """
     source = "given"
     if arch is None:
@@ -467,21 +494,24 @@ def estimate(
         else TokenProfile.from_lengths(rows_tokens)
     )
 
-    def measure(p: Plan) -> Estimate:
-        return _breakdown(
-            p,
-            arch,
-            source,
+    available = gpu_free_mb if gpu_free_mb is not None else gpu_total_mb
+    reason = ""
+    if checkpointing is None:
+        checkpointing, reason = _choose(
+            plan,
+            lambda mode: _breakdown(
+                plan, arch, source, backend, profile, batching, mode, chunked_logits, params_b
+            ),
             backend,
-            profile,
-            batching,
-            gradient_checkpointing,
-            chunked_logits,
-            params_b,
+            available,
         )
 
-    result = measure(plan)
-    available = gpu_free_mb if gpu_free_mb is not None else gpu_total_mb
+    def measure(p: Plan) -> Estimate:
+        return _breakdown(
+            p, arch, source, backend, profile, batching, checkpointing, chunked_logits, params_b
+        )
+
+    result = replace(measure(plan), checkpointing_reason=reason)
     if available is None:
         return result
     verdict = _verdict(result.peak_mb, available)
@@ -493,6 +523,54 @@ def estimate(
         verdict=verdict,
         suggestions=tuple(suggestions),
     )
+
+
+def _choose(
+    plan: Plan, measure: Callable[[Checkpointing], Estimate], backend: str, available: float | None
+) -> tuple[Checkpointing, str]:
+    """The checkpointing mode for ``plan`` and one line saying why."""
+    wanted = plan.training.gradient_checkpointing
+    if wanted != "auto":
+        mode: Checkpointing = "on" if wanted == "unsloth" and backend != "unsloth" else wanted
+        return mode, f"gradient checkpointing {mode}: set by training.gradient_checkpointing"
+    fallback = default_checkpointing(backend)
+    label = "unsloth (offloaded to host memory)" if fallback == "unsloth" else "on"
+    if backend != "unsloth":
+        return fallback, f"gradient checkpointing {label}: the hf backend's default"
+    if not plan.training.rebatch:
+        return (
+            fallback,
+            f"gradient checkpointing {label}: rebatch = false keeps the notebook's setup",
+        )
+    if available is None:
+        return fallback, f"gradient checkpointing {label}: no GPU to size the run against"
+    off_gb, card_gb = measure("off").peak_mb / 1024, available / 1024
+    if off_gb <= (1 - OFF_HEADROOM) * card_gb:
+        return "off", (
+            f"gradient checkpointing off: without it the run needs ~{off_gb:.1f} GB of the "
+            f"card's {card_gb:.1f} GB, and skipping the recomputation makes steps faster"
+        )
+    return fallback, (
+        f"gradient checkpointing {label}: without it the run would need ~{off_gb:.1f} GB, "
+        f"more than {1 - OFF_HEADROOM:.0%} of the card's {card_gb:.1f} GB"
+    )
+
+
+def choose_checkpointing(
+    plan: Plan,
+    gpu_total_mb: float | None,
+    rows_tokens: TokenProfile | Sequence[int] | None = None,
+    **estimate_kwargs: object,
+) -> tuple[Checkpointing, str]:
+    """The gradient checkpointing mode to train ``plan`` with, and why.
+
+    The plan's ``training.gradient_checkpointing`` wins unless it is "auto".
+    Auto turns checkpointing off on Unsloth when the estimate without it leaves
+    ``OFF_HEADROOM`` of the card free (measured 1.6x faster on an H200), and
+    otherwise keeps Unsloth's offloaded checkpointing, the least memory.
+    """
+    result = estimate(plan, gpu_total_mb=gpu_total_mb, rows_tokens=rows_tokens, **estimate_kwargs)
+    return result.checkpointing, result.checkpointing_reason
 
 
 def choose_batching(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.plan import Plan, plan_from_dict
+from engine.plan import Plan, PlanError, plan_from_dict
 from engine.train.memory import (
     KNOWN_ARCHS,
     TokenProfile,
     choose_batching,
+    choose_checkpointing,
     estimate,
     micro_batch_tokens,
     resolve_arch,
@@ -26,6 +27,7 @@ ERROR_BAND = 0.20
 # tokens, p90 521, p99 1115, max 1309; p95 interpolated between p90 and p99.
 ALPACA_SYNTH = TokenProfile(max=1309, p95=851, mean=294.3)
 QWEN15_QLORA = {"student": {"model": "unsloth/Qwen2.5-1.5B-Instruct"}}
+EIGHT_BY_ONE = {"batch_size": 8, "grad_accum": 1}
 
 # (name, plan overrides, backend, batching, rows, measured peak reserved GiB)
 CALIBRATION = [
@@ -44,6 +46,11 @@ CALIBRATION = [
     ("stillroom 8x1 packed", {"batch_size": 8, "grad_accum": 1}, "unsloth", "packed", ALPACA_SYNTH, 4.666),
     # After the child set expandable segments before CUDA starts, as the notebook has them.
     ("stillroom 2x4 padding-free", {}, "unsloth", "padding_free", ALPACA_SYNTH, 1.779),
+    # Each checkpointing mode at 8 x 1 padded, H200, 2026-11-30 (bench/gpu_train_bench.py;
+    # "on" from raw Unsloth in issue 12); the off run's largest micro-batch held 10,432 tokens.
+    ("stillroom 8x1 checkpointing off", {**EIGHT_BY_ONE, "gradient_checkpointing": "off"}, "unsloth", "padded", ALPACA_SYNTH, 18.305),
+    ("unsloth 8x1 checkpointing on", {**EIGHT_BY_ONE, "gradient_checkpointing": "on"}, "unsloth", "padded", ALPACA_SYNTH, 3.57),
+    ("stillroom 8x1 fp16 offloaded (T4 emulation)", {**EIGHT_BY_ONE, "gradient_checkpointing": "unsloth"}, "unsloth", "padded", ALPACA_SYNTH, 2.832),
 ]  # fmt: skip
 
 
@@ -189,3 +196,43 @@ def test_an_unknown_model_needs_a_size_and_says_so():
         resolve_arch("someone/mystery-model-xl")
     arch, source = resolve_arch("someone/mystery-model-xl", params_b=3.0)
     assert "unknown architecture" in source and arch == KNOWN_ARCHS["qwen2.5-3b"]
+
+
+def _eight_by_one(**training) -> Plan:
+    return plan_from_dict({**QWEN15_QLORA, "training": {**EIGHT_BY_ONE, **training}})
+
+
+def test_checkpointing_is_off_where_the_card_has_room_and_offloaded_on_a_t4():
+    """A big card trains without recomputation; a 15 GB T4 keeps Unsloth's offloading."""
+    big = choose_checkpointing(_eight_by_one(), 80 * 1024, ALPACA_SYNTH, backend="unsloth")
+    t4 = choose_checkpointing(_eight_by_one(), 15 * 1024, ALPACA_SYNTH, backend="unsloth")
+    assert big[0] == "off" and "80.0 GB" in big[1]
+    assert t4[0] == "unsloth" and "15.0 GB" in t4[1]
+
+
+def test_the_plan_key_overrides_the_choice_and_says_so():
+    mode, reason = choose_checkpointing(
+        _eight_by_one(gradient_checkpointing="on"), 80 * 1024, ALPACA_SYNTH, backend="unsloth"
+    )
+    assert mode == "on" and "training.gradient_checkpointing" in reason
+
+
+def test_rebatch_false_keeps_the_notebooks_offloaded_checkpointing():
+    plan = plan_from_dict({**QWEN15_QLORA, "training": {"rebatch": False}})
+    mode, reason = choose_checkpointing(plan, 140 * 1024, ALPACA_SYNTH, backend="unsloth")
+    assert mode == "unsloth" and "rebatch = false" in reason
+
+
+def test_each_checkpointing_mode_costs_what_it_keeps_on_the_gpu():
+    peaks = {
+        mode: estimate(
+            _eight_by_one(), rows_tokens=ALPACA_SYNTH, backend="unsloth", checkpointing=mode
+        ).torch_reserved_mb
+        for mode in ("unsloth", "on", "off")
+    }
+    assert peaks["unsloth"] < peaks["on"] < peaks["off"]
+
+
+def test_an_unknown_checkpointing_mode_is_refused_with_the_choices():
+    with pytest.raises(PlanError, match="gradient_checkpointing"):
+        plan_from_dict({"training": {"gradient_checkpointing": "always"}})

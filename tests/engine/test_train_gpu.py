@@ -60,6 +60,9 @@ def test_unsloth_learns_facts_and_stops(small_model, tmp_path):
     run_dir = run_dir_from(result.stdout)
     (started,) = events_of(run_dir, ev.Started)
     assert started.backend == "unsloth"
+    logs = [e.line for e in events_of(run_dir, ev.Log)]
+    assert any(line.startswith("gradient checkpointing ") for line in logs), logs
+    assert any(line.startswith("Stillroom's own work per step") for line in logs), logs
     from transformers import BitsAndBytesConfig
 
     quantized = BitsAndBytesConfig(

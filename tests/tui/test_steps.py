@@ -197,3 +197,26 @@ async def test_student_compares_with_a_chosen_card_without_a_gpu(project):
         app.screen.query_one("#card", Select).value = 15360.0
         await until(pilot, lambda: gauge.verdict == "fits")
     await asyncio.sleep(0)
+
+
+async def test_student_says_how_the_run_will_checkpoint_on_the_card_compared_with(project):
+    from textual.widgets import Static
+
+    from tui.app import StillroomApp
+
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("training", batch_size=8, grad_accum=1)
+        app.change("student", backend="unsloth")  # the GPU path, also on this machine
+        app.switch_mode("student")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        line = app.screen.query_one("#checkpointing", Static)
+        assert not line.display  # no card to size against
+        app.screen.query_one("#card", Select).value = 15360.0
+        await until(pilot, lambda: line.display and "offloaded" in str(line.render()))
+        app.screen.query_one("#card", Select).value = 81559.0
+        await until(pilot, lambda: "checkpointing off" in str(line.render()))
+    await asyncio.sleep(0)

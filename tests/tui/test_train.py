@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,18 @@ async def test_progress_eta_tokens_and_loss_points_arrive_as_written(make_app, p
             assert chart.border_title.startswith(f"loss {step_event(36).loss:.4f}")
             assert screen.state == "running"
             assert "max_steps=60 x 8 samples" in log_text(screen)
+
+
+async def test_model_flops_utilisation_stands_next_to_the_token_rate(make_app, project):
+    run_dir = make_run_dir(Path("runs"))
+    events = recorded_run(3)
+    events[-2] = replace(events[-2], mfu=0.0941)  # the last step (a GPU sample follows it)
+    app = make_app()
+    with Replay(run_dir, events):
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_train(pilot)
+            await until(pilot, lambda: screen.last_step is not None and screen.last_step.step == 3)
+            assert "5,123 tok/s · MFU 9.4%" in text_of(screen, "#progress")
 
 
 async def test_gpu_panel_splits_this_runs_memory_from_others(make_app, project):

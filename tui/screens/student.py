@@ -32,7 +32,7 @@ DETECTED = 0.0
 # What the user can compare against when not on the training box (MiB as NVML reports).
 CARDS = [("15 GB (T4)", 15360.0), ("24 GB (L4, 4090)", 24564.0), ("40 GB (A100)", 40960.0),
          ("80 GB (A100, H100)", 81559.0)]  # fmt: skip
-OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "sgd"]
+OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "adamw_torch_fused", "sgd"]
 
 
 class StudentScreen(StepScreen):
@@ -83,6 +83,9 @@ class StudentScreen(StepScreen):
                          compact=True, id="preset")  # fmt: skip
             yield Static("sets precision, batch shape, length", id="preset-help", classes="help")
         yield FitGauge(id="gauge")
+        checkpointing = Static("", id="checkpointing", classes="help")
+        checkpointing.display = False  # until an estimate against a card says how
+        yield checkpointing
         yield Knob("student.model", "Student model", "hub id or local folder")
         yield Knob("student.max_seq_length", "Max length", "tokens per row; longer rows are cut")
         yield Knob(
@@ -205,7 +208,15 @@ class StudentScreen(StepScreen):
     @on(Estimated)
     def _estimated(self, message: Estimated) -> None:
         self.query_one(FitGauge).show(message.estimate, self._card_name(), message.error)
+        self._show_checkpointing(message.estimate)
         self.refresh_bindings()
+
+    def _show_checkpointing(self, estimate: Estimate | None) -> None:
+        """How the run will checkpoint on the card compared with, and why (none without one)."""
+        line = self.query_one("#checkpointing", Static)
+        reason = estimate.checkpointing_reason if estimate and estimate.available_mb else ""
+        line.update(reason[:1].upper() + reason[1:])
+        line.display = bool(reason)
 
     @property
     def estimate(self) -> Estimate | None:

@@ -46,6 +46,7 @@ class RunProgress(Widget):
             f"loss {step.loss:.4f}" if step.loss is not None else "loss –",
             f"lr {step.lr:.1e}" if step.lr is not None else "",
             f"{step.tokens_per_s:,.0f} tok/s" if step.tokens_per_s is not None else "",
+            f"MFU {step.mfu:.1%}" if step.mfu is not None else "",
             f"ETA {duration(step.eta_s)}",
             f"grad {step.grad_norm:.2f}" if step.grad_norm is not None else "",
         ]

@@ -1,0 +1,204 @@
+"""What Stillroom's own per-step work costs, and a profile of a steady-state step.
+
+Stillroom adds work around every optimiser step: counting tokens in the
+collator, the callback that writes ``step`` events and checks for cancel and
+checkpoints, the NVML sampler thread and the sampler that orders the rows.
+:class:`OverheadMeter` times each of them inside the real run, so the run log
+can say what share of a step they cost (the target is under 2 %).
+
+Setting ``STILLROOM_PROFILE=DIR`` makes the run profile two optimiser steps
+after ``STILLROOM_PROFILE_STEP`` (default: the run's last two) with
+``torch.profiler`` and write the trace and a summary to DIR: a bench aid.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROFILE_ENV = "STILLROOM_PROFILE"
+PROFILE_STEP_ENV = "STILLROOM_PROFILE_STEP"
+NVML_PERIOD_S = 3.0  # engine/__main__.py samples the GPU this often
+
+
+class OverheadMeter:
+    """Seconds spent in wrapped callables, by part."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.largest_batch_tokens = 0
+
+    def timed(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[part] += time.perf_counter() - start
+                self.calls[part] += 1
+
+        return wrapper
+
+    def wrap_callback(self, callback: Any) -> Any:
+        """Time every ``on_*`` hook the callback itself defines (instance attributes win)."""
+        for name in dir(type(callback)):
+            if name.startswith("on_") and name in type(callback).__dict__:
+                setattr(callback, name, self.timed("callbacks", getattr(callback, name)))
+        return callback
+
+    def wrap_collator(self, collator: Any) -> Any:
+        """The collator, timed, remembering the largest micro-batch (padding included)."""
+        return _TimedCollator(collator, self)
+
+    def time_once(self, part: str, fn: Callable[[], Any], *, scale: float = 1.0) -> None:
+        """One timed call of ``fn``, counted ``scale`` times (work done every few steps)."""
+        start = time.perf_counter()
+        fn()
+        self.seconds[part] += (time.perf_counter() - start) * scale
+
+    def report(self, steps: int, step_s: float | None) -> dict[str, float | None]:
+        """Milliseconds per optimiser step by part, their total, and its share of a step."""
+        per_step = {f"{part}_ms": 1000 * s / max(steps, 1) for part, s in self.seconds.items()}
+        total = sum(per_step.values())
+        found = {k: round(v, 3) for k, v in sorted(per_step.items())}
+        found["total_ms"] = round(total, 3)
+        found["step_ms"] = round(1000 * step_s, 1) if step_s else None
+        found["share"] = round(total / (1000 * step_s), 5) if step_s else None
+        return found
+
+
+class _TimedCollator:
+    """Forwards attribute reads to the collator it wraps, as trainers expect."""
+
+    def __init__(self, inner: Any, meter: OverheadMeter):
+        self.inner = inner
+        self.meter = meter
+        self._call = meter.timed("collator", inner)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self._call(features)
+        ids = batch.get("input_ids")
+        if ids is not None:
+            self.meter.largest_batch_tokens = max(self.meter.largest_batch_tokens, ids.numel())
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def describe(report: dict[str, float | None]) -> str:
+    """The run log's line about the meter."""
+    parts = ", ".join(
+        f"{k.removesuffix('_ms')} {v:.2f}"
+        for k, v in report.items()
+        if k.endswith("_ms") and k not in ("total_ms", "step_ms") and v is not None
+    )
+    share = report.get("share")
+    of_step = f" ({100 * share:.2f} % of a {report['step_ms']:.0f} ms step)" if share else ""
+    return f"Stillroom's own work per step: {report['total_ms']:.2f} ms{of_step}: {parts} (ms)"
+
+
+def nvml_cost(meter: OverheadMeter, steps: int, step_s: float | None) -> None:
+    """Time one NVML sample as the sampler thread takes it, spread over the steps it covers."""
+    from engine.gpu import available, sample
+
+    if not step_s or not available()[0]:
+        return
+    samples = steps * step_s / NVML_PERIOD_S
+    meter.time_once("nvml", lambda: sample(frozenset({os.getpid()})), scale=samples)
+
+
+def sampler_cost(meter: OverheadMeter, trainer: Any) -> None:
+    """Time drawing a whole epoch's order from the trainer's sampler."""
+    try:
+        sampler = trainer._get_train_sampler(trainer.train_dataset)
+    except TypeError:  # transformers before the dataset argument
+        sampler = trainer._get_train_sampler()
+    if sampler is not None:
+        meter.time_once("sampler", lambda: list(iter(sampler)))
+
+
+def profiler_callback(max_steps: int):
+    """A callback profiling two steps into ``$STILLROOM_PROFILE``, or None when unset."""
+    folder = os.environ.get(PROFILE_ENV)
+    if not folder:
+        return None
+    from transformers import TrainerCallback
+
+    first = int(os.environ.get(PROFILE_STEP_ENV) or max(1, max_steps - 1))
+
+    class Profile(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step + 1 == first:
+                import torch
+
+                torch.cuda.synchronize()
+                self.profile = torch.profiler.profile(
+                    activities=[
+                        torch.profiler.ProfilerActivity.CPU,
+                        torch.profiler.ProfilerActivity.CUDA,
+                    ]
+                )
+                self.profile.__enter__()
+                self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == first + 1 and hasattr(self, "profile"):
+                import torch
+
+                torch.cuda.synchronize()
+                wall = time.perf_counter() - self.started
+                self.profile.__exit__(None, None, None)
+                write_profile(self.profile, wall, 2, Path(folder))
+
+    return Profile()
+
+
+def write_profile(profile: Any, wall_s: float, steps: int, folder: Path) -> dict[str, Any]:
+    """A gzipped chrome trace and ``profile.json``: GPU busy share, top kernels and CPU ops."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = folder / "trace.json"
+    profile.export_chrome_trace(str(raw))
+    with open(raw, "rb") as source, gzip.open(folder / "trace.json.gz", "wb") as target:
+        target.write(source.read())
+    raw.unlink()
+    averages = profile.key_averages()
+
+    def device_us(item: Any) -> float:
+        return float(getattr(item, "self_device_time_total", 0) or 0)
+
+    # Kernel and copy events only: an operator's device time repeats its kernels'.
+    kernels = sorted(
+        (k for k in averages if str(k.device_type).endswith("CUDA")), key=device_us, reverse=True
+    )
+    busy_ms = sum(device_us(k) for k in kernels) / 1000
+    cpu = sorted(
+        (k for k in averages if str(k.device_type).endswith("CPU")),
+        key=lambda k: k.self_cpu_time_total,
+        reverse=True,
+    )
+    summary = {
+        "steps": steps,
+        "wall_ms_per_step": round(1000 * wall_s / steps, 2),
+        "gpu_kernel_ms_per_step": round(busy_ms / steps, 2),
+        "gpu_busy": round(busy_ms / (1000 * wall_s), 4),
+        "top_device": [
+            [k.key[:90], round(device_us(k) / 1000 / steps, 3), k.count // steps]
+            for k in kernels[:25]
+        ],
+        "top_cpu_self": [
+            [k.key[:90], round(k.self_cpu_time_total / 1000 / steps, 3), k.count // steps]
+            for k in cpu[:20]
+        ],
+    }
+    (folder / "profile.json").write_text(json.dumps(summary, indent=1))
+    return summary
