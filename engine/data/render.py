@@ -128,6 +128,11 @@ class RenderedSet:
     def token_stats(self) -> dict[str, Any]:
         return token_stats(self.lengths, self.overflow.max_seq_length)
 
+    def too_long_rows(self, conversations: list[Conversation]) -> list[int]:
+        """The rows, of the ``conversations`` rendered, longer than ``max_seq_length``."""
+        limit = self.overflow.max_seq_length
+        return [c.row for c, n in zip(conversations, self.lengths, strict=True) if n > limit]
+
 
 class Segment(NamedTuple):
     """A run of text that is either all trained or all masked, for highlighting."""
