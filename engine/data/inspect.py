@@ -229,6 +229,11 @@ def _measure(
         f" ({max_seq_length} tokens): {cut.answer_cut_partly} would lose part of the answer "
         f"and {cut.answer_cut_entirely} all of it; {fate}"
     )
+    if cut.measured_in_part:
+        details["too_long"] += (
+            f"; {cut.measured_in_part} of them so long that only their start was tokenised "
+            "(their lengths are at least those shown)"
+        )
     if rendered.rows:
         report_.preview = [tuple(s) for s in preview_segments(rendered.rows[0], tokenizer)]
     kept = {row.row for row in rendered.rows}
