@@ -56,7 +56,9 @@ def read_table(source: str, split: str | None = None) -> Table:
         raise UserError(f"{source}: not a regular file (a device, pipe or socket); copy the data "
                         "into a file")  # fmt: skip
     if path.is_symlink():
-        raise UserError(f"{source}: a symbolic link that leads nowhere readable (broken, or a loop)")
+        raise UserError(
+            f"{source}: a symbolic link that leads nowhere readable (broken, or a loop)"
+        )
     if looks_like_hub_id(source):
         return _read_hub(source, split)
     raise UserError(f"{source}: file not found (a hub dataset id looks like owner/name)")

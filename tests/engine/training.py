@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,15 +68,26 @@ def write_plan(folder: Path, model: Path | str, data: Path, **training) -> Path:
 
 
 def stillroom(
-    *args: str, timeout: float = 240, input: str | None = None
+    *args: str,
+    timeout: float = 240,
+    input: str | None = None,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+    **options,
 ) -> subprocess.CompletedProcess[str]:
+    """``stillroom ARGS`` in a child run from ``cwd`` with ``env`` (default: this process's),
+    this checkout's code first; ``options`` go to :func:`subprocess.run`."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
         input=input,
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=cwd,
+        env=env,
         timeout=timeout,
+        **options,
     )
 
 

@@ -20,20 +20,22 @@ import pytest
 from engine import events as ev
 from engine import runs
 from engine.plan import load_plan
-from tests.engine.training import events_of, run_dir_from, write_plan
-from tests.promises.cli import REPO, refused_cleanly, stillroom_in
+from tests.engine.training import REPO, events_of, run_dir_from, stillroom, write_plan
 from tests.promises.permissions import obey_permissions, permissions_apply
-from tui.app import StillroomApp
+from tests.promises.refusal import refused_cleanly
+from tests.tui.scenes import until
 from tui.screens.data import DataScreen
 from tui.screens.train import TrainScreen
 
-WIDE = {"COLUMNS": "250"}  # sentences on one line, so the test reads them whole
+WIDE = {**os.environ, "COLUMNS": "250"}  # sentences on one line, so the test reads them whole
 MAX_RSS_MB = 1536
 SIZE = (100, 40)
 
 
 def good(i: int) -> str:
-    return json.dumps({"instruction": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."})
+    return json.dumps(
+        {"instruction": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."}
+    )
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -49,8 +51,8 @@ def plan_for(folder: Path, model: Path, data: Path, max_steps: int = 2, **datase
     return plan
 
 
-def inspect_json(folder: Path, *args: str) -> dict:
-    result = stillroom_in(folder, "inspect", *args, "--json")
+def inspect_json(*args: str) -> dict:
+    result = stillroom("inspect", *args, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -76,12 +78,14 @@ def deep_json(depth: int) -> str:
 def test_train_says_what_it_cannot_use_and_refuses_a_half_broken_file(tiny_model_dir, tmp_path):
     """Training never drops rows without a word: it reports them as inspect counts them,
     and refuses, before the model loads, a file of which more than the plan's share is unusable."""
-    data = write_lines(tmp_path / "half.jsonl", [x for i in range(10) for x in (good(i), '{"instr')])
-    result = stillroom_in(REPO, "train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
+    data = write_lines(
+        tmp_path / "half.jsonl", [x for i in range(10) for x in (good(i), '{"instr')]
+    )
+    result = stillroom("train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "data: 20 records, 10 usable, 10 unusable (50%): 10 malformed_line" in result.stdout
     run_dir = run_dir_from(result.stdout)
-    inspected = inspect_json(REPO, str(data))
+    inspected = inspect_json(str(data))
     report = data_report(run_dir)
     assert (report.records, report.usable, report.unusable) == (
         inspected["records"], inspected["usable_rows"], inspected["unusable"]
@@ -96,20 +100,22 @@ def test_train_says_what_it_cannot_use_and_refuses_a_half_broken_file(tiny_model
     assert never_loaded_the_model(run_dir)
 
 
-def test_mixed_schemas_train_only_once_the_plan_allows_what_inspect_counts(tiny_model_dir, tmp_path):
+def test_mixed_schemas_train_only_once_the_plan_allows_what_inspect_counts(
+    tiny_model_dir, tmp_path
+):
     """Rows of another schema count as unusable; raising dataset.max_unusable_share trains on
     exactly the rows inspect calls usable, and the run says how many."""
     other = [json.dumps({"prompt": f"Other {i}?", "completion": f"Reply {i}."}) for i in range(16)]
     data = write_lines(tmp_path / "mixed.jsonl", [good(i) for i in range(4)] + other)
-    refused = stillroom_in(REPO, "train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
+    refused = stillroom("train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
     assert refused.returncode == 1
     assert "16 of 20 rows (80%) are unusable" in refused.stdout
     assert "16 empty_prompt, 16 missing_response" in refused.stdout
 
     allowed = plan_for(tmp_path, tiny_model_dir, data, max_unusable_share=0.9)
-    result = stillroom_in(REPO, "train", str(allowed), env=WIDE)
+    result = stillroom("train", str(allowed), env=WIDE)
     assert result.returncode == 0, result.stdout + result.stderr
-    inspected = inspect_json(REPO, str(data))
+    inspected = inspect_json(str(data))
     report = data_report(run_dir_from(result.stdout))
     assert (report.records, report.usable, report.unusable) == (20, 4, 16)
     assert (inspected["records"], inspected["usable_rows"], inspected["unusable"]) == (20, 4, 16)
@@ -121,49 +127,18 @@ def test_the_unusable_share_is_a_plan_key_checked_like_any_other(tmp_path):
     """dataset.max_unusable_share takes a share from 0 to 1; anything else is named with the fix."""
     plan = tmp_path / "plan.toml"
     plan.write_text("[dataset]\nmax_unusable_share = 1.5\n")
-    result = stillroom_in(tmp_path, "train", str(plan))
+    result = stillroom("train", str(plan), cwd=tmp_path)
     assert refused_cleanly(result, "dataset.max_unusable_share", "less than or equal to 1")
 
 
-def wizard() -> StillroomApp:
-    """The wizard on ./stillroom-plan.toml, seeing no GPU."""
-    return StillroomApp(
-        Path("stillroom-plan.toml"), gpu_probe=lambda: (15360.0, "Tesla T4"), gpu_sampler=no_gpu
-    )
-
-
-def no_gpu(own_pids: set[int]) -> None:
-    return None
-
-
-async def until(pilot, condition, timeout_s: float = 120.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the working directory, offline."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
-async def test_the_train_step_shows_the_data_report_and_why_it_refused(tiny_model_dir, project):
+async def test_the_train_step_shows_the_data_report_and_why_it_refused(
+    make_app, tiny_model_dir, project
+):
     """The Train step shows, on its own line, what training found in the data, and the refusal
     with its fix; the wizard stays open."""
     data = write_lines(project / "half.jsonl", [x for i in range(5) for x in (good(i), "oops")])
-    app = wizard()
+    app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
         await pilot.pause()
@@ -175,7 +150,7 @@ async def test_the_train_step_shows_the_data_report_and_why_it_refused(tiny_mode
         screen = app.screen
         assert isinstance(screen, TrainScreen)
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: screen.state == "failed")
+        await until(pilot, lambda: screen.state == "failed", timeout_s=180)
         line = str(screen.query_one("#data-report").render())
         assert "10 records, 5 usable, 5 unusable (50%): 5 malformed_line" in line
         problem = str(screen.query_one("#problem").render())
@@ -249,13 +224,13 @@ def test_a_line_nested_thousands_deep_is_skipped_and_named(tiny_model_dir, tmp_p
     lines = [good(i) for i in range(9)]
     lines.insert(3, '{"instruction": "x", "output": ' + deep_json(5000) + "}")
     data = write_lines(tmp_path / "deep.jsonl", lines)
-    shown = stillroom_in(REPO, "inspect", str(data), env=WIDE)
+    shown = stillroom("inspect", str(data), env=WIDE)
     assert shown.returncode == 0, shown.stderr
     assert "nested too deep" in shown.stdout and "Traceback" not in shown.stderr
-    problems = {p["kind"]: p["rows"] for p in inspect_json(REPO, str(data))["problems"]}
+    problems = {p["kind"]: p["rows"] for p in inspect_json(str(data))["problems"]}
     assert problems == {"too_deep": [4]}
 
-    result = stillroom_in(REPO, "train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
+    result = stillroom("train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "data: 10 records, 9 usable, 1 unusable (10%): 1 too_deep" in result.stdout
     assert "nested too deep" in result.stdout
@@ -265,10 +240,12 @@ def test_a_document_nested_thousands_deep_is_a_message_with_its_line(tiny_model_
     """A JSON document nested thousands deep cannot be skipped: inspect and train refuse it,
     naming the line and "nested too deep", with no traceback."""
     data = tmp_path / "deep.json"
-    data.write_text('[\n  {"instruction": "Hi", "output": "Hello"},\n  ' + deep_json(5000) + "\n]\n")
-    shown = stillroom_in(REPO, "inspect", str(data))
+    data.write_text(
+        '[\n  {"instruction": "Hi", "output": "Hello"},\n  ' + deep_json(5000) + "\n]\n"
+    )
+    shown = stillroom("inspect", str(data))
     assert refused_cleanly(shown, "line 3", "nested too deep")
-    result = stillroom_in(REPO, "train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
+    result = stillroom("train", str(plan_for(tmp_path, tiny_model_dir, data)), env=WIDE)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     (end,) = events_of(run_dir_from(result.stdout), ev.Error)
     assert end.kind == "dataset" and "line 3" in end.message and "nested too deep" in end.message
@@ -295,10 +272,10 @@ async def still_reads(app, pilot, screen: DataScreen) -> None:
 
 
 @pytest.mark.anyio
-async def test_the_data_step_says_a_file_nests_too_deep_and_stays_usable(project):
+async def test_the_data_step_says_a_file_nests_too_deep_and_stays_usable(make_app):
     """The Data step shows "nested too deep" and the line, instead of the wizard ending."""
     Path("deep.json").write_text(deep_json(5000))
-    app = wizard()
+    app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = await read_in_data_step(app, pilot, "deep.json")
         summary = str(screen.query_one("#summary").render())
@@ -314,10 +291,10 @@ def test_a_dataset_the_user_cannot_read_is_a_message_in_inspect_and_train(tiny_m
     inspect and in train."""
     data = write_lines(tmp_path / "locked.jsonl", [good(i) for i in range(3)])
     data.chmod(0)
-    shown = stillroom_in(tmp_path, "inspect", str(data), preexec_fn=obey_permissions)
+    shown = stillroom("inspect", str(data), preexec_fn=obey_permissions, cwd=tmp_path)
     assert refused_cleanly(shown, "cannot read it", "Permission denied", "chmod u+r")
     plan = plan_for(tmp_path, tiny_model_dir, data)
-    result = stillroom_in(tmp_path, "train", str(plan), env=WIDE, preexec_fn=obey_permissions)
+    result = stillroom("train", str(plan), env=WIDE, preexec_fn=obey_permissions, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     (end,) = events_of(run_dir_from(result.stdout), ev.Error)
     assert end.kind == "dataset" and "Permission denied" in end.message
@@ -325,12 +302,12 @@ def test_a_dataset_the_user_cannot_read_is_a_message_in_inspect_and_train(tiny_m
 
 
 @pytest.mark.anyio
-async def test_the_data_step_says_a_dataset_cannot_be_read_and_stays_usable(project):
+async def test_the_data_step_says_a_dataset_cannot_be_read_and_stays_usable(make_app):
     """The Data step shows that a dataset cannot be read, and why, instead of the wizard ending."""
     locked = write_lines(Path("locked.jsonl"), [good(i) for i in range(3)])
     locked.chmod(0)
     with permissions_apply():
-        app = wizard()
+        app = make_app()
         async with app.run_test(size=SIZE) as pilot:
             screen = await read_in_data_step(app, pilot, "locked.jsonl")
             summary = str(screen.query_one("#summary").render())
