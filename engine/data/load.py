@@ -53,8 +53,9 @@ def read_table(source: str, split: str | None = None) -> Table:
     if path.is_file():
         return _read_file(path, source)
     if path.exists():
-        raise UserError(f"{source}: not a regular file (a device, pipe or socket); copy the data "
-                        "into a file")  # fmt: skip
+        raise UserError(
+            f"{source}: not a regular file (a device, pipe or socket); copy the data into a file"
+        )
     if path.is_symlink():
         raise UserError(
             f"{source}: a symbolic link that leads nowhere readable (broken, or a loop)"

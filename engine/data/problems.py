@@ -124,6 +124,6 @@ def tally(records: int, usable: list[int], flagged: dict[str, list[int]]) -> Tal
     """Count ``records`` against the rows that survive (``usable``) and the problems found."""
     kept = set(usable)
     faults = {row for kind, rows in flagged.items() if kind != "duplicate" for row in rows}
-    repeats = {row for row in flagged.get("duplicate", ()) if row not in kept | faults}
+    repeats = set(flagged.get("duplicate", ())) - kept - faults
     counts = {kind: len(flagged[kind]) for kind in KINDS if flagged.get(kind)}
     return Tally(records, len(kept), records - len(kept) - len(repeats), counts)
