@@ -117,10 +117,9 @@ def _refuse(plan: Plan, counts: Tally) -> None:
             f"{d.source}: {counts.unusable:,} of {counts.records:,} rows ({counts.share:.0%}) "
             f"are unusable, more than dataset.max_unusable_share = {d.max_unusable_share:g} "
             f"allows ({counts.kinds()})",
-            f"See which rows and why with `stillroom inspect {d.source}`; fix or delete them, "
-            "or map the columns if they were read wrongly (--map prompt=COLUMN,"
-            "response=COLUMN with inspect, dataset.mapping in the plan), or raise "
-            f"dataset.max_unusable_share to train on the {counts.usable:,} usable rows.",
+            f"See which rows and why: `stillroom inspect {d.source}`. Fix or delete them; if "
+            "the columns were read wrongly, map them (--map, or dataset.mapping in the plan); "
+            f"or raise dataset.max_unusable_share to train on the {counts.usable:,} usable rows.",
         )
 
 
