@@ -142,6 +142,20 @@ class Warning(Event):  # noqa: A001 - shadows the builtin on purpose: the wire n
 
 
 @dataclass(frozen=True)
+class DataReport(Event):
+    """What the dataset holds and how much of it training can use, counted as
+    ``stillroom inspect`` counts it, before the model loads."""
+
+    type: ClassVar[str] = "data"
+    source: str
+    records: int  # everything written as a row, lines that do not parse included
+    usable: int  # rows training uses, the eval hold-out included
+    unusable: int  # rows it cannot use (repeats dropped as duplicates are not counted)
+    problems: dict[str, int] = field(default_factory=dict)  # kind -> rows, inspect's kinds
+    max_unusable_share: float = 1.0  # the plan's limit; more unusable than this refuses
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     """Terminal: the job completed."""
 

@@ -182,6 +182,12 @@ class DatasetPlan(_Section):
         "drop", description="Rows longer than max_seq_length: drop | truncate."
     )
     drop_duplicates: bool = True
+    max_unusable_share: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Refuse to train when more of the rows than this (0..1) are unusable.",
+    )
 
 
 class StudentPlan(_Section):

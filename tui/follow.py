@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine import events as ev
+from engine.data.problems import Tally
 from engine.run_events import Attempt
 from engine.runs import current_attempt, follow, history
 
@@ -74,8 +75,15 @@ class _Board:
         return grid
 
 
+def data_words(event: ev.DataReport) -> str:
+    """The data report as ``stillroom inspect`` words its counts."""
+    return "data: " + Tally(event.records, event.usable, event.unusable, event.problems).words()
+
+
 def describe(event: ev.Event) -> str | None:
     """The line printed above the live panel for events worth keeping in scrollback."""
+    if isinstance(event, ev.DataReport):
+        return escape(data_words(event))
     if isinstance(event, ev.Log):
         return escape(event.line)
     if isinstance(event, ev.Warning):

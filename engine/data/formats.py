@@ -406,7 +406,7 @@ def _as_turns(value: Any) -> list[dict[str, Any]] | None:
     if isinstance(value, str) and value.startswith("["):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not turns; nesting too deep to be any
             return None
     if isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
         if all(("role" in t or "from" in t) for t in value):

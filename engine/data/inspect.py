@@ -1,5 +1,6 @@
 """One call that reads, detects, normalises and checks a dataset: what ``stillroom inspect``
-and the TUI's data step both show.
+and the TUI's data step both show, and what ``stillroom train`` reports before it starts
+(through :func:`check_source`, so the counts agree).
 
 Everything here but the tokenizer is pure Python and fast; the tokenizer (and so
 ``transformers``) is loaded only when a model is named, because token counts
@@ -9,13 +10,14 @@ are the one thing that needs it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.data.formats import column_kinds, detect, normalise
 from engine.data.load import read_table
-from engine.data.problems import find_problems, repair, report
-from engine.data.types import Conversation, Message, Problem
+from engine.data.problems import Tally, find_problems, repair, report, tally
+from engine.data.types import Conversation, Detection, Message, Problem, Table
 from engine.errors import UserError
 
 _HISTOGRAM_BINS = 10
@@ -26,7 +28,8 @@ class InspectReport:
     """What a person (or a screen) needs to judge a dataset before training on it.
 
     ``rows`` counts the records read (JSONL lines that did not parse are not
-    rows; they are a ``malformed_line`` problem). ``sample`` is the first
+    rows; they are a ``malformed_line`` problem); ``tally`` counts them all, and
+    how many training could not use, as ``stillroom train`` counts them. ``sample`` is the first
     usable conversation; ``preview`` is the same conversation rendered with the
     student's template, as ``(text, trained)`` pieces, when a model was named.
     """
@@ -48,6 +51,7 @@ class InspectReport:
     histogram: list[tuple[int, int, int]] | None = None  # (from, to, rows)
     preview: list[tuple[str, bool]] | None = None
     gate: str | None = None  # why training would refuse this data, found while rendering
+    tally: Tally | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +63,8 @@ class InspectReport:
             "evidence": self.evidence,
             "rows": self.rows,
             "usable_rows": self.usable_rows,
+            "records": self.tally.records if self.tally else self.rows,
+            "unusable": self.tally.unusable if self.tally else 0,
             "columns": self.columns,
             "column_kinds": self.column_kinds,
             "mapping": self.mapping,
@@ -94,9 +100,9 @@ def inspect_source(
     all or the mapping is wrong; an unrecognised format is a report, not an error.
     """
     clock = _Clock()
-    table = read_table(source, split)
-    clock.lap("read")
-    detection = detect(table, format, mapping)
+    checked = check_source(source, split=split, format=format, mapping=mapping, lap=clock.lap)
+    table, detection, flagged = checked.table, checked.detection, checked.flagged
+    usable = checked.usable
     report_ = InspectReport(
         source=source,
         kind=table.kind,
@@ -110,16 +116,10 @@ def inspect_source(
         problems=[],
         seconds=clock.seconds,
     )
-    flagged: dict[str, list[int]] = {"malformed_line": table.malformed_rows}
-    clock.lap("detect")
     if detection.format == "unknown":
         report_.problems = report(flagged)
+        report_.tally = tally(checked.records, [], flagged)
         return report_
-    conversations, flagged["malformed_row"] = normalise(table, detection)
-    clock.lap("normalise")
-    flagged.update(find_problems(conversations))
-    usable = repair(conversations, flagged)
-    clock.lap("problems")
     details: dict[str, str] = {}
     if model is not None:
         report_.model, report_.max_seq_length = model, max_seq_length
@@ -134,8 +134,56 @@ def inspect_source(
             clock.lap("render")
     report_.problems = report(flagged, details)
     report_.usable_rows = len(usable)
+    report_.tally = tally(checked.records, [c.row for c in usable], flagged)
     report_.sample = usable[0].messages if usable else None
     return report_
+
+
+@dataclass
+class Checked:
+    """A dataset read, detected, normalised and checked, before any tokenizer.
+
+    ``flagged`` holds the 1-based rows of each problem kind; ``usable`` the
+    conversations none of them hit (empty when the format is unknown).
+    """
+
+    table: Table
+    detection: Detection
+    flagged: dict[str, list[int]]
+    usable: list[Conversation]
+
+    @property
+    def records(self) -> int:
+        """Rows read plus lines that could not be: everything the user wrote as a row."""
+        t = self.table
+        return len(t.rows) + len(t.malformed_rows) + len(t.too_deep_rows)
+
+
+def check_source(
+    source: str,
+    *,
+    split: str | None = None,
+    format: str = "auto",
+    mapping: dict[str, str] | None = None,
+    drop_duplicates: bool = True,
+    lap: Callable[[str], None] = lambda stage: None,
+) -> Checked:
+    """Read, detect, normalise and find problems: the pure-Python part of inspecting."""
+    table = read_table(source, split)
+    lap("read")
+    detection = detect(table, format, mapping)
+    lap("detect")
+    flagged = {"malformed_line": table.malformed_rows, "too_deep": table.too_deep_rows}
+    if detection.format == "unknown":
+        return Checked(table, detection, flagged, [])
+    conversations, flagged["malformed_row"] = normalise(table, detection)
+    lap("normalise")
+    flagged.update(find_problems(conversations))
+    if not drop_duplicates:
+        flagged.pop("duplicate")
+    usable = repair(conversations, flagged)
+    lap("problems")
+    return Checked(table, detection, flagged, usable)
 
 
 def _measure(
@@ -171,9 +219,7 @@ def _measure(
     )
     report_.tokens = stats
     report_.histogram = histogram(rendered.lengths)
-    flagged["too_long"] = [
-        c.row for c, n in zip(usable, rendered.lengths, strict=True) if n > max_seq_length
-    ]
+    flagged["too_long"] = rendered.too_long_rows(usable)
     fate = (
         "they are dropped (--overflow truncate keeps those with some answer left)"
         if overflow == "drop"
@@ -183,6 +229,11 @@ def _measure(
         f" ({max_seq_length} tokens): {cut.answer_cut_partly} would lose part of the answer "
         f"and {cut.answer_cut_entirely} all of it; {fate}"
     )
+    if cut.measured_in_part:
+        details["too_long"] += (
+            f"; {cut.measured_in_part} of them so long that only their start was tokenised "
+            "(their lengths are at least those shown)"
+        )
     if rendered.rows:
         report_.preview = [tuple(s) for s in preview_segments(rendered.rows[0], tokenizer)]
     kept = {row.row for row in rendered.rows}

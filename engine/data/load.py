@@ -4,8 +4,9 @@ Local files (JSON, JSONL, CSV/TSV, Parquet) are read with the standard library
 and pyarrow, so inspecting a file never imports ``datasets``; a hub id goes
 through ``datasets.load_dataset``, imported only when one is asked for.
 Text is UTF-8 with or without a BOM (UTF-16 with a BOM too, as Windows tools
-write it) and any line ending. A JSONL line that does not parse is skipped and
-counted, never fatal; a file that is empty, binary or not a dataset is refused.
+write it) and any line ending. A JSONL line that does not parse, or nests too deep
+to parse, is skipped and counted, never fatal; a file that is empty, binary, not
+a dataset or that the system will not let us read is refused in one sentence.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ _SUFFIX_KIND = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 8192
+# Nesting past this is reported at the line where it is reached; the parser itself gives up
+# near Python's recursion limit (about 1,000), which no real conversation comes near.
+TOO_DEEP = 500
+_JSON_SYNTAX = re.compile(r'[\[\]{}"\\]')
 
 
 def read_table(source: str, split: str | None = None) -> Table:
@@ -47,6 +52,14 @@ def read_table(source: str, split: str | None = None) -> Table:
         raise UserError(f"{source}: is a folder; point at one data file inside it")
     if path.is_file():
         return _read_file(path, source)
+    if path.exists():
+        raise UserError(
+            f"{source}: not a regular file (a device, pipe or socket); copy the data into a file"
+        )
+    if path.is_symlink():
+        raise UserError(
+            f"{source}: a symbolic link that leads nowhere readable (broken, or a loop)"
+        )
     if looks_like_hub_id(source):
         return _read_hub(source, split)
     raise UserError(f"{source}: file not found (a hub dataset id looks like owner/name)")
@@ -58,12 +71,19 @@ def looks_like_hub_id(source: str) -> bool:
 
 
 def _read_file(path: Path, source: str) -> Table:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(
+            f"{source}: cannot read it ({error.strerror or error})",
+            hint="Check that the file is readable by you (ls -l; chmod u+r FILE if it is yours).",
+        ) from None
     if not raw.strip():
         raise UserError(f"{source}: the file is empty")
     if raw.startswith(_PARQUET_MAGIC):
         return _read_parquet(path, source)
     text = _decode(raw, source)
+    del raw  # a big file is held once, as text, while it is parsed
     kind = _SUFFIX_KIND.get(path.suffix.lower())
     if kind == "parquet":
         raise UserError(f"{source}: not a Parquet file (it does not start with PAR1)")
@@ -73,7 +93,13 @@ def _read_file(path: Path, source: str) -> Table:
     # named .json are often JSONL and the other way round.
     stripped = text.lstrip()
     if stripped[:1] in ("[", "{"):
-        table = _read_json_document(text, source)
+        try:
+            table = _read_json_document(text, source)
+        except RecursionError:  # JSONL whose first line nests too deep, or one deep document
+            try:
+                return _read_jsonl(text, source)
+            except UserError:
+                raise _too_deep(text, source) from None
         if table is not None:
             return table
         return _read_jsonl(text, source)
@@ -93,8 +119,10 @@ def _decode(raw: bytes, source: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
         raise UserError(
-            f"{source}: not UTF-8 text (bad byte at offset {error.start}); save it as UTF-8"
+            f"{source}: not UTF-8 text (bad byte at offset {error.start}, line {line}); "
+            "save it as UTF-8"
         ) from None
 
 
@@ -149,6 +177,7 @@ def _read_jsonl(text: str, source: str) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     malformed: list[int] = []
+    deep: list[int] = []
     decode = json.JSONDecoder().decode
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -157,6 +186,9 @@ def _read_jsonl(text: str, source: str) -> Table:
             value = decode(line)
         except json.JSONDecodeError:
             malformed.append(number)
+            continue
+        except RecursionError:
+            deep.append(number)
             continue
         if isinstance(value, dict):
             rows.append(value)
@@ -170,8 +202,36 @@ def _read_jsonl(text: str, source: str) -> Table:
         columns=_columns(rows),
         rows=rows,
         malformed_rows=malformed,
+        too_deep_rows=deep,
         kind="jsonl",
         line_numbers=lines if lines[-1] != len(lines) else None,
+    )
+
+
+def _too_deep(text: str, source: str) -> UserError:
+    """The refusal of a JSON document nested too deep to parse, naming the line where it gets so."""
+    depth, in_string, escaped_at, at = 0, False, -1, 0
+    for match in _JSON_SYNTAX.finditer(text):
+        char, at = match.group(), match.start()
+        if at == escaped_at:
+            continue
+        if char == "\\":
+            escaped_at = at + 1
+        elif char == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > TOO_DEEP:
+                break
+        else:
+            depth -= 1
+    line = text.count("\n", 0, at) + 1
+    return UserError(
+        f"{source}: line {line}: JSON nested too deep to read (more than {TOO_DEEP} levels of "
+        "[ and {; no conversation nests like that)",
+        hint=f"The file is damaged or not a dataset: look at line {line}, or write it again.",
     )
 
 

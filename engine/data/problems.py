@@ -9,6 +9,8 @@ renderer's to drop or truncate, since only the tokenizer can tell.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine.data.types import Conversation, Problem
 
 ROWS_SHOWN = 5
@@ -17,6 +19,8 @@ ROWS_SHOWN = 5
 _MESSAGES = {
     "malformed_line": "{n} line(s) are not JSON objects and were skipped; fix or delete them "
     "in the file",
+    "too_deep": "{n} line(s) are nested too deep to read (hundreds of levels of [ and {{, which "
+    "no conversation is) and were skipped; fix or delete them in the file",
     "malformed_row": "{n} row(s) hold no readable conversation (not a list of turns, or a "
     "role other than system/user/assistant); they are dropped",
     "empty_prompt": "{n} row(s) have an empty prompt; they are dropped, as there is nothing "
@@ -83,3 +87,43 @@ def repair(conversations: list[Conversation], flagged: dict[str, list[int]]) -> 
     """The conversations whose row is in none of ``flagged``, in source order."""
     dropped = {row for rows in flagged.values() for row in rows}
     return [c for c in conversations if c.row not in dropped]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many records a dataset holds, how many training can use, and why the rest cannot.
+
+    ``records`` counts lines that could not be parsed too, since the user wrote
+    them as rows. Repeats dropped as duplicates are not ``unusable``: keeping one
+    copy is a choice (``dataset.drop_duplicates``), not a fault in the data.
+    """
+
+    records: int
+    usable: int
+    unusable: int
+    problems: dict[str, int]  # kind -> rows, in report order
+
+    @property
+    def share(self) -> float:
+        """The unusable part of the records, 0..1."""
+        return self.unusable / self.records if self.records else 0.0
+
+    def words(self) -> str:
+        """One line, as the CLI, the run's log and the Train step all say it."""
+        text = f"{self.records:,} records, {self.usable:,} usable"
+        if self.unusable:
+            text += f", {self.unusable:,} unusable ({self.share:.0%})"
+        return f"{text}: {self.kinds()}" if self.problems else text
+
+    def kinds(self) -> str:
+        """Rows by problem kind, e.g. ``10 malformed_line, 2 duplicate``."""
+        return ", ".join(f"{n:,} {kind}" for kind, n in self.problems.items())
+
+
+def tally(records: int, usable: list[int], flagged: dict[str, list[int]]) -> Tally:
+    """Count ``records`` against the rows that survive (``usable``) and the problems found."""
+    kept = set(usable)
+    faults = {row for kind, rows in flagged.items() if kind != "duplicate" for row in rows}
+    repeats = set(flagged.get("duplicate", ())) - kept - faults
+    counts = {kind: len(flagged[kind]) for kind in KINDS if flagged.get(kind)}
+    return Tally(records, len(kept), records - len(kept) - len(repeats), counts)

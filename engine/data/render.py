@@ -29,6 +29,12 @@ IGNORE_INDEX = -100
 Overflow = Literal["drop", "truncate"]
 
 _CHUNK_ROWS = 1024
+# A row is rendered and tokenised whole only up to this many characters of content (or 8 per
+# token of max_seq_length, if more); a longer one is cut there first, and its cut, if already
+# over max_seq_length, proves it too long at a bounded cost (one hostile 50 MB row, tokenised
+# whole, took over 7 GB of memory; cut, 0.5 GB).
+_MIN_CHAR_BUDGET = 2**18
+_CHARS_PER_TOKEN = 8
 _PROBE_USER = "Stillroom probe question"
 _PROBE_ANSWER = "Stillroom probe answer"
 # Control markers as chat templates spell them: <|im_end|>, <|eot_id|>, <｜Assistant｜>.
@@ -78,7 +84,8 @@ class OverflowReport:
 
     ``answer_cut_partly`` rows would keep some trained tokens (usually losing the
     end-of-turn, so they never learn to stop there); ``answer_cut_entirely`` rows
-    have every trained token beyond the limit and would teach nothing.
+    have every trained token beyond the limit and would teach nothing. ``measured_in_part``
+    rows were so long that only their start was tokenised (their lengths are lower bounds).
     """
 
     max_seq_length: int
@@ -87,6 +94,7 @@ class OverflowReport:
     answer_cut_partly: int = 0
     answer_cut_entirely: int = 0
     dropped: int = 0
+    measured_in_part: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +104,7 @@ class OverflowReport:
             "answer_cut_partly": self.answer_cut_partly,
             "answer_cut_entirely": self.answer_cut_entirely,
             "dropped": self.dropped,
+            "measured_in_part": self.measured_in_part,
         }
 
 
@@ -126,6 +135,11 @@ class RenderedSet:
 
     def token_stats(self) -> dict[str, Any]:
         return token_stats(self.lengths, self.overflow.max_seq_length)
+
+    def too_long_rows(self, conversations: list[Conversation]) -> list[int]:
+        """The rows, of the ``conversations`` rendered, longer than ``max_seq_length``."""
+        limit = self.overflow.max_seq_length
+        return [c.row for c, n in zip(conversations, self.lengths, strict=True) if n > limit]
 
 
 class Segment(NamedTuple):
@@ -332,13 +346,14 @@ class _Renderer:
         self.train_on_reasoning = train_on_reasoning
         self.result = RenderedSet([], [], OverflowReport(max_seq_length, overflow), chat_format)
         self.bad_turns: list[tuple[int, str]] = []
+        self.char_budget = max(_MIN_CHAR_BUDGET, (max_seq_length + 1) * _CHARS_PER_TOKEN)
 
     def prepare(self, batch: list[Conversation]) -> _Chunk:
         """Render each conversation and find its answers' character spans."""
         end_of_turn = self.result.chat_format.end_of_turn
         chunk = _Chunk([], [], [])
         for conversation in batch:
-            text, turns = self._render(conversation)
+            text, turns = self._render_bounded(conversation)
             answers = []
             for start, stop in turns:
                 count = text.count(end_of_turn, start, stop)
@@ -386,14 +401,30 @@ class _Renderer:
             self.result.gate = _nothing_trained_error(self.result)
         return self.result
 
-    def _render(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+    def _render_bounded(self, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+        """:meth:`_render`, of the conversation cut to the character budget if it is longer.
+
+        The cut is kept once its tokens pass ``max_seq_length``: those tokens are the
+        whole row's first ones, so dropping or truncating it comes out the same. Rows
+        with many characters per token double the budget until they pass, or fit whole.
+        """
+        chat = _messages_to_train(conversation, self.train_on_reasoning)
+        budget = self.char_budget
+        while (cut := _clip(chat, budget)) is not None:
+            text, turns = self._render(cut, conversation.row)
+            if len(self.encode([text])[0].ids) > self.result.overflow.max_seq_length:
+                self.result.overflow.measured_in_part += 1
+                return text, turns
+            budget *= 2
+        return self._render(chat, conversation.row)
+
+    def _render(self, chat: list[Message], row: int) -> tuple[str, list[tuple[int, int]]]:
         """The whole text, and for each assistant turn the span from the end of its
         prompt (rendered with the generation prompt) to the end of the turn (rendered
         through it); both renderings must be prefixes of the whole. An assistant
         message that opens a conversation answers nothing and stays context."""
         from jinja2 import TemplateError
 
-        chat = _messages_to_train(conversation, self.train_on_reasoning)
         try:
             text = self.template(chat)
             turns = []
@@ -404,7 +435,7 @@ class _Renderer:
                 through = text if m + 1 == len(chat) else self.template(chat[: m + 1])
                 if not (text.startswith(prompt) and text.startswith(through)):
                     raise UserError(
-                        f"Row {conversation.row}: the chat template renders earlier turns "
+                        f"Row {row}: the chat template renders earlier turns "
                         "differently once later turns follow, so Stillroom cannot tell which "
                         "tokens are the answer.",
                         hint="Use the chat template the student ships with, or single-turn data.",
@@ -412,7 +443,7 @@ class _Renderer:
                 turns.append((len(prompt), len(through)))
         except TemplateError as error:
             raise UserError(
-                f"Row {conversation.row}: the student's chat template refuses it: {error}",
+                f"Row {row}: the student's chat template refuses it: {error}",
                 hint="Fix the conversation's roles (most templates want user and assistant "
                 "turns to alternate), or drop the row.",
             ) from None
@@ -544,6 +575,24 @@ def _messages_to_train(conversation: Conversation, train_on_reasoning: bool) -> 
             last = messages[answers[-1]]
             last["content"] = assistant_content(last["content"], conversation.reasoning, True)
     return messages
+
+
+def _clip(chat: list[Message], budget: int) -> list[Message] | None:
+    """The messages cut to ``budget`` characters of content, or ``None`` when they fit.
+
+    Turns after the cut keep their place, empty, up to the first answer, so a row whose
+    prompt alone is too long still shows where its answer would have started.
+    """
+    if sum(len(m["content"]) for m in chat) <= budget:
+        return None
+    cut: list[Message] = []
+    left = budget
+    for index, message in enumerate(chat):
+        cut.append({"role": message["role"], "content": message["content"][:left]})
+        left = max(0, left - len(message["content"]))
+        if not left and message["role"] == "assistant" and index > 0:
+            break
+    return cut
 
 
 def _token_span(encoding: Any, start: int, end: int) -> tuple[int, int]:

@@ -19,7 +19,8 @@ class Table:
     """Rows as read from a source, before any interpretation.
 
     ``malformed_rows`` holds the 1-based line numbers that could not be parsed
-    (JSONL lines that are not JSON objects); they are skipped, never fatal.
+    (JSONL lines that are not JSON objects), ``too_deep_rows`` those nested too
+    deep to parse; both are skipped, never fatal.
     ``line_numbers`` gives each row's line in the file when that differs from
     its position (JSONL with blank or skipped lines), so every problem report
     points at the line a user would open in an editor.
@@ -29,6 +30,7 @@ class Table:
     columns: list[str]
     rows: list[dict[str, Any]]
     malformed_rows: list[int] = field(default_factory=list)
+    too_deep_rows: list[int] = field(default_factory=list)
     kind: str = ""  # jsonl | json | csv | tsv | parquet | hub
     line_numbers: list[int] | None = None
 
@@ -69,7 +71,7 @@ class Conversation:
 class Problem:
     """One kind of problem found in a dataset, with the first few row numbers."""
 
-    kind: str  # malformed_line | empty_prompt | empty_response | missing_response | duplicate | too_long
+    kind: str  # one of engine.data.problems.KINDS
     count: int
     rows: list[int]
     message: str

@@ -1,9 +1,10 @@
 """From the plan's dataset to the tokenized rows both backends train on.
 
-Load, detect, normalise, drop broken rows, hold out the eval share, render
-with the student's own chat template (loss on assistant tokens only), then the
-preflight gates. All of it runs before the model loads, so a data problem is
-reported in seconds as a ``dataset`` error.
+Load, detect, normalise and drop broken rows (the same code ``stillroom inspect``
+runs), render with the student's own chat template (loss on assistant tokens
+only), report what is usable as a ``data`` event, refuse when too much is not,
+run the preflight gates, then hold out the eval share. All of it runs before the
+model loads, so a data problem is reported in seconds as a ``dataset`` error.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import events as ev
-from engine.data.formats import detect, normalise
-from engine.data.load import read_table
-from engine.data.problems import find_problems, repair, report
+from engine.data.inspect import Checked, check_source
+from engine.data.problems import Tally, report, tally
 from engine.data.types import Conversation
 from engine.errors import UserError
 from engine.plan import Plan
+
+if TYPE_CHECKING:
+    from engine.data.render import OverflowReport, RenderedSet
 
 
 @dataclass
@@ -41,28 +45,82 @@ class TrainRows:
 
 
 def prepare_rows(plan: Plan, emit) -> TrainRows:
-    """Read and render the plan's dataset; raise :class:`UserError` on anything unusable."""
+    """Read and render the plan's dataset; raise :class:`UserError` on anything unusable.
+
+    The ``data`` event is emitted once: before the tokenizer loads when the rows
+    already fail the unusable share, else after rendering, with too-long rows counted.
+    """
     d = plan.dataset
-    table = read_table(d.source, d.split)
-    detection = detect(table, d.format, d.mapping or None)
-    if detection.format == "unknown":
+    checked = check_source(
+        d.source,
+        split=d.split,
+        format=d.format,
+        mapping=d.mapping or None,
+        drop_duplicates=d.drop_duplicates,
+    )
+    if checked.detection.format == "unknown":
         raise UserError(
-            f"{d.source}: cannot tell which columns hold the conversation", detection.evidence
+            f"{d.source}: cannot tell which columns hold the conversation",
+            checked.detection.evidence,
         )
-    conversations, _ = normalise(table, detection)
-    flagged = find_problems(conversations)
-    if not d.drop_duplicates:
-        flagged.pop("duplicate", None)
-    for problem in report(flagged):
+    before = tally(checked.records, [c.row for c in checked.usable], checked.flagged)
+    if before.share > d.max_unusable_share or not checked.usable:
+        _report(plan, checked, before, emit)
+        _refuse(plan, before)  # before any tokenizer loads
+    rendered = _render(plan, checked.usable)
+    kept = {row.row: row for row in rendered.rows}
+    survivors = [c for c in checked.usable if c.row in kept]
+    checked.flagged["too_long"] = rendered.too_long_rows(checked.usable)
+    after = tally(checked.records, list(kept), checked.flagged)
+    _report(plan, checked, after, emit)
+    _warn_too_long(rendered.overflow, emit)
+    if rendered.gate:
+        raise rendered.gate
+    _refuse(plan, after)
+    train, held_out = _split(survivors, d.eval_fraction, plan.training.seed)
+    rows = [kept[c.row] for c in train]
+    return TrainRows(
+        [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rows],
+        len(checked.table.rows),
+        len(held_out),
+        held_out,
+    )
+
+
+def _report(plan: Plan, checked: Checked, counts: Tally, emit) -> None:
+    """The ``data`` event, then a warning per problem that says what to do about it."""
+    d = plan.dataset
+    emit(
+        ev.DataReport(
+            source=d.source,
+            records=counts.records,
+            usable=counts.usable,
+            unusable=counts.unusable,
+            problems=counts.problems,
+            max_unusable_share=d.max_unusable_share,
+        )
+    )
+    for problem in report({k: v for k, v in checked.flagged.items() if k != "too_long"}):
         emit(ev.Warning(message=problem.message))
-    conversations = repair(conversations, flagged)
-    if not conversations:
+
+
+def _refuse(plan: Plan, counts: Tally) -> None:
+    """Raise when nothing is usable, or more than the plan's share is not."""
+    d = plan.dataset
+    if not counts.usable:
         raise UserError(
-            f"{d.source}: no usable conversations", "See `stillroom inspect` for what is wrong."
+            f"{d.source}: no usable conversations ({counts.words()})",
+            f"See `stillroom inspect {d.source}` for what is wrong.",
         )
-    train, held_out = _split(conversations, d.eval_fraction, plan.training.seed)
-    rows = _render(plan, train, emit)
-    return TrainRows(rows, len(table.rows), len(held_out), held_out)
+    if counts.share > d.max_unusable_share:
+        raise UserError(
+            f"{d.source}: {counts.unusable:,} of {counts.records:,} rows ({counts.share:.0%}) "
+            f"are unusable, more than dataset.max_unusable_share = {d.max_unusable_share:g} "
+            f"allows ({counts.kinds()})",
+            f"See which rows and why: `stillroom inspect {d.source}`. Fix or delete them; if "
+            "the columns were read wrongly, map them (--map, or dataset.mapping in the plan); "
+            f"or raise dataset.max_unusable_share to train on the {counts.usable:,} usable rows.",
+        )
 
 
 def _split(conversations: list[Conversation], fraction: float, seed: int):
@@ -79,18 +137,22 @@ def _split(conversations: list[Conversation], fraction: float, seed: int):
     )
 
 
-def _render(plan: Plan, conversations: list[Conversation], emit) -> list[dict[str, list[int]]]:
+def _render(plan: Plan, conversations: list[Conversation]) -> RenderedSet:
+    """Every usable conversation rendered once; gates are left in the result for later."""
     from engine.data.render import load_tokenizer, render_conversations
 
-    tokenizer = load_tokenizer(plan.student.model)
-    rendered = render_conversations(
+    return render_conversations(
         conversations,
-        tokenizer,
+        load_tokenizer(plan.student.model),
         max_seq_length=plan.student.max_seq_length,
         overflow=plan.dataset.overflow,
         train_on_reasoning=plan.teacher.train_on_reasoning,
+        raise_gates=False,
     )
-    report = rendered.overflow
+
+
+def _warn_too_long(report: OverflowReport, emit) -> None:
+    """What the overflow policy did to rows over max_seq_length, with the fix."""
     if report.too_long:
         action = "dropped" if report.policy == "drop" else "truncated"
         emit(
@@ -100,7 +162,6 @@ def _render(plan: Plan, conversations: list[Conversation], emit) -> list[dict[st
                 hint="Raise student.max_seq_length if the GPU has room.",
             )
         )
-    return [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rendered.rows]
 
 
 ROWS_FILE = "rows.pkl"

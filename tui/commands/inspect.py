@@ -91,13 +91,17 @@ def print_report(report: InspectReport, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    headline = Text.assemble(
-        (f"{report.rows:,}", "bold"),
+    tally = report.tally
+    parts: list = [
+        (f"{tally.records if tally else report.rows:,}", "bold"),
         f" rows ({report.kind})  ·  ",
         (f"{report.usable_rows:,}", "bold green" if report.usable_rows else "bold red"),
-        " usable  ·  format ",
-        (report.format, "bold cyan" if report.format != "unknown" else "bold red"),
-    )
+        " usable  ·  ",
+    ]
+    if tally and tally.unusable:
+        parts += [(f"{tally.unusable:,} unusable ({tally.share:.0%})", "bold yellow"), "  ·  "]
+    parts += ["format ", (report.format, "bold cyan" if report.format != "unknown" else "bold red")]
+    headline = Text.assemble(*parts)
     console.print(Panel(headline, title=report.source, title_align="left", expand=False))
 
     roles = {column: key for key, column in report.mapping.items()}

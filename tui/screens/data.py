@@ -9,6 +9,7 @@ result for inputs that have changed since is dropped.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -304,5 +305,12 @@ def _summary(report: InspectReport) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value).replace("\n", " ")
+    """A preview cell: the start of the value only, however long or deeply nested it is."""
+    text = "" if value is None else value[: CELL_CHARS + 1] if isinstance(value, str) else None
+    text = _CELL_REPR.repr(value) if text is None else text
+    text = text.replace("\n", " ")
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+_CELL_REPR = reprlib.Repr()
+_CELL_REPR.maxlevel, _CELL_REPR.maxstring, _CELL_REPR.maxother = 3, CELL_CHARS, CELL_CHARS

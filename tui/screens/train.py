@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.errors import UserError
-from tui.follow import describe_attempt, duration
+from tui.follow import data_words, describe_attempt, duration
 from tui.screens.base import StepScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.gpu_panel import GpuPanel
@@ -123,6 +123,7 @@ class TrainScreen(StepScreen):
         with Vertical(id="train"):
             yield Static("", id="plan-summary", markup=False)
             yield Static("", id="state", markup=False)
+            yield Static("", id="data-report", markup=False)
             yield Static("", id="problem", markup=False)
             yield RunProgress(id="progress")
             yield GpuPanel(id="gpu")
@@ -132,6 +133,7 @@ class TrainScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.query_one("#problem").display = False
+        self.query_one("#data-report").display = False
         self._sample_gpu()
 
     def on_screen_resume(self) -> None:
@@ -220,6 +222,7 @@ class TrainScreen(StepScreen):
         self.query_one(LossChart).clear()
         self.query_one(RunProgress).show(None)
         self.query_one(LogTail).clear()
+        self.query_one("#data-report").display = False
         self._show_problem(None)
         self._show_state("starting")
 
@@ -237,6 +240,10 @@ class TrainScreen(StepScreen):
         self.query_one(LogTail).add(event)
         if isinstance(event, ev.Started):
             self._show_state("running", f"with {event.backend} on {event.device}")
+        elif isinstance(event, ev.DataReport):
+            report = self.query_one("#data-report", Static)
+            report.update(data_words(event))
+            report.display = True
         elif isinstance(event, ev.Warning):
             self._show_problem(event)
         elif isinstance(event, ev.Error):
