@@ -228,6 +228,7 @@ def _detect_as(
     override = override or {}
     columns = {c.name: c for c in profile}
     free = [c for c in profile if c.name not in taken]
+    source = "detected"
     if fmt in ("conversations", "sharegpt", "messages"):
         chosen = override.get("conversations") or _first(free, "conversations", kinds=("turns",))
         if not chosen:
@@ -249,6 +250,7 @@ def _detect_as(
         mapping, how = _fill_pair(free, override)
         if "prompt" not in mapping:
             return None
+        source = "guessed" if how.startswith(_GUESSED) else source
         evidence = f"{mapping['prompt']} -> user, {_answer_words(mapping.get('response'))}{how}"
     else:  # text
         chosen = (
@@ -274,7 +276,8 @@ def _detect_as(
     if override:
         given = ", ".join(f"{k}={v}" for k, v in override.items())
         evidence += f" (you mapped {given})"
-    return Detection(fmt, mapping, f"read as {_LABELS[fmt]}: {evidence}")
+        source = "given" if set(mapping) <= set(override) else source
+    return Detection(fmt, mapping, f"read as {_LABELS[fmt]}: {evidence}", source)
 
 
 def _answer_words(column: str | None) -> str:
@@ -297,6 +300,9 @@ def _fill(keys: tuple[str, ...], free: list[_Column], override: dict[str, str]) 
     return mapping
 
 
+_GUESSED = " (guessed from column order"
+
+
 def _fill_pair(free: list[_Column], override: dict[str, str]) -> tuple[dict[str, str], str]:
     """Prompt and response by name; one side missing is taken by elimination, none by order."""
     mapping = _fill(("prompt", "response"), free, override)
@@ -311,7 +317,7 @@ def _fill_pair(free: list[_Column], override: dict[str, str]) -> tuple[dict[str,
     if not mapping and len(texts) == 2:
         return (
             {"prompt": texts[0], "response": texts[1]},
-            " (guessed from column order: check it, or pass --map prompt=...,response=...)",
+            f"{_GUESSED}: check it, or pass --map prompt=...,response=...)",
         )
     if "response" in mapping and "prompt" not in mapping:
         return {}, ""

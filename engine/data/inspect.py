@@ -43,6 +43,7 @@ class InspectReport:
     columns: list[str]
     column_kinds: dict[str, str]
     mapping: dict[str, str]
+    mapping_source: str
     problems: list[Problem]
     sample: list[Message] | None = None
     model: str | None = None
@@ -68,6 +69,7 @@ class InspectReport:
             "columns": self.columns,
             "column_kinds": self.column_kinds,
             "mapping": self.mapping,
+            "mapping_source": self.mapping_source,
             "problems": [p.to_dict() for p in self.problems],
             "sample": self.sample,
         }
@@ -113,6 +115,7 @@ def inspect_source(
         columns=table.columns,
         column_kinds=column_kinds(table),
         mapping=detection.mapping,
+        mapping_source=detection.mapping_source,
         problems=[],
         seconds=clock.seconds,
     )

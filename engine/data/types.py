@@ -45,12 +45,15 @@ class Detection:
 
     ``mapping`` keys depend on the format: alpaca ``instruction/input/output/system``;
     pair ``prompt/response/system``; sharegpt and messages ``conversations``;
-    text ``text``. ``evidence`` explains the choice in plain words.
+    text ``text``. ``evidence`` explains the choice in plain words; ``mapping_source``
+    says whether the user gave the mapping, it was read from column names and
+    contents, or only guessed from column order (then check it).
     """
 
     format: str
     mapping: dict[str, str]
     evidence: str
+    mapping_source: Literal["given", "detected", "guessed"] = "detected"
 
 
 @dataclass

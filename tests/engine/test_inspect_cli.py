@@ -80,6 +80,19 @@ def test_mapping_override_on_the_command_line(tmp_path):
         {"role": "assistant", "content": "Drip, drop."},
     ]
     assert report["usable_rows"] == 1
+    assert report["mapping_source"] == "given"
+
+
+@pytest.mark.parametrize(
+    ("header", "source"),
+    [("question,answer", "detected"), ("body,poem", "guessed")],
+)
+def test_json_says_whether_the_mapping_was_only_guessed(tmp_path, header, source):
+    """A script can tell a mapping read from column names from one guessed from their order."""
+    path = tmp_path / "pairs.csv"
+    path.write_text(f"{header}\nWrite a poem about rain,\"Drip, drop.\"\n")
+    report = inspect_json(str(path))
+    assert report["format"] == "pair" and report["mapping_source"] == source
 
 
 @pytest.mark.parametrize(
