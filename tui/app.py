@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.screen import ModalScreen
 
@@ -33,6 +34,8 @@ from tui.steps import READY, neighbour, step_named
 
 # The app's step keys; none of them acts while a dialog is open.
 NAVIGATION = ("previous_step", "next_step", "show_command")
+# How long a notice stays, by severity: long enough to read, short enough not to linger.
+NOTICE_S = {"information": 4.0, "warning": 8.0, "error": 8.0}
 
 GpuProbe = Callable[[], "tuple[float, str] | None"]
 GpuSampler = Callable[[set[int]], "list[GpuSample] | None"]
@@ -126,7 +129,21 @@ class StillroomApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode(self.step if self.has_draft or self.chat_run else "welcome")
         if self.draft_error:
-            self.notify(self.draft_error, title="Draft not loaded", severity="error", timeout=15)
+            self.notify(self.draft_error, title="Draft not loaded", severity="error")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A notice that goes away on its own within a few seconds, whatever asked for more."""
+        limit = NOTICE_S[severity]
+        timeout = limit if timeout is None else min(timeout, limit)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # The draft plan
 

@@ -77,7 +77,7 @@ class StudentScreen(StepScreen):
         yield Knob(
             "student.load_in_4bit", "4-bit", "QLoRA: a quarter of the memory", choices=BOOLEAN
         )
-        yield Knob("lora.r", "LoRA rank", "adapter size: 8-64; higher learns more")
+        yield Knob("lora.r", "LoRA rank", "8-64: higher learns more, uses more")
         yield Knob("lora.alpha", "LoRA alpha", "update scale; usually equal to rank")
         yield Knob("lora.dropout", "LoRA dropout", "0 is fastest; 0.05 for tiny data")
         yield Knob("training.batch_size", "Batch size", "rows per micro-batch: memory grows")

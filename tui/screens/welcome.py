@@ -157,7 +157,7 @@ class WelcomeScreen(Screen[None]):
     def _open(self, event: Input.Submitted) -> None:
         error = self.app.open_plan(event.value.strip())
         if error:
-            self.notify(error, title="Cannot open that plan", severity="error", timeout=10)
+            self.notify(error, title="Cannot open that plan", severity="error")
         else:
             event.input.display = False
 

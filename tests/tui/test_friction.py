@@ -1,0 +1,119 @@
+"""What a newcomer hit in the wizard at 80x24 (issue 16): notices, cut lines, stale errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.geometry import Region
+from textual.widgets import Select
+
+from tui.app import StillroomApp
+
+from . import scenes
+from .conftest import SIZE, T4
+from .scenes import until
+
+pytestmark = pytest.mark.anyio
+
+
+def screen_lines(app: StillroomApp) -> list[str]:
+    """What the terminal shows now, one string per row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def toast_regions(app: StillroomApp) -> list[Region]:
+    return [toast.region for toast in app.screen.query("Toast")]
+
+
+async def test_a_notice_never_covers_the_steps_error_line_and_goes_away(make_app):
+    """The "New plan" notice once sat over the Teacher step's error line for 45 s."""
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("n")
+        await pilot.press("ctrl+t")  # no DEEPSEEK_API_KEY: an error line
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: toast_regions(app))
+        step = app.screen
+        lines = [step.query_one(f"#{name}").region for name in ("test-result", "progress")]
+        assert "not set" in str(step.query_one("#test-result").render())
+        for toast in toast_regions(app):
+            assert all(not toast.overlaps(line) for line in lines), (toast, lines)
+        assert all(notice.timeout <= 8 for notice in app._notifications)
+        await until(pilot, lambda: not app._notifications and not toast_regions(app), 10)
+
+
+async def test_every_notice_times_out_within_seconds(project):
+    """Even the broken-draft notice, which asked for 15 s."""
+    Path("stillroom-plan.toml").write_text("[training]\nbatch_size = 0\n")
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: None)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: app._notifications)
+        assert [notice.timeout for notice in app._notifications] == [8]
+
+
+async def test_the_teacher_steps_progress_bar_is_drawn_while_generating(make_app):
+    """Its inner bar took the step's margin and was clipped: an invisible bar redrawn 15 times
+    a second, which also left notices standing on a real terminal."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        step = app.screen
+        assert not step.query_one("#generation-bar").display  # nothing to show yet
+        step._set_running(True)
+        await pilot.pause()
+        bar = step.query_one("#generation-bar").query_one("Bar")
+        assert bar.region.height == 1 and step.query_one("#body").region.contains_region(
+            bar.region
+        )
+
+
+@pytest.mark.parametrize("scene", ["teacher", "student", "data"])
+async def test_no_help_or_status_line_is_cut_at_80_columns(scene, make_app, tiny_student):
+    """Help lines wrap instead of ending in "…" where the fix was ("export DEEPSEEK_A…")."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.SCENES[scene](pilot)
+        if scene == "teacher":
+            app.change("teacher", provider="deepseek", api_key_env="DEEPSEEK_API_KEY")
+            app.screen.show_plan()
+            await pilot.pause()
+        cut = [line for line in screen_lines(app) if line.rstrip().endswith("…")]
+        shown = "\n".join(screen_lines(app))
+    assert not cut, cut
+    if scene == "teacher":
+        assert "export" in shown and "DEEPSEEK_API_KEY=…, start again" in shown.replace("\n", "")
+
+
+async def test_a_long_model_id_is_shown_whole_beside_its_field(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.switch_mode("student")
+        await scenes.settle(pilot)
+        help_line = str(app.screen.query_one("#knob-student-model .help").render())
+    assert "unsloth/Qwen2.5-1.5B-Instruct" in help_line
+
+
+async def test_a_teacher_error_belongs_to_the_settings_it_was_made_with(make_app):
+    """After a failed test call on deepseek, picking `local` clears the DEEPSEEK_API_KEY error;
+    the error names the field to change, not a command-line flag."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.press("ctrl+t")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        result = app.screen.query_one("#test-result")
+        said = str(result.render())
+        assert "DEEPSEEK_API_KEY is not set" in said and "Key variable field" in said
+        assert "--" not in said
+
+        app.screen.query_one("#knob-teacher-provider Select", Select).value = "local"
+        await pilot.pause()
+        await pilot.pause()
+        assert app.plan.teacher.provider == "local"
+        assert "DEEPSEEK" not in str(result.render())
+        assert not result.has_class("-error")
