@@ -197,11 +197,15 @@ class StillroomApp(App[None]):
         self.switch_mode("teacher")
 
     def open_plan(self, path: str) -> str | None:
-        """Load a plan file as the new draft; returns what is wrong instead."""
+        """Make a plan file the draft, edited in place; returns what is wrong instead."""
+        file = Path(path.strip()).expanduser()
+        if not path.strip() or file.is_dir():
+            return f"{path.strip() or 'No file'} is not a plan file: pick a .toml file."
         try:
-            plan = load_plan(Path(path).expanduser())
+            plan = load_plan(file)
         except PlanError as error:
             return str(error)
+        self.plan_path = file
         self.start_plan(plan)
         return None
 

@@ -117,3 +117,39 @@ async def test_a_teacher_error_belongs_to_the_settings_it_was_made_with(make_app
         assert app.plan.teacher.provider == "local"
         assert "DEEPSEEK" not in str(result.render())
         assert not result.has_class("-error")
+
+
+async def test_open_a_plan_picks_a_file_and_edits_it_in_place(make_app, project):
+    """"o" opens the file picker on plan files; the opened file is the one the wizard saves,
+    not a silent copy in ./stillroom-plan.toml."""
+    from engine.plan import load_plan
+    from tui.screens.file_picker import DataTree, FilePicker
+    from tui.screens.teacher import TeacherScreen
+
+    scenes.prepare(project)
+    Path("my-plan.toml").write_text('[training]\nmax_steps = 7\n[output]\nname = "mine"\n')
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, FilePicker))
+        tree = app.screen.query_one(DataTree)
+        await until(pilot, lambda: tree.root.children)
+        assert [str(node.label) for node in tree.root.children] == ["my-plan.toml"]
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TeacherScreen))
+        assert app.plan.training.max_steps == 7
+        app.change("teacher", temperature=0.3)
+    assert load_plan("my-plan.toml").teacher.temperature == 0.3
+    assert load_plan("my-plan.toml").training.max_steps == 7
+    assert not Path("stillroom-plan.toml").exists()
+
+
+@pytest.mark.parametrize("typed", ["", ".", "data"])
+async def test_opening_a_folder_or_nothing_says_to_pick_a_plan_file(make_app, project, typed):
+    (project / "data").mkdir()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        said = app.open_plan(typed)
+    assert "pick a .toml file" in said and "Is a directory" not in said
