@@ -153,3 +153,29 @@ async def test_opening_a_folder_or_nothing_says_to_pick_a_plan_file(make_app, pr
         await pilot.pause()
         said = app.open_plan(typed)
     assert "pick a .toml file" in said and "Is a directory" not in said
+
+
+async def test_after_a_failed_run_the_train_header_follows_the_changed_plan(make_app, project):
+    from engine import events as ev
+    from tui.screens.train import TrainScreen
+
+    from .replayer import Replay, make_run_dir, recorded_run
+
+    run_dir = make_run_dir(Path("runs"))
+    oom = ev.Error(kind="oom", message="CUDA out of memory", hint="Lower training.batch_size.")
+    app = make_app()
+    with Replay(run_dir, [*recorded_run(2), oom]):
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            app.attach_run(run_dir)
+            await until(pilot, lambda: isinstance(app.screen, TrainScreen))
+            screen = app.screen
+            await until(pilot, lambda: screen.state == "failed")
+            app.switch_mode("student")
+            await pilot.pause()
+            app.change("student", model="./my-student")
+            app.switch_mode("train")
+            await pilot.pause()
+            header = str(screen.query_one("#plan-summary").render())
+    assert header.startswith("./my-student learns"), header

@@ -148,7 +148,9 @@ class TrainScreen(StepScreen):
         return request is not None
 
     def show_plan(self) -> None:
-        if self.run_dir is None:
+        """While a run trains the header is its plan; otherwise what ctrl+r would start (the
+        plan may have changed since a run that failed or finished)."""
+        if not self.live:
             self.query_one("#plan-summary", Static).update(plan_summary(self.app.plan))
 
     # Workers: they post, never touch widgets.
@@ -315,10 +317,11 @@ class TrainScreen(StepScreen):
         run_dir = self.run_dir
         if run_dir is None or self.state not in ("starting", "running"):
             return
-        step = f"step {self.last_step.step}" if self.last_step else "its first step"
-        question = f"Stop {run_dir.name} at the end of {step}?"
+        # Steps go on while the question is asked: name no number that will be stale.
+        done = f"{self.last_step.step} steps are done. " if self.last_step else ""
+        question = f"Stop {run_dir.name} at the end of the current step?"
         detail = (
-            f"The adapter of that step is saved in {run_dir}/adapter; "
+            f"{done}The adapter of the step it stops at is saved in {run_dir}/adapter; "
             f"`stillroom train --resume {run_dir.name}` can continue it later."
         )
 
