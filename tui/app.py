@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
-from textual.notifications import SeverityLevel
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 
 from engine.events import GpuSample

@@ -64,9 +64,7 @@ async def test_the_teacher_steps_progress_bar_is_drawn_while_generating(make_app
         step._set_running(True)
         await pilot.pause()
         bar = step.query_one("#generation-bar").query_one("Bar")
-        assert bar.region.height == 1 and step.query_one("#body").region.contains_region(
-            bar.region
-        )
+        assert bar.region.height == 1 and step.query_one("#body").region.contains_region(bar.region)
 
 
 @pytest.mark.parametrize("scene", ["teacher", "student", "data"])
@@ -120,7 +118,7 @@ async def test_a_teacher_error_belongs_to_the_settings_it_was_made_with(make_app
 
 
 async def test_open_a_plan_picks_a_file_and_edits_it_in_place(make_app, project):
-    """"o" opens the file picker on plan files; the opened file is the one the wizard saves,
+    """ "o" opens the file picker on plan files; the opened file is the one the wizard saves,
     not a silent copy in ./stillroom-plan.toml."""
     from engine.plan import load_plan
     from tui.screens.file_picker import DataTree, FilePicker
@@ -179,3 +177,61 @@ async def test_after_a_failed_run_the_train_header_follows_the_changed_plan(make
             await pilot.pause()
             header = str(screen.query_one("#plan-summary").render())
     assert header.startswith("./my-student learns"), header
+
+
+async def open_student(app: StillroomApp, pilot) -> None:
+    await pilot.press("n")
+    await pilot.pause()
+    app.switch_mode("student")
+    await scenes.settle(pilot)
+
+
+async def test_the_picked_preset_is_still_shown_on_return_to_the_student_step(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_student(app, pilot)
+        app.screen.query_one("#preset", Select).value = "24gb"
+        await scenes.settle(pilot)
+        assert app.plan.training.batch_size == 8
+        app.switch_mode("train")
+        await pilot.pause()
+        app.switch_mode("student")
+        await scenes.settle(pilot)
+        assert app.screen.query_one("#preset", Select).value == "24gb"
+        app.change("training", batch_size=3)  # no preset has that
+        app.screen.show_plan()
+        await pilot.pause()
+        assert app.screen.query_one("#preset", Select).is_blank()
+
+
+async def test_the_optimizer_help_speaks_of_the_chosen_optimizer(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_student(app, pilot)
+        knob = app.screen.query_one("#knob-training-optimizer")
+        assert "8-bit" in str(knob.query_one(".help").render())
+        knob.query_one(Select).value = "adamw_torch"
+        await pilot.pause()
+        await pilot.pause()
+        assert app.plan.training.optimizer == "adamw_torch"
+        assert "8-bit" not in str(knob.query_one(".help").render())
+
+
+async def test_without_a_gpu_the_memory_breakdown_has_no_cuda_context(project):
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_student(app, pilot)
+        gauge = str(app.screen.query_one("FitGauge").render())
+        assert "NO GPU TO COMPARE" in gauge and "CUDA" not in gauge
+        app.screen.query_one("#card", Select).value = T4[0]  # compared with a T4: it counts
+        await scenes.settle(pilot)
+        assert "CUDA 0.5" in str(app.screen.query_one("FitGauge").render())
+
+
+async def test_the_data_steps_problems_name_their_rows_as_the_cli_does(make_app, tiny_student):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.data(pilot)
+        problems = str(app.screen.query_one("#problems").render())
+    assert "(row 5)" in problems  # the empty answer
+    assert "(row 4)" in problems  # the repeat of row 3

@@ -19,20 +19,27 @@ from textual.widgets import Label, Select, Static
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
-from engine.train.presets import PRESETS, get_preset, preset_for
+from engine.plan import Plan
+from engine.train.presets import PRESETS, Preset, get_preset, preset_for
 from tui.screens.base import StepScreen
 from tui.widgets.fit_gauge import FitGauge
 from tui.widgets.knob import BOOLEAN, Knob
 
 if TYPE_CHECKING:
-    from engine.plan import Plan
     from engine.train.memory import Estimate, TokenProfile
 
 DETECTED = 0.0
 # What the user can compare against when not on the training box (MiB as NVML reports).
 CARDS = [("15 GB (T4)", 15360.0), ("24 GB (L4, 4090)", 24564.0), ("40 GB (A100)", 40960.0),
          ("80 GB (A100, H100)", 81559.0)]  # fmt: skip
-OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "sgd"]
+# Each optimizer's help line: what its states cost.
+OPTIMIZERS = {
+    "adamw_8bit": "8-bit states save memory (GPU)",
+    "paged_adamw_8bit": "8-bit states, paged out at peaks",
+    "adamw_torch": "32-bit states: more memory; CPU ok",
+    "sgd": "no states: least memory, slower",
+}
+PRESET_HELP = "sets precision, batch shape, length"
 
 
 class StudentScreen(StepScreen):
@@ -70,7 +77,7 @@ class StudentScreen(StepScreen):
             yield Label("Preset")
             yield Select([(p.title, p.name) for p in PRESETS], prompt="pick a preset…",
                          compact=True, id="preset")  # fmt: skip
-            yield Static("sets precision, batch shape, length", id="preset-help", classes="help")
+            yield Static(PRESET_HELP, id="preset-help", classes="help")
         yield FitGauge(id="gauge")
         yield Knob("student.model", "Student model", "hub id or local folder")
         yield Knob("student.max_seq_length", "Max length", "tokens per row; longer rows are cut")
@@ -87,9 +94,30 @@ class StudentScreen(StepScreen):
         yield Knob(
             "training.optimizer",
             "Optimizer",
-            "8-bit states save memory",
+            "",
             choices=[(name, name) for name in OPTIMIZERS],
         )
+
+    def show_plan(self) -> None:
+        super().show_plan()
+        self._show_preset()
+        self._show_optimizer_help()
+
+    def _show_preset(self) -> None:
+        """The preset the plan's settings match, so coming back shows what was picked."""
+        preset = matching_preset(self.app.plan)
+        select = self.query_one("#preset", Select)
+        with self.prevent(Select.Changed):
+            if preset is None:
+                select.clear()
+            else:
+                select.value = preset.name
+        self.query_one("#preset-help", Static).update(PRESET_HELP)
+
+    def _show_optimizer_help(self) -> None:
+        optimizer = self.app.plan.training.optimizer
+        knob = self.query_one("#knob-training-optimizer", Knob)
+        knob.explain(help=OPTIMIZERS.get(optimizer, ""))
 
     def on_mount(self) -> None:
         if self.app.gpu_probed:
@@ -145,11 +173,13 @@ class StudentScreen(StepScreen):
             return
         preset = get_preset(str(event.value))
         self.app.set_plan(preset.apply(self.app.plan))
-        self.query_one("#preset-help", Static).update(preset.why)
         self.show_plan()
+        self.query_one("#preset-help", Static).update(preset.why)  # once, when picked
         self._estimate_now()
 
     def plan_changed(self, key: str) -> None:
+        self._show_preset()
+        self._show_optimizer_help()
         self._estimate_now()
 
     def _estimate_now(self) -> None:
@@ -196,3 +226,17 @@ class StudentScreen(StepScreen):
             fix = f" Press ctrl+y: {estimate.suggestions[0]}." if estimate.suggestions else ""
             return [f"This plan will not fit the GPU ({estimate.summary()}).{fix}"]
         return []
+
+
+def matching_preset(plan: Plan) -> Preset | None:
+    """The preset whose every machine setting (what any preset sets, the student model aside)
+    the plan has: its own value where it sets one, else the default."""
+    default = Plan()
+    keys = {(section, name) for p in PRESETS for section, values in p.overrides.items()
+            for name in values} - {("student", "model")}  # fmt: skip
+    for preset in PRESETS:
+        wanted = preset.apply(default)
+        if all(getattr(getattr(plan, section), name) == getattr(getattr(wanted, section), name)
+               for section, name in keys):  # fmt: skip
+            return preset
+    return None

@@ -68,7 +68,11 @@ class FitGauge(Widget):
             return Text(self.message, style="dim")
         style = self.get_component_rich_style(f"fit-gauge--{estimate.verdict}", partial=True)
         empty = self.get_component_rich_style("fit-gauge--empty", partial=True)
-        peak_gb = estimate.peak_mb / 1024
+        parts = estimate.parts()
+        peak_mb = estimate.peak_mb
+        if not estimate.available_mb:  # no GPU here, none picked: no CUDA context to count
+            peak_mb -= parts.pop("CUDA context")
+        peak_gb = peak_mb / 1024
         word = VERDICT_WORDS[estimate.verdict]
         text = Text(no_wrap=True, overflow="ellipsis")
         if estimate.available_mb:
@@ -81,10 +85,10 @@ class FitGauge(Widget):
         else:
             text.append(f"~{peak_gb:.1f} GB peak · ")
         text.append(word, style=style)
-        parts = ", ".join(
-            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in estimate.parts().items()
+        breakdown = ", ".join(
+            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in parts.items()
         )
-        text.append(f"\nGB: {parts}", style="dim")
+        text.append(f"\nGB: {breakdown}", style="dim")
         if estimate.suggestions and estimate.verdict != "fits":
             text.append(f"\nctrl+y applies: {estimate.suggestions[0]}")
         elif estimate.verdict == "fits":

@@ -32,6 +32,7 @@ class Knob(Horizontal):
     }
     Knob > Input, Knob > Select {
         width: 24;
+        height: 1;
     }
     Knob > .help {
         width: 1fr;
