@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,53 @@ async def test_the_data_steps_problems_name_their_rows_as_the_cli_does(make_app,
         problems = str(app.screen.query_one("#problems").render())
     assert "(row 5)" in problems  # the empty answer
     assert "(row 4)" in problems  # the repeat of row 3
+
+
+async def test_the_chosen_export_format_is_marked_without_colour(make_app, project):
+    """Textual's radio buttons draw ▐●▌ for every choice and tell them apart by colour only."""
+    from tui.screens.results import ExportScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        dialog = ExportScreen(Path("runs/t-facts"))
+        app.push_screen(dialog)
+        await scenes.settle(pilot)
+
+        def marks() -> list[str]:
+            lines = screen_lines(app)
+            return [
+                line[line.index(f" {name}:") - 3 : line.index(f" {name}:")]
+                for name in ("adapter", "merged", "gguf")
+                for line in lines
+                if f" {name}:" in line
+            ]
+
+        assert marks() == ["▐●▌", "▐○▌", "▐○▌"]
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert dialog.chosen_format == "merged" and marks() == ["▐○▌", "▐●▌", "▐○▌"]
+
+
+async def test_an_evaluation_on_too_few_prompts_says_so_and_how_to_use_more(make_app, project):
+    from rich.console import Console
+
+    from tui.screens.results import EvalScreen, render_report
+
+    from .test_results_snapshots import RUN, write_facts_report
+
+    RUN.mkdir(parents=True)
+    write_facts_report(RUN)  # three held-out prompts
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        dialog = EvalScreen(RUN)
+        app.push_screen(dialog)
+        await scenes.settle(pilot)
+        status = str(dialog.query_one("#results-status").render())
+        report = dialog.report
+    assert "Only 3 prompt(s): too few" in status and "--n" in status
+    assert "eval_fraction" in status
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(render_report(report))
+    assert "Only 3 prompt(s): too few" in console.export_text()
