@@ -286,3 +286,29 @@ async def test_an_evaluation_on_too_few_prompts_says_so_and_how_to_use_more(make
     console = Console(width=80, record=True, file=io.StringIO())
     console.print(render_report(report))
     assert "Only 3 prompt(s): too few" in console.export_text()
+
+
+async def test_the_train_log_wraps_at_the_width_it_has_and_can_be_unwrapped(make_app, tiny_student):
+    """A log line wrapped for 80 columns was cut mid-word once the window narrowed."""
+    from engine import events as ev
+    from tui.widgets.log_tail import LogTail
+
+    hint = "Lower training.batch_size or student.max_seq_length, then resume the run from its last checkpoint with stillroom train --resume"  # noqa: E501
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.train(pilot)
+        log = app.screen.query_one(LogTail)
+        log.add(ev.Warning(message="memory is tight at step 36", hint=hint))
+        await pilot.pause()
+        widest = max(len(strip.text.rstrip()) for strip in log.lines)
+        assert widest <= log.scrollable_content_region.width  # at 80 columns too
+        await pilot.resize_terminal(60, 24)
+        await pilot.pause()
+        await pilot.pause()
+        rows = [strip.text.rstrip() for strip in log.lines]
+        assert max(len(row) for row in rows) <= log.scrollable_content_region.width
+        assert hint in " ".join(rows), rows  # wrapped between words, none cut
+
+        await pilot.press("w")
+        await pilot.pause()
+        assert not log.wrap and any(hint in strip.text for strip in log.lines)

@@ -62,6 +62,7 @@ class TrainScreen(StepScreen):
         Binding("ctrl+r", "start", "Train", priority=True),
         Binding("ctrl+x", "cancel_run", "Cancel run", priority=True),
         Binding("v", "toggle_view", "Log/chart"),
+        Binding("w", "toggle_wrap", "Wrap"),
     ]
 
     class Attached(Message):
@@ -334,6 +335,10 @@ class TrainScreen(StepScreen):
     def action_toggle_view(self) -> None:
         """At 80x24 the log gets the chart's rows too (tracebacks, long hints)."""
         self.toggle_class("-log-only")
+
+    def action_toggle_wrap(self) -> None:
+        """Log lines wrapped at the width (the default), or whole and scrolled sideways."""
+        self.query_one(LogTail).toggle_wrap()
 
 
 def _live_run_of(plan: Plan, runs_dir: str) -> Path | None:
