@@ -312,3 +312,26 @@ async def test_the_train_log_wraps_at_the_width_it_has_and_can_be_unwrapped(make
         await pilot.press("w")
         await pilot.pause()
         assert not log.wrap and any(hint in strip.text for strip in log.lines)
+
+
+async def test_a_childs_output_in_the_eval_dialog_wraps_instead_of_being_cut(make_app, project):
+    from tui.screens.results import EvalScreen
+    from tui.widgets.child_log import ChildLog
+
+    line = "UserWarning: generation flags are not valid and may be ignored: temperature, top_p, top_k; set them in the generation config instead"  # noqa: E501
+    Path("runs/t-facts").mkdir(parents=True)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        dialog = EvalScreen(Path("runs/t-facts"))
+        app.push_screen(dialog)
+        await scenes.settle(pilot)
+        output = dialog.query_one(ChildLog)
+        output.add_class("-shown")
+        output.post_message(ChildLog.Printed(line))
+        await pilot.pause()
+        await pilot.pause()
+        rows = [getattr(strip, "text", strip).rstrip() for strip in output.lines]
+        assert output.region.height >= 2
+        assert max(len(row) for row in rows) <= output.scrollable_content_region.width
+    assert line in " ".join(rows)
