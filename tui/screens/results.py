@@ -247,10 +247,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
         f"{report['max_new_tokens']} tokens, scored against the teacher's.",
         style="dim",
     )
-    warning = too_few_prompts(report)
-    notes = [
-        Text(f"• {note}", style="yellow") for note in [*filter(None, [warning]), *report["notes"]]
-    ]
+    notes = [Text(f"• {note}", style="yellow") for note in report["notes"]]
     examples = [_example(n, item) for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1)]
     return Group(head, metrics, *notes, *examples)
 
