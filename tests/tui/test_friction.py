@@ -26,6 +26,20 @@ def toast_regions(app: StillroomApp) -> list[Region]:
     return [toast.region for toast in app.screen.query("Toast")]
 
 
+async def open_student(app: StillroomApp, pilot) -> None:
+    await pilot.press("n")
+    await pilot.pause()
+    app.switch_mode("student")
+    await scenes.settle(pilot)
+
+
+async def open_dialog(app: StillroomApp, pilot, dialog) -> None:
+    """A new plan, then ``dialog`` on top of its first step."""
+    await pilot.press("n")
+    app.push_screen(dialog)
+    await scenes.settle(pilot)
+
+
 async def test_a_notice_never_covers_the_steps_error_line_and_goes_away(make_app):
     """The "New plan" notice once sat over the Teacher step's error line for 45 s."""
     app = make_app()
@@ -87,10 +101,7 @@ async def test_no_help_or_status_line_is_cut_at_80_columns(scene, make_app, tiny
 async def test_a_long_model_id_is_shown_whole_beside_its_field(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await pilot.pause()
-        app.switch_mode("student")
-        await scenes.settle(pilot)
+        await open_student(app, pilot)
         help_line = str(app.screen.query_one("#knob-student-model .help").render())
     assert "unsloth/Qwen2.5-1.5B-Instruct" in help_line
 
@@ -179,13 +190,6 @@ async def test_after_a_failed_run_the_train_header_follows_the_changed_plan(make
     assert header.startswith("./my-student learns"), header
 
 
-async def open_student(app: StillroomApp, pilot) -> None:
-    await pilot.press("n")
-    await pilot.pause()
-    app.switch_mode("student")
-    await scenes.settle(pilot)
-
-
 async def test_the_picked_preset_is_still_shown_on_return_to_the_student_step(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -243,10 +247,8 @@ async def test_the_chosen_export_format_is_marked_without_colour(make_app, proje
 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
         dialog = ExportScreen(Path("runs/t-facts"))
-        app.push_screen(dialog)
-        await scenes.settle(pilot)
+        await open_dialog(app, pilot, dialog)
 
         def marks() -> list[str]:
             lines = screen_lines(app)
@@ -272,10 +274,8 @@ async def test_an_evaluation_on_too_few_prompts_says_so_and_how_to_use_more(make
     write_facts_report(RUN)  # three held-out prompts
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
         dialog = EvalScreen(RUN)
-        app.push_screen(dialog)
-        await scenes.settle(pilot)
+        await open_dialog(app, pilot, dialog)
         status = str(dialog.query_one("#results-status").render())
     assert "Only 3 prompt(s): too few" in status and "--n" in status
     assert "eval_fraction" in status
@@ -315,10 +315,8 @@ async def test_a_childs_output_in_the_eval_dialog_wraps_instead_of_being_cut(mak
     Path("runs/t-facts").mkdir(parents=True)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
         dialog = EvalScreen(Path("runs/t-facts"))
-        app.push_screen(dialog)
-        await scenes.settle(pilot)
+        await open_dialog(app, pilot, dialog)
         output = dialog.query_one(ChildLog)
         output.add_class("-shown")
         output.post_message(ChildLog.Printed(line))
