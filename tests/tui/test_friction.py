@@ -326,3 +326,19 @@ async def test_a_childs_output_in_the_eval_dialog_wraps_instead_of_being_cut(mak
         assert output.region.height >= 2
         assert max(len(row) for row in rows) <= output.scrollable_content_region.width
     assert line in " ".join(rows)
+
+
+async def test_the_fit_gauge_wraps_a_message_it_cannot_estimate_with(make_app):
+    """A "Cannot estimate" message carries the fix in its hint, past the 80th column."""
+    message = (
+        "Cannot estimate: the model tiny-studnet could not be fetched from the hub. Set "
+        "HF_HUB_OFFLINE=1 to use the cache, or point Student model at a local folder."
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_student(app, pilot)
+        gauge = app.screen.query_one("FitGauge")
+        gauge.show(None, "Tesla T4", message)
+        await pilot.pause()
+        shown = " ".join(line.strip(" │") for line in screen_lines(app))
+    assert "point Student model at a local folder." in shown
