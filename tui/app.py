@@ -15,6 +15,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
@@ -37,6 +38,8 @@ from tui.steps import READY, neighbour, step_named
 
 # The app's step keys; none of them acts while a dialog is open.
 NAVIGATION = ("previous_step", "next_step", "show_command")
+# How long a notice stays, by severity: long enough to read, short enough not to linger.
+NOTICE_S = {"information": 4.0, "warning": 8.0, "error": 8.0}
 
 GpuProbe = Callable[[], "tuple[float, str] | None"]
 GpuSampler = Callable[[set[int]], "list[GpuSample] | None"]
@@ -137,7 +140,21 @@ class StillroomApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode(self.step if self.has_draft or self.chat_run else "welcome")
         if self.draft_error:
-            self.notify(self.draft_error, title="Draft not loaded", severity="error", timeout=15)
+            self.notify(self.draft_error, title="Draft not loaded", severity="error")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A notice that goes away on its own within a few seconds, whatever asked for more."""
+        limit = NOTICE_S[severity]
+        timeout = limit if timeout is None else min(timeout, limit)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that raised (every worker has exit_on_error=False): say so; the step goes on."""
@@ -235,11 +252,15 @@ class StillroomApp(App[None]):
         self.switch_mode("teacher")
 
     def open_plan(self, path: str) -> str | None:
-        """Load a plan file as the new draft; returns what is wrong instead."""
+        """Make a plan file the draft, edited in place; returns what is wrong instead."""
+        file = Path(path.strip()).expanduser()
+        if not path.strip() or file.is_dir():
+            return f"{path.strip() or 'No file'} is not a plan file: pick a .toml file."
         try:
-            plan = load_plan(Path(path).expanduser())
+            plan = load_plan(file)
         except PlanError as error:
             return str(error)
+        self.plan_path = file
         self.start_plan(plan)
         return None
 

@@ -31,6 +31,13 @@ COMMANDS = [
 ]
 
 
+# The wizard draws a full screen and reads keys: without a terminal it would wait forever.
+NO_TERMINAL = (
+    "stillroom: the wizard needs a terminal (stdin and stdout are not one); headless, use "
+    "`stillroom --help`, `stillroom demo --no-wizard` or `stillroom train PLAN`."
+)
+
+
 def _version() -> str:
     try:
         return version("stillroom")
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if not getattr(args, "func", None):
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                print(NO_TERMINAL, file=sys.stderr)
+                return 2
             from tui.app import run_wizard
 
             return run_wizard(args.wizard_plan, wizard_theme(args.theme))

@@ -116,7 +116,7 @@ def test_model_picker(snap_compare, app, teacher, size):
 @SIZES
 def test_cancel_run_confirm(snap_compare, app, size):
     """You should see, over the dimmed Train step following a run at step 36 of 60, a box
-    asking "Stop <run> at the end of step 36?" with a line saying the adapter of that step is
-    saved in the run's adapter folder and `stillroom train --resume <run>` can continue it,
-    and y Yes and n No in the footer."""
+    asking "Stop <run> at the end of the current step?" with a line saying 36 steps are done,
+    the adapter of the step it stops at is saved in the run's adapter folder and `stillroom
+    train --resume <run>` can continue it, and y Yes and n No in the footer."""
     assert snap_compare(app, terminal_size=size, run_before=cancel_confirm)

@@ -74,7 +74,7 @@ async def test_a_failed_evaluation_shows_the_message_and_hint_not_a_traceback(ma
         await pilot.pause()
         await run_child(pilot, screen, 60)
         assert status(screen) == "✗ no run 'runs/missing' in runs/\n→ `stillroom runs` lists them."
-        assert "Traceback" not in "\n".join(screen.query_one(ChildLog).lines)
+        assert "Traceback" not in "\n".join(line.text for line in screen.query_one(ChildLog).lines)
 
 
 async def test_export_adapter_writes_the_folder_and_says_where(make_app, run):

@@ -71,13 +71,14 @@ def test_eval_report(snap_compare, app, size):
     """You should see "Evaluation of t-facts" framed, the metrics table with the student at
     token F1 1.000 against the base's 0.100 and 67% of base answers cut, then the first
     example (Zorbia's capital) with teacher, base and student side by side; below, the rows
-    and answer-budget fields, and Close / Evaluate in the footer."""
+    and answer-budget fields, a warning that 3 prompts are too few and how to use more, and
+    Close / Evaluate in the footer."""
     assert snap_compare(app, terminal_size=size, run_before=eval_report)
 
 
 @SIZES
 def test_export_dialog(snap_compare, app, size):
     """You should see "Export t-facts" framed, adapter / merged / gguf with a line each
-    (adapter picked), the folder field showing runs/t-facts/export/adapter as its default,
+    (adapter picked: its mark ●, the others ○), the folder field showing runs/t-facts/export/adapter as its default,
     a line saying ctrl+r exports, and Close / Export in the footer."""
     assert snap_compare(app, terminal_size=size, run_before=export_dialog)

@@ -48,7 +48,7 @@ async def test_temperature_and_spending_cap_reach_the_saved_plan_and_bad_values_
         assert "greater than 0" in await type_into(pilot, "teacher.budget_usd", "-1")
         assert load_plan("stillroom-plan.toml").teacher.temperature <= 2
 
-        assert "empty: none" in await type_into(pilot, "teacher.budget_usd", "")
+        assert "empty: no cap" in await type_into(pilot, "teacher.budget_usd", "")
         assert load_plan("stillroom-plan.toml").teacher.budget_usd is None
 
 

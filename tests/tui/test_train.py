@@ -139,7 +139,9 @@ async def test_cancel_asks_first_then_writes_the_request_and_shows_the_adapter(m
             await until(pilot, lambda: screen.last_step is not None and screen.last_step.step == 5)
             await pilot.press("ctrl+x")
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            assert "at the end of step 5?" in str(app.screen.query_one(".question").render())
+            dialog = app.screen
+            assert "at the end of the current step?" in str(dialog.query_one(".question").render())
+            assert "5 steps are done" in str(dialog.query_one(".detail").render())
             await pilot.press("n")
             await pilot.pause()
             assert app.screen is screen and not (run_dir / CANCEL_FILE).exists()

@@ -30,6 +30,7 @@ from tui.widgets.token_preview import TokenPreview
 
 if TYPE_CHECKING:
     from engine.data.inspect import InspectReport
+    from engine.data.types import Problem
 
 PREVIEW_ROWS = 5
 CELL_CHARS = 40
@@ -219,7 +220,7 @@ class DataScreen(StepScreen):
         if report.gate:
             lines.append(f"✗ {report.gate}")
         for problem in report.problems:
-            lines.append(f"• {problem.message}")
+            lines.append(f"• {problem.message} ({_rows(problem)})")
             lines += [f"    {key}: {what}" for _, key, what in FIXES.get(problem.kind, [])]
         self.query_one("#problems", Static).update("\n".join(lines) or "✓ None found.")
         self.refresh_bindings()
@@ -302,6 +303,17 @@ def _summary(report: InspectReport) -> str:
         f"{report.kind} · {report.rows} rows, {report.usable_rows} usable · {found}\n"
         f"{report.evidence}"
     )
+
+
+def _rows(problem: Problem) -> str:
+    """The rows it was found in, numbered as `stillroom inspect` numbers them."""
+    more = (
+        f" and {problem.count - len(problem.rows):,} more"
+        if problem.count > len(problem.rows)
+        else ""
+    )
+    word = "row" if problem.count == 1 else "rows"
+    return f"{word} {', '.join(map(str, problem.rows))}{more}"
 
 
 def _cell(value: Any) -> str:

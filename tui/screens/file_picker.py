@@ -16,17 +16,23 @@ from tui.widgets.knob import Knob
 
 # What prompt files and datasets are usually stored as.
 DATA_SUFFIXES = frozenset({".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet"})
+PLAN_SUFFIXES = frozenset({".toml"})
 
 
 class DataTree(DirectoryTree):
-    """Folders and likely data files only; hidden entries (.git, .venv) stay out of the way."""
+    """Folders and files of the wanted kinds only; hidden entries (.git, .venv) stay out of
+    the way."""
+
+    def __init__(self, path: Path, suffixes: frozenset[str] = DATA_SUFFIXES) -> None:
+        super().__init__(path)
+        self.suffixes = suffixes
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [
             path
             for path in paths
             if not path.name.startswith(".")
-            and (self._safe_is_dir(path) or path.suffix.lower() in DATA_SUFFIXES)
+            and (self._safe_is_dir(path) or path.suffix.lower() in self.suffixes)
         ]
 
     def on_tree_node_expanded(self) -> None:
@@ -67,14 +73,17 @@ class FilePicker(ModalScreen[str | None]):
         Binding("backspace", "up", "Parent folder"),
     ]
 
-    def __init__(self, project: Path | None = None) -> None:
+    def __init__(
+        self, project: Path | None = None, *, suffixes: frozenset[str] = DATA_SUFFIXES
+    ) -> None:
         super().__init__()
         self.project = (project or Path.cwd()).resolve()
+        self.suffixes = suffixes
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(id="where", markup=False)
-            tree = DataTree(self.project)
+            tree = DataTree(self.project, self.suffixes)
             tree.show_root = False  # its label is the full path; #where names the folder
             yield tree
             yield Static("Enter picks a file or opens a folder.", classes="hint")

@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Footer, Input, Label, RadioSet, Static
 
 from engine.chat import DEFAULT_MAX_NEW_TOKENS
 from engine.errors import UserError
@@ -29,6 +29,10 @@ from engine.evaluate import EVAL_DIR, EXAMPLES_SHOWN, MODELS, metric_lines
 from engine.export import FORMATS
 from engine.export_target import check_export_target, default_export_dir
 from tui.widgets.child_log import ChildLog
+from tui.widgets.choice_button import ChoiceButton
+
+# Fewer held-out prompts than this and the scores say more about the prompts than the model.
+MIN_PROMPTS = 5
 
 FORMAT_NOTES = {
     "adapter": "the LoRA adapter, tokenizer and a model card",
@@ -187,7 +191,12 @@ class EvalScreen(ChildScreen):
             )
         else:
             report = shown(self.run_dir / EVAL_DIR / "report.md")
-            self.show_status(f"Also in {report}; ctrl+r evaluates again.")
+            self.show_status(f"Also in {report}; ctrl+r evaluates again.{self.too_few()}")
+
+    def too_few(self) -> str:
+        """A warning (on its own line) when the report rests on too few prompts, else ""."""
+        warning = too_few_prompts(self.report) if self.report else None
+        return f"\n! {warning}" if warning else ""
 
     def load_report(self) -> None:
         self.report = read_json(self.run_dir / EVAL_DIR / "report.json")
@@ -210,7 +219,21 @@ class EvalScreen(ChildScreen):
         self.load_report()
         self.query_one(ChildLog).remove_class("-shown")
         report = shown(self.run_dir / EVAL_DIR / "report.md")
-        self.show_status(f"✓ evaluated; the report is also in {report}.", "ok")
+        warning = self.too_few()
+        self.show_status(f"✓ evaluated; the report is also in {report}.{warning}",
+                         "error" if warning else "ok")  # fmt: skip
+
+
+def too_few_prompts(report: dict[str, Any]) -> str | None:
+    """What to do when the scores rest on fewer than ``MIN_PROMPTS`` prompts."""
+    rows = report["rows"]
+    if rows >= MIN_PROMPTS:
+        return None
+    return (
+        f"Only {rows} prompt(s): too few for these scores to mean much. Leave rows empty "
+        "(all held-out prompts; `stillroom eval RUN --n N` headless), or hold out more with "
+        "[dataset] eval_fraction in the plan (0.05 = 5%) and train again."
+    )
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
@@ -277,7 +300,7 @@ class ExportScreen(ChildScreen):
             yield Static("Format (↑↓ choose, enter picks; tab moves to the folder):")
             with RadioSet(id="export-format"):
                 for n, name in enumerate(FORMATS):
-                    yield RadioButton(f"{name}: {FORMAT_NOTES[name]}", value=n == 0, name=name)
+                    yield ChoiceButton(f"{name}: {FORMAT_NOTES[name]}", value=n == 0, name=name)
             with Horizontal(classes="options"):
                 yield Label("folder ")
                 yield Input(placeholder=self.default_out("adapter"), id="export-out", compact=True)

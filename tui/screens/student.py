@@ -19,20 +19,28 @@ from textual.widgets import Label, Select, Static
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
-from engine.train.presets import PRESETS, get_preset, preset_for
+from engine.plan import Plan
+from engine.train.presets import PRESETS, Preset, get_preset, preset_for
 from tui.screens.base import StepScreen
 from tui.widgets.fit_gauge import FitGauge
 from tui.widgets.knob import BOOLEAN, Knob
 
 if TYPE_CHECKING:
-    from engine.plan import Plan
     from engine.train.memory import Estimate, TokenProfile
 
 DETECTED = 0.0
 # What the user can compare against when not on the training box (MiB as NVML reports).
 CARDS = [("15 GB (T4)", 15360.0), ("24 GB (L4, 4090)", 24564.0), ("40 GB (A100)", 40960.0),
          ("80 GB (A100, H100)", 81559.0)]  # fmt: skip
-OPTIMIZERS = ["adamw_8bit", "paged_adamw_8bit", "adamw_torch", "adamw_torch_fused", "sgd"]
+# Each optimizer's help line: what its states cost.
+OPTIMIZERS = {
+    "adamw_8bit": "8-bit states save memory (GPU)",
+    "paged_adamw_8bit": "8-bit states, paged out at peaks",
+    "adamw_torch": "32-bit states: more memory; CPU ok",
+    "adamw_torch_fused": "32-bit states, one fused kernel (GPU)",
+    "sgd": "no states: least memory, slower",
+}
+PRESET_HELP = "sets precision, batch shape, length"
 
 
 class StudentScreen(StepScreen):
@@ -81,7 +89,7 @@ class StudentScreen(StepScreen):
             yield Label("Preset")
             yield Select([(p.title, p.name) for p in PRESETS], prompt="pick a preset…",
                          compact=True, id="preset")  # fmt: skip
-            yield Static("sets precision, batch shape, length", id="preset-help", classes="help")
+            yield Static(PRESET_HELP, id="preset-help", classes="help")
         yield FitGauge(id="gauge")
         checkpointing = Static("", id="checkpointing", classes="help")
         checkpointing.display = False  # until an estimate against a card says how
@@ -91,7 +99,7 @@ class StudentScreen(StepScreen):
         yield Knob(
             "student.load_in_4bit", "4-bit", "QLoRA: a quarter of the memory", choices=BOOLEAN
         )
-        yield Knob("lora.r", "LoRA rank", "adapter size: 8-64; higher learns more")
+        yield Knob("lora.r", "LoRA rank", "8-64: higher learns more, uses more")
         yield Knob("lora.alpha", "LoRA alpha", "update scale; usually equal to rank")
         yield Knob("lora.dropout", "LoRA dropout", "0 is fastest; 0.05 for tiny data")
         yield Knob("training.batch_size", "Batch size", "rows per micro-batch: memory grows")
@@ -101,9 +109,30 @@ class StudentScreen(StepScreen):
         yield Knob(
             "training.optimizer",
             "Optimizer",
-            "8-bit states save memory",
+            "",
             choices=[(name, name) for name in OPTIMIZERS],
         )
+
+    def show_plan(self) -> None:
+        super().show_plan()
+        self._show_preset()
+        self._show_optimizer_help()
+
+    def _show_preset(self) -> None:
+        """The preset the plan's settings match, so coming back shows what was picked."""
+        preset = matching_preset(self.app.plan)
+        select = self.query_one("#preset", Select)
+        with self.prevent(Select.Changed):
+            if preset is None:
+                select.clear()
+            else:
+                select.value = preset.name
+        self.query_one("#preset-help", Static).update(PRESET_HELP)
+
+    def _show_optimizer_help(self) -> None:
+        optimizer = self.app.plan.training.optimizer
+        knob = self.query_one("#knob-training-optimizer", Knob)
+        knob.explain(help=OPTIMIZERS.get(optimizer, ""))
 
     def on_mount(self) -> None:
         if self.app.gpu_probed:
@@ -180,11 +209,13 @@ class StudentScreen(StepScreen):
             return
         preset = get_preset(str(event.value))
         self.app.set_plan(preset.apply(self.app.plan))
-        self.query_one("#preset-help", Static).update(preset.why)
         self.show_plan()
+        self.query_one("#preset-help", Static).update(preset.why)  # once, when picked
         self._estimate_now()
 
     def plan_changed(self, key: str) -> None:
+        self._show_preset()
+        self._show_optimizer_help()
         self._estimate_now()
         if key == "student.model":
             self._check_model(self.app.plan.student.model)
@@ -258,3 +289,17 @@ class StudentScreen(StepScreen):
         except UserError as error:
             return [f"{error.message} {error.hint}".strip()]
         return []
+
+
+def matching_preset(plan: Plan) -> Preset | None:
+    """The preset whose every machine setting (what any preset sets, the student model aside)
+    the plan has: its own value where it sets one, else the default."""
+    default = Plan()
+    keys = {(section, name) for p in PRESETS for section, values in p.overrides.items()
+            for name in values} - {("student", "model")}  # fmt: skip
+    for preset in PRESETS:
+        wanted = preset.apply(default)
+        if all(getattr(getattr(plan, section), name) == getattr(getattr(wanted, section), name)
+               for section, name in keys):  # fmt: skip
+            return preset
+    return None

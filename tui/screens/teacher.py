@@ -13,6 +13,7 @@ models from the Model field, ctrl+f browses from the Prompt file field).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import TYPE_CHECKING
 
@@ -31,11 +32,26 @@ from tui.screens.file_picker import FilePicker, fill
 from tui.widgets.knob import Knob
 
 if TYPE_CHECKING:
+    from engine.errors import UserError
     from engine.plan import TeacherPlan
     from engine.teacher.generate import Summary
 
 # action -> the knob whose key it is: active (and in the footer) while that field has focus
 FIELD_KEYS = {"list_models": "#knob-teacher-model", "browse": "#knob-teacher-prompts"}
+# The keys a test call or a generation error is about: changing one makes that error stale.
+ENDPOINT_KEYS = {"teacher.provider", "teacher.model", "teacher.base_url", "teacher.api_key_env"}
+# The engine's hints name `stillroom generate` flags; in the wizard they are fields (or keys).
+FIELDS = [
+    (r"--api-key-env ''", "an empty Key variable field"),
+    (r"`stillroom generate --list-models` shows the ids", "ctrl+l in Model lists the ids"),
+    (r"--prompts FILE, or --topic TEXT --count N", "a Prompt file, or a topic and Questions"),
+    (r"--api-key-env", "the Key variable field"),
+    (r"--base-url", "the Base URL field"),
+    (r"--model", "the Model field"),
+    (r"--out", "the Output field"),
+    (r"\bPass (?=the|a |an )", "Give "),
+    (r"run the same command again", "generate again (ctrl+r)"),
+]
 
 
 class TeacherScreen(StepScreen):
@@ -110,19 +126,21 @@ class TeacherScreen(StepScreen):
         yield Knob("teacher.base_url", "Base URL", "any OpenAI-compatible endpoint")
         yield Knob("teacher.api_key_env", "Key variable", "")
         yield Knob("teacher.prompts", "Prompt file", "text/JSONL/dataset; ctrl+f browses")
-        yield Knob("teacher.topic", "…or a topic", "the teacher first writes questions on it")
-        yield Knob("teacher.count", "Questions", "how many questions to write for the topic")
-        yield Knob("teacher.output", "Output", "append-only JSONL; re-running resumes it")
+        yield Knob("teacher.topic", "…or a topic", "the teacher writes questions on it")
+        yield Knob("teacher.count", "Questions", "questions to write on the topic")
+        yield Knob("teacher.output", "Output", "append-only JSONL; reruns resume it")
         yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
         yield Knob("teacher.max_tokens", "Max tokens", "answer budget; too low cuts answers")
         yield Knob("teacher.temperature", "Temperature", "0 to 2; higher varies the answers")
-        yield Knob("teacher.budget_usd", "Spending cap $", "stops cleanly once spent; empty: none")
+        yield Knob("teacher.budget_usd", "Spending cap $", "stops once spent; empty: no cap")
         with Horizontal(classes="buttons"):
             yield Button("Test call ^t", id="test", compact=True)
             yield Button("Generate ^r", id="generate", variant="primary", compact=True)
             yield Button("Pause ^s", id="pause", compact=True, disabled=True)
         yield Static("", id="test-result")
-        yield ProgressBar(show_eta=False, id="bar")
+        bar = ProgressBar(show_eta=False, id="generation-bar")
+        bar.display = False  # until a generation starts: an idle bar would pulse for nothing
+        yield bar
         yield Static("Not started. Generating again later resumes where it stopped.", id="progress")
 
     def show_plan(self) -> None:
@@ -136,6 +154,19 @@ class TeacherScreen(StepScreen):
             self.show_plan()
         elif key == "teacher.api_key_env":
             self._show_key_status()
+        if key in ENDPOINT_KEYS:
+            self._forget_errors()
+
+    def _forget_errors(self) -> None:
+        """An error about the endpoint belongs to the settings it was made with: clear it."""
+        result = self.query_one("#test-result", Static)
+        if result.has_class("-error"):
+            result.update("")
+            result.remove_class("-error")
+        progress = self.query_one("#progress", Static)
+        if progress.has_class("-error"):
+            progress.update("Settings changed: ctrl+t tests them, ctrl+r generates.")
+            progress.remove_class("-error")
 
     def _show_key_status(self) -> None:
         """Whether the key's variable is set: the most common first-run failure, shown early."""
@@ -161,7 +192,7 @@ class TeacherScreen(StepScreen):
         try:
             models = served_models(teacher)
         except UserError as error:
-            self.post_message(self.Tested(False, f"✗ {error} {error.hint}".strip()))
+            self.post_message(self.Tested(False, f"✗ {worded(error, teacher)}"))
             return
         if not models:
             text = f"✓ {teacher.base_url} answered (it does not list its models)"
@@ -178,6 +209,7 @@ class TeacherScreen(StepScreen):
         result = self.query_one("#test-result", Static)
         result.update(message.text)
         result.set_class(not message.ok, "-error")
+        result.scroll_visible()  # at 80x24 the line sits below the settings
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in FIELD_KEYS:
@@ -197,10 +229,11 @@ class TeacherScreen(StepScreen):
     def _list_models(self) -> None:
         from engine.errors import UserError
 
+        teacher = self.app.plan.teacher
         try:
-            self.post_message(self.ModelsListed(served_models(self.app.plan.teacher)))
+            self.post_message(self.ModelsListed(served_models(teacher)))
         except UserError as error:
-            self.post_message(self.ModelsListed([], f"✗ {error} {error.hint}".strip()))
+            self.post_message(self.ModelsListed([], f"✗ {worded(error, teacher)}"))
 
     @on(ModelsListed)
     def _models_listed(self, message: ModelsListed) -> None:
@@ -247,6 +280,7 @@ class TeacherScreen(StepScreen):
         self._stop.clear()
         self._set_running(True)
         self.query_one("#progress", Static).update("Starting…")
+        self.query_one("#progress").scroll_visible()
         self._generate(teacher)
 
     @on(Button.Pressed, "#pause")
@@ -259,6 +293,8 @@ class TeacherScreen(StepScreen):
 
     def _set_running(self, running: bool) -> None:
         self.running = running
+        if running:
+            self.query_one("#generation-bar").display = True
         self.query_one("#generate", Button).disabled = running
         self.query_one("#pause", Button).disabled = not running
         self.refresh_bindings()
@@ -278,7 +314,7 @@ class TeacherScreen(StepScreen):
         event = message.event
         if isinstance(event, ev.Progress):
             self.progress = event
-            self.query_one("#bar", ProgressBar).update(
+            self.query_one("#generation-bar", ProgressBar).update(
                 total=event.total or None, progress=event.done
             )
             self.query_one("#progress", Static).update(progress_line(event))
@@ -290,8 +326,9 @@ class TeacherScreen(StepScreen):
         self._set_running(False)
         summary = self.summary = message.summary
         progress = self.query_one("#progress", Static)
+        progress.scroll_visible()
         if summary.error is not None:
-            progress.update(f"✗ {summary.error} {summary.error.hint}".strip())
+            progress.update(f"✗ {worded(summary.error, self.app.plan.teacher)}")
             progress.add_class("-error")
             return
         progress.remove_class("-error")
@@ -372,6 +409,23 @@ def served_models(teacher: TeacherPlan) -> list[str]:
             await client.close()
 
     return asyncio.run(ask(api_key(teacher)))
+
+
+def worded(error: UserError, teacher: TeacherPlan) -> str:
+    """The error and its hint as the wizard says them: fields and keys, not command flags."""
+    from engine.teacher.client import TeacherError
+
+    if isinstance(error, TeacherError) and error.kind == "key":
+        variable = teacher.api_key_env
+        return (
+            f"{variable} is not set. Quit, export {variable}=<your key> and start Stillroom "
+            "again (the key is read from the environment, never stored); a server without "
+            "a key needs none: empty the Key variable field."
+        )
+    text = f"{error}. {error.hint}" if error.hint else str(error)
+    for flag, field in FIELDS:
+        text = re.sub(flag, field, text)
+    return text
 
 
 def progress_line(event: ev.Progress) -> str:

@@ -63,6 +63,7 @@ class TrainScreen(StepScreen):
         Binding("ctrl+r", "start", "Train", priority=True),
         Binding("ctrl+x", "cancel_run", "Cancel run", priority=True),
         Binding("v", "toggle_view", "Log/chart"),
+        Binding("w", "toggle_wrap", "Wrap"),
     ]
 
     class Attached(Message):
@@ -151,7 +152,9 @@ class TrainScreen(StepScreen):
         return request is not None
 
     def show_plan(self) -> None:
-        if self.run_dir is None:
+        """While a run trains the header is its plan; otherwise what ctrl+r would start (the
+        plan may have changed since a run that failed or finished)."""
+        if not self.live:
             self.query_one("#plan-summary", Static).update(plan_summary(self.app.plan))
 
     # Workers: they post, never touch widgets.
@@ -330,10 +333,11 @@ class TrainScreen(StepScreen):
         run_dir = self.run_dir
         if run_dir is None or self.state not in ("starting", "running"):
             return
-        step = f"step {self.last_step.step}" if self.last_step else "its first step"
-        question = f"Stop {run_dir.name} at the end of {step}?"
+        # Steps go on while the question is asked: name no number that will be stale.
+        done = f"{self.last_step.step} steps are done. " if self.last_step else ""
+        question = f"Stop {run_dir.name} at the end of the current step?"
         detail = (
-            f"The adapter of that step is saved in {run_dir}/adapter; "
+            f"{done}The adapter of the step it stops at is saved in {run_dir}/adapter; "
             f"`stillroom train --resume {run_dir.name}` can continue it later."
         )
 
@@ -346,6 +350,10 @@ class TrainScreen(StepScreen):
     def action_toggle_view(self) -> None:
         """At 80x24 the log gets the chart's rows too (tracebacks, long hints)."""
         self.toggle_class("-log-only")
+
+    def action_toggle_wrap(self) -> None:
+        """Log lines wrapped at the width (the default), or whole and scrolled sideways."""
+        self.query_one(LogTail).toggle_wrap()
 
 
 def _live_run_of(plan: Plan, runs_dir: str) -> Path | None:

@@ -12,10 +12,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.plan import Plan
+from tui.screens.file_picker import PLAN_SUFFIXES, FilePicker
 from tui.worker_errors import ForwardsWorkerErrors
 
 if TYPE_CHECKING:
@@ -67,13 +68,11 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
             yield Static(INTRO, id="intro")
             yield Static("", id="live")
             yield OptionList(id="choices")
-            yield Input(placeholder="path/to/plan.toml, then Enter", id="open-path")
             yield Static("Recent runs", classes="section")
             yield Static("Reading the runs folder…", id="runs")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#open-path").display = False
         self.query_one("#live").display = False
         self._fill_choices()
         self._list_runs(self.app.runs_dir)
@@ -154,17 +153,19 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
             self.app.switch_mode(self.app.step)
 
     def action_open_plan(self) -> None:
-        path = self.query_one("#open-path", Input)
-        path.display = True
-        path.focus()
+        self.app.push_screen(FilePicker(suffixes=PLAN_SUFFIXES), self._plan_picked)
 
-    @on(Input.Submitted, "#open-path")
-    def _open(self, event: Input.Submitted) -> None:
-        error = self.app.open_plan(event.value.strip())
+    def _plan_picked(self, path: str | None) -> None:
+        if path is None:
+            return
+        error = self.app.open_plan(path)
         if error:
-            self.notify(error, title="Cannot open that plan", severity="error", timeout=10)
+            self.notify(error, title="Cannot open that plan", severity="error")
         else:
-            event.input.display = False
+            self.notify(
+                f"Editing {path} in place: every change is saved there. "
+                f"Next time: stillroom --plan {path}"
+            )
 
     def action_attach(self) -> None:
         """Follow the live run on the Train step, inside the app."""

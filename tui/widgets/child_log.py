@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.message import Message
-from textual.widgets import Log
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui.child import Failure, failure, follow, start_cli
+from tui.widgets.wrapped_log import WrappedLog
 from tui.worker_errors import ForwardsWorkerErrors
 
 TRACEBACK = "Traceback (most recent call last):"
 
 
-class ChildLog(ForwardsWorkerErrors, Log):
-    """Lines a child prints, as it prints them; a traceback stays in the log file only.
+class ChildLog(ForwardsWorkerErrors, WrappedLog):
+    """Lines a child prints, as it prints them (wrapped); a traceback stays in the log file only.
 
     Closing the screen stops the following, not the child: it finishes on its own.
     """
@@ -96,7 +97,7 @@ class ChildLog(ForwardsWorkerErrors, Log):
     def _printed(self, message: Printed) -> None:
         self._in_traceback = self._in_traceback or message.line.startswith(TRACEBACK)
         if not self._in_traceback:
-            self.write_line(message.line)
+            self.say(Text(message.line))
 
     @on(Finished)
     def _finished(self, message: Finished) -> None:

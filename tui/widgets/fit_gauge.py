@@ -60,20 +60,28 @@ class FitGauge(Widget):
         self.refresh(layout=True)
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
-        return 1 if self.estimate is None else 3
+        """Every line wrapped, not cut: a message's fix is often at its end."""
+        return len(self._text(width).wrap(self.app.console, max(width, 1)))
 
     def render(self) -> Text:
+        return self._text(self.size.width)
+
+    def _text(self, width: int) -> Text:
         estimate = self.estimate
         if estimate is None:
             return Text(self.message, style="dim")
         style = self.get_component_rich_style(f"fit-gauge--{estimate.verdict}", partial=True)
         empty = self.get_component_rich_style("fit-gauge--empty", partial=True)
-        peak_gb = estimate.peak_mb / 1024
+        parts = estimate.parts()
+        peak_mb = estimate.peak_mb
+        if not estimate.available_mb:  # no GPU here, none picked: no CUDA context to count
+            peak_mb -= parts.pop("CUDA context")
+        peak_gb = peak_mb / 1024
         word = VERDICT_WORDS[estimate.verdict]
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         if estimate.available_mb:
             of = f" {peak_gb:.1f} / {estimate.available_mb / 1024:.1f} GB "
-            room = max(4, self.size.width - len(of) - len(word) - 1)
+            room = max(4, width - len(of) - len(word) - 1)
             filled = min(room, round(room * estimate.peak_mb / estimate.available_mb))
             text.append("█" * filled, style=style)
             text.append("░" * (room - filled), style=empty)
@@ -81,10 +89,10 @@ class FitGauge(Widget):
         else:
             text.append(f"~{peak_gb:.1f} GB peak · ")
         text.append(word, style=style)
-        parts = ", ".join(
-            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in estimate.parts().items()
+        breakdown = ", ".join(
+            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in parts.items()
         )
-        text.append(f"\nGB: {parts}", style="dim")
+        text.append(f"\nGB: {breakdown}", style="dim")
         if estimate.suggestions and estimate.verdict != "fits":
             text.append(f"\nctrl+y applies: {estimate.suggestions[0]}")
         elif estimate.verdict == "fits":

@@ -1,7 +1,9 @@
-"""One plan key on screen: a label, an editor and a one-line explanation.
+"""One plan key on screen: a label, an editor and an explanation beside it.
 
 The explanation turns into the validation error while the value is wrong, so
-every mistake says what to do next right where it was made.
+every mistake says what to do next right where it was made. It wraps rather than
+being cut at the window's edge (the fix is often at the end), and a value longer
+than its field is repeated there in full (a model id or a path is read from its end).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label, Select, Static
 
 BOOLEAN = [("yes", True), ("no", False)]
+FIELD_WIDTH = 24  # columns of the editor (see DEFAULT_CSS)
 
 
 class Knob(Horizontal):
@@ -20,7 +23,7 @@ class Knob(Horizontal):
 
     DEFAULT_CSS = """
     Knob {
-        height: 1;
+        height: auto;
         margin: 0 0 0 0;
     }
     Knob > Label {
@@ -29,13 +32,13 @@ class Knob(Horizontal):
     }
     Knob > Input, Knob > Select {
         width: 24;
+        height: 1;
     }
     Knob > .help {
         width: 1fr;
+        height: auto;
         padding: 0 0 0 1;
         color: $text-muted;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
     }
     Knob.-invalid > .help {
         color: $text-error;
@@ -64,7 +67,7 @@ class Knob(Horizontal):
             yield Select(self.choices, allow_blank=False, compact=True)
         else:
             yield Input(placeholder=self.placeholder, compact=True)
-        yield Static(self.help, classes="help")
+        yield Static(self.help, classes="help", markup=False)
 
     @property
     def editor(self) -> Input | Select:
@@ -93,4 +96,11 @@ class Knob(Horizontal):
         if help is not None:
             self.help = help
         self.set_class(bool(error), "-invalid")
-        self.query_one(".help", Static).update(error or self.help)
+        self.query_one(".help", Static).update(error or self._with_value(self.help))
+
+    def _with_value(self, text: str) -> str:
+        """``text``, led by the whole value when the field is too narrow to show it."""
+        value = self.value
+        if isinstance(self.editor, Input) and len(str(value or "")) > FIELD_WIDTH:
+            return f"{value} · {text}" if text else str(value)
+        return text

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import RichLog
 
 from engine import events as ev
 from tui.follow import describe
+from tui.widgets.wrapped_log import WrappedLog
 
 
-class LogTail(RichLog):
-    """The last few hundred lines, worded as `stillroom attach` words them (one source)."""
+class LogTail(WrappedLog):
+    """The last few hundred lines, worded as `stillroom attach` words them (one source);
+    wrapped at the width, or (w on the Train step) whole and scrolled sideways for a
+    traceback."""
 
     DEFAULT_CSS = """
     LogTail {
@@ -27,11 +29,15 @@ class LogTail(RichLog):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(max_lines=400, wrap=True, markup=False, id=id)
+        super().__init__(max_lines=400, id=id)
         self.border_title = "log"
 
     def add(self, event: ev.Event) -> None:
         """Write the event's line, if it has one worth keeping."""
         line = describe(event)
         if line is not None:
-            self.write(Text.from_markup(line))
+            self.say(Text.from_markup(line))
+
+    def toggle_wrap(self) -> None:
+        super().toggle_wrap()
+        self.border_title = "log" if self.wrap else "log (unwrapped: ← → scroll)"
