@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
     from engine.evaluate import evaluate, metric_lines
     from engine.stdout import chatter_to_stderr
-    from tui.follow import duration
+    from tui.wording import duration
 
     run_dir = resolve_run(args.run, args.runs_dir)
     if args.n is not None and args.n < 1:

@@ -72,7 +72,7 @@ def _print_probe(run_dir: Path) -> None:
     print(f"probe: {peak_text}, {step_text} at {summary['micro_batch']} x {summary['grad_accum']}")
     full_steps = summary.get("planned_steps")
     if step_s and full_steps:
-        from tui.follow import duration
+        from tui.wording import duration
 
         print(
             f"the full run of {full_steps} steps would take about {duration(step_s * full_steps)}"

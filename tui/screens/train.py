@@ -26,7 +26,6 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.errors import UserError
-from tui.follow import data_words, describe_attempt, duration
 from tui.screens.base import StepScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.gpu_panel import GpuPanel
@@ -34,6 +33,7 @@ from tui.widgets.log_tail import LogTail
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.run_progress import RunProgress
 from tui.widgets.step_bar import StepBar
+from tui.wording import data_words, describe_attempt, duration
 
 if TYPE_CHECKING:
     from engine.plan import Plan

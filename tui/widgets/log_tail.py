@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 
 from engine import events as ev
-from tui.follow import describe
 from tui.widgets.wrapped_log import WrappedLog
+from tui.wording import describe
 
 
 class LogTail(WrappedLog):

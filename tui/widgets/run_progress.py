@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from engine.events import Step
-from tui.follow import duration
+from tui.wording import duration
 
 
 class RunProgress(Widget):
