@@ -28,7 +28,7 @@ from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Message
 from engine.errors import UserError
 from engine.plan import Plan, TeacherPlan, load_plan
-from engine.runs import PLAN_FILE, find_run, list_runs
+from engine.runs import PLAN_FILE, find_run, list_runs, trained_adapter
 
 
 @dataclass
@@ -59,7 +59,7 @@ def resolve_run(ref: str | None, runs_dir: str | Path = "runs") -> Path:
     if ref:
         return find_run(ref, runs_dir)
     for run in list_runs(runs_dir):
-        if (Path(run.path) / "adapter").is_dir():
+        if trained_adapter(Path(run.path)):
             return Path(run.path)
     raise UserError(f"no trained run in {runs_dir}/", hint="`stillroom runs` lists them.")
 
@@ -226,8 +226,8 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     """The run's base model plus its adapter (or the base model alone), ready to answer."""
     run_dir = Path(run_dir)
     plan = load_plan(run_dir / PLAN_FILE)
-    adapter = run_dir / "adapter"
-    if not base_only and not (adapter / "adapter_config.json").is_file():
+    adapter = trained_adapter(run_dir)
+    if not base_only and adapter is None:
         raise UserError(
             f"{run_dir.name} has no adapter yet",
             hint="It appears when training finishes or is cancelled; `stillroom runs` shows "

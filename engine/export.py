@@ -100,8 +100,10 @@ def export(
     run_dir = Path(run_dir)
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", hint=f"one of {', '.join(FORMATS)}")
-    adapter = run_dir / "adapter"
-    if not (adapter / "adapter_config.json").is_file():
+    from engine.runs import trained_adapter
+
+    adapter = trained_adapter(run_dir)
+    if adapter is None:
         raise UserError(f"{run_dir.name} has no adapter to export", hint="`stillroom runs`")
     final = check_export_target(out, format, run_dir, force=force)
     token = hub_token() if push_to_hub else ""

@@ -41,6 +41,7 @@ STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed", "
 LIVE = frozenset({"starting", "running"})
 
 PLAN_FILE = "plan.toml"
+ADAPTER_DIR = "adapter"
 LOG_FILE = "train.log"
 PID_FILE = "pid"
 CANCEL_FILE = "cancel"
@@ -284,6 +285,16 @@ def busy_error(run_dir: Path) -> UserError:
         f"{name} is being trained by {holder}; a run folder has one trainer at a time",
         hint=f"Follow it: `stillroom attach {run_dir}`; stop it: `stillroom cancel {run_dir}`.",
     )
+
+
+def trained_adapter(run_dir: Path) -> Path | None:
+    """The run's adapter folder once training (or a cancel) saved it whole, else ``None``.
+
+    The one answer to "is this run trained?": the adapter is written aside and
+    swapped in complete, so its config file means the folder is whole.
+    """
+    adapter = Path(run_dir) / ADAPTER_DIR
+    return adapter if (adapter / "adapter_config.json").is_file() else None
 
 
 def read_events(run_dir: Path) -> list[ev.Event]:

@@ -21,7 +21,7 @@ from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.plan import Plan
-from engine.runs import LOG_FILE, PLAN_FILE
+from engine.runs import ADAPTER_DIR, LOG_FILE, PLAN_FILE
 from engine.train.checkpoints import SaveFailed
 from engine.train.dataset import (
     TrainRows,
@@ -372,8 +372,8 @@ def _train(
 
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
     """Write the LoRA adapter and its tokenizer whole, then swap it in."""
-    final = run_dir / "adapter"
-    partial = run_dir / "adapter.partial"
+    final = run_dir / ADAPTER_DIR
+    partial = run_dir / f"{ADAPTER_DIR}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))

@@ -474,13 +474,13 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
 
 def _trained_run(runs_dir: str, name: str) -> Path | None:
     """The newest run named ``name-…`` that has finished (or been cancelled) with an adapter."""
-    from engine.runs import list_runs
+    from engine.runs import list_runs, trained_adapter
 
     for run in list_runs(runs_dir):
         path = Path(run.path)
-        trained = (path / "adapter" / "adapter_config.json").is_file()
-        if run.name.startswith(f"{name}-") and run.state in ("finished", "cancelled") and trained:
-            return path
+        if run.name.startswith(f"{name}-") and run.state in ("finished", "cancelled"):
+            if trained_adapter(path):
+                return path
     return None
 
 
