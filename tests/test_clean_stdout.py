@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from tests.engine.training import FACTS, REPO, write_facts
+from tests.engine.training import FACTS, REPO, write_facts, write_plan
 
 BANNER = "🦥 Unsloth: Will patch your computer to enable 2x faster free finetuning."
-CHATTY = f'''
+CHATTY = f"""
 import importlib.abc, os, sys
 
 class Chatty(importlib.abc.MetaPathFinder):
@@ -31,7 +31,7 @@ class Chatty(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Chatty())
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +41,26 @@ def chatty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{REPO}"}
 
 
-def stillroom(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def stillroom(
+    env: dict[str, str], *args: str, input: str | None = None, loads_here: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; ``loads_here`` says it loads a model in its own process (so it chats)."""
     result = subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
         input=input, capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert BANNER in result.stderr, "the stand-in did not speak: nothing was tested"
+    if loads_here:
+        assert BANNER in result.stderr, "the stand-in did not speak: nothing was tested"
     assert BANNER not in result.stdout and "OpenAI failed" not in result.stdout
     return result
 
 
 def test_chat_prompt_prints_only_the_answer(chatty, facts_run):
     question, answer = FACTS[0]
-    result = stillroom(chatty, "chat", str(facts_run), "--prompt", question, "--max-new-tokens", "30")
+    result = stillroom(
+        chatty, "chat", str(facts_run), "--prompt", question, "--max-new-tokens", "30"
+    )
     assert result.stdout == answer + "\n"
 
 
@@ -66,7 +72,9 @@ def test_line_chat_prints_only_answers(chatty, facts_run):
 
 
 def test_eval_json_is_parseable(chatty, facts_run):
-    result = stillroom(chatty, "eval", str(facts_run), "--json", "--n", "2", "--max-new-tokens", "8")
+    result = stillroom(
+        chatty, "eval", str(facts_run), "--json", "--n", "2", "--max-new-tokens", "8"
+    )
     assert json.loads(result.stdout)["rows"] == 2
 
 
@@ -74,3 +82,34 @@ def test_inspect_json_with_a_model_is_parseable(chatty, tiny_model_dir, tmp_path
     data = write_facts(tmp_path)
     result = stillroom(chatty, "inspect", str(data), "--model", str(tiny_model_dir), "--json")
     assert json.loads(result.stdout)["tokens"]["max"] > 0
+
+
+def test_export_json_is_parseable(chatty, facts_run, tmp_path):
+    out = tmp_path / "exported"
+    result = stillroom(chatty, "export", str(facts_run), "--format", "merged", "--out", str(out),
+                       "--json")  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["path"] == str(out) and report["parity"]["differing"] == 0
+
+
+def test_probe_json_is_parseable(chatty, tiny_model_dir, tmp_path):
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path))
+    result = stillroom(chatty, "train", str(plan), "--probe", "--json", loads_here=False)
+    figures = json.loads(result.stdout)
+    assert figures["steps"] == 5 and figures["micro_batch"] >= 1
+    assert figures["full_run_s"] > 0
+
+
+def test_dry_run_json_is_parseable(tmp_path):
+    """No model is loaded here, so no chatter: the JSON is the whole of stdout."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is two and two?\nName a colour.\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "generate", "--prompts", str(prompts), "--provider",
+         "local", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run", "--json",
+         "--out", str(tmp_path / "out.jsonl")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    forecast = json.loads(result.stdout)
+    assert forecast["prompts"] == 2 and forecast["to_send"] == 2 and forecast["cost_usd"] == 0

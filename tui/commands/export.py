@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from tui.commands.chat import add_run_arguments
 
@@ -48,29 +50,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="",
         help="upload to this private hub repo (HF_TOKEN)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print where it went and the parity check as JSON"
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import sys
+def _as_json(result) -> dict:
+    parity = result.parity
+    return {
+        "format": result.format,
+        "path": str(result.path),
+        "parity": None
+        if parity is None
+        else {"prompts": len(parity.prompts), "differing": parity.differing, "note": parity.note},
+        "uploaded_to": result.uploaded_to or None,
+    }
 
+
+def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
     from engine.export import export, find_gguf_converter
+    from engine.stdout import chatter_to_stderr
 
     run_dir = resolve_run(args.run, args.runs_dir)
     converter = None
     if args.format == "gguf":
         converter = find_gguf_converter(args.llama_cpp)
-        print(f"converter: {converter}", flush=True)
-    result = export(
-        run_dir,
-        args.format,
-        args.out,
-        gguf_type=args.gguf_type,
-        push_to_hub=args.push_to_hub,
-        force=args.force,
-        converter=converter,
-    )
+        print(f"converter: {converter}", flush=True, file=sys.stderr if args.json else sys.stdout)
+    with chatter_to_stderr():
+        result = export(
+            run_dir,
+            args.format,
+            args.out,
+            gguf_type=args.gguf_type,
+            push_to_hub=args.push_to_hub,
+            force=args.force,
+            converter=converter,
+        )
+    if args.json:
+        print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
+        return 1 if result.flagged else 0
     print(f"exported {result.format}: {result.path}")
     if result.parity:
         parity = result.parity

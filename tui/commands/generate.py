@@ -11,9 +11,11 @@ interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 from typing import TYPE_CHECKING, Any, get_args
 
+from engine.errors import UserError
 from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
 
 if TYPE_CHECKING:
@@ -88,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--list-models", action="store_true", help="list the endpoint's models and exit"
     )
+    run.add_argument(
+        "--json", action="store_true", help="with --dry-run or --list-models: print JSON"
+    )
     parser.set_defaults(func=main)
 
 
@@ -124,18 +129,27 @@ def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.json and not (args.dry_run or args.list_models):
+        raise UserError(
+            "--json goes with --dry-run or --list-models",
+            hint="A real generation reports as it goes; its answers land in the --out file.",
+        )
     teacher = teacher_from_args(args)
     if args.list_models:
-        return _list_models(teacher)
+        return _list_models(teacher, as_json=args.json)
     if args.dry_run:
         from engine.teacher.generate import estimate
 
-        _print_estimate(teacher, estimate(teacher))
+        forecast = estimate(teacher)
+        if args.json:
+            print(json.dumps(_estimate_json(teacher, forecast), indent=2))
+        else:
+            _print_estimate(teacher, forecast)
         return 0
     return _generate(teacher)
 
 
-def _list_models(teacher: TeacherPlan) -> int:
+def _list_models(teacher: TeacherPlan, *, as_json: bool = False) -> int:
     import asyncio
 
     from engine.teacher.client import api_key, fetch_models, make_client
@@ -145,7 +159,11 @@ def _list_models(teacher: TeacherPlan) -> int:
         async with make_client(teacher, key) as client:
             return await fetch_models(client, teacher, key)
 
-    for model in asyncio.run(fetch()):
+    models = asyncio.run(fetch())
+    if as_json:
+        print(json.dumps(models))
+        return 0
+    for model in models:
         print(model)
     return 0
 
@@ -154,6 +172,30 @@ def _money(value: float | None) -> str:
     if value is None:
         return "unknown (set price_input_per_mtok / price_output_per_mtok)"
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
+    """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
+    from engine.teacher.providers import PRICES_AS_OF
+
+    price = estimate.price
+    return {
+        "model": teacher.model,
+        "base_url": teacher.base_url,
+        "prompts": estimate.prompts,
+        "already_answered": estimate.already,
+        "to_send": estimate.to_send,
+        "prompt_tokens": estimate.prompt_tokens,
+        "completion_tokens": estimate.completion_tokens,
+        "answer_tokens_each": estimate.answer_tokens_each,
+        "answer_tokens_measured": estimate.answer_tokens_measured,
+        "price_per_mtok": None
+        if price is None
+        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
+        "prices_as_of": PRICES_AS_OF,
+        "cost_usd": estimate.cost_usd(),
+        "cost_max_usd": estimate.cost_max_usd,
+    }
 
 
 def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from engine.errors import UserError
@@ -27,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run 5 steps of the real plan and report peak GPU memory and step time",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --probe: follow on stderr, then print the probe's figures as one JSON object",
+    )
     parser.add_argument("--resume", metavar="RUN", help="continue this run instead")
     parser.add_argument("--runs-dir", default="runs", help="where --resume looks (default: runs)")
     parser.set_defaults(func=run)
@@ -36,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from engine import runs
     from engine.plan import load_plan
 
+    if args.json and not args.probe:
+        raise UserError("--json goes with --probe", hint="`stillroom train PLAN --probe --json`")
     if args.resume:
         if args.plan or args.probe:
             raise UserError("--resume takes a run, not a plan or --probe")
@@ -48,16 +56,33 @@ def run(args: argparse.Namespace) -> int:
             "give a plan file, or --resume RUN", hint="`stillroom plan --defaults > plan.toml`"
         )
     trainer = runs.start(run_dir, probe=args.probe)
-    print(f"run directory: {run_dir}", flush=True)
+    print(f"run directory: {run_dir}", flush=True, file=sys.stderr if args.json else sys.stdout)
     if args.detach:
         print(f"follow it: stillroom attach {run_dir}")
         return 0
     from tui.follow import follow_run
 
+    if args.json:
+        from rich.console import Console
+
+        code = follow_run(run_dir, Console(stderr=True), attempt=trainer.attempt)
+        print(json.dumps(_probe_figures(run_dir), indent=2))
+        return code
     code = follow_run(run_dir, attempt=trainer.attempt)
     if args.probe:
         _print_probe(run_dir)
     return code
+
+
+def _probe_figures(run_dir: Path) -> dict:
+    """The probe's summary (peak memory, step time, batch shape) plus the full run's time."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {"run": str(run_dir), "error": "the probe left no summary: see its train.log"}
+    step_s, full_steps = summary.get("step_s_median"), summary.get("planned_steps")
+    full = round(step_s * full_steps, 1) if step_s and full_steps else None
+    return {"run": str(run_dir), **summary, "full_run_s": full}
 
 
 def _print_probe(run_dir: Path) -> None:
