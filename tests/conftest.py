@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.engine.training import run_dir_from, stillroom, write_facts, write_plan
-from tests.tiny_model import build_tiny_model
+from engine.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ PRESETS: tuple[Preset, ...] = (
         title="CPU, tiny test model",
         min_gpu_mb=0,
         why="No GPU: full-precision transformers + PEFT on the CPU; only a tiny model "
-        "(`python tests/tiny_model.py FOLDER`, then student.model = FOLDER) trains in minutes.",
+        "(`python -m engine.tiny_model FOLDER`, then student.model = FOLDER) trains in minutes.",
         overrides={
             "student": {"load_in_4bit": False, "backend": "hf", "max_seq_length": 512},
             "training": {
