@@ -38,6 +38,22 @@ def _child_env() -> None:
     wsl = "microsoft" in os.uname().release.lower() or "WSL_DISTRO_NAME" in os.environ
     if not wsl and not any(name in os.environ for name in ALLOCATOR_VARS):
         os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
+    _cpu_threads_env()
+
+
+def _cpu_threads_env() -> None:
+    """Without a GPU, torch's OpenMP threads sleep between parallel regions instead of spinning.
+
+    Spinning threads fight every other busy process for the cores: on a loaded 2-core box
+    a LoRA step of SmolLM2-135M on 8 rows took 20-80 s with torch's 2 spinning threads,
+    12 s with them sleeping, 11 s with one thread (bench/cpu_train_bench.py). OpenMP reads
+    the setting when torch loads, so it is set here; a user's own value wins. GPU runs keep
+    the default.
+    """
+    from engine.gpu import available
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not available()[0]:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _sample_gpu(emit, stop) -> None:
