@@ -45,10 +45,9 @@ def _cpu_threads_env() -> None:
     """Without a GPU, torch's OpenMP threads sleep between parallel regions instead of spinning.
 
     Spinning threads fight every other busy process for the cores: on a loaded 2-core box
-    a LoRA step of SmolLM2-135M on 8 rows took 20-80 s with torch's 2 spinning threads,
-    12 s with them sleeping, 11 s with one thread (bench/cpu_train_bench.py). OpenMP reads
-    the setting when torch loads, so it is set here; a user's own value wins. GPU runs keep
-    the default.
+    a LoRA step of SmolLM2-135M on 8 rows took 26-97 s with torch's 2 threads spinning and
+    6.5-12 s with them sleeping (bench/cpu_train_bench.py). OpenMP reads the setting when
+    torch loads, so it is set here; a user's own value wins. GPU runs keep the default.
     """
     from engine.gpu import available
 
