@@ -38,21 +38,9 @@ def _child_env() -> None:
     wsl = "microsoft" in os.uname().release.lower() or "WSL_DISTRO_NAME" in os.environ
     if not wsl and not any(name in os.environ for name in ALLOCATOR_VARS):
         os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
-    _cpu_threads_env()
+    from engine.cpu_threads import let_idle_threads_sleep
 
-
-def _cpu_threads_env() -> None:
-    """Without a GPU, torch's OpenMP threads sleep between parallel regions instead of spinning.
-
-    Spinning threads fight every other busy process for the cores: on a loaded 2-core box
-    a LoRA step of SmolLM2-135M on 8 rows took 26-97 s with torch's 2 threads spinning and
-    6.5-12 s with them sleeping (bench/cpu_train_bench.py). OpenMP reads the setting when
-    torch loads, so it is set here; a user's own value wins. GPU runs keep the default.
-    """
-    from engine.gpu import available
-
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not available()[0]:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    let_idle_threads_sleep()  # no GPU: torch's idle threads sleep instead of spinning
 
 
 def _sample_gpu(emit, stop) -> None:
