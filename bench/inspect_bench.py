@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from engine.data.inspect import inspect_source  # noqa: E402
-from tests.tiny_model import build_tiny_tokenizer  # noqa: E402
+from engine.tiny_model import build_tiny_tokenizer  # noqa: E402
 
 TARGET_S = 20.0
 WORDS = (

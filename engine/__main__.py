@@ -40,6 +40,9 @@ def _child_env() -> None:
     wsl = "microsoft" in os.uname().release.lower() or "WSL_DISTRO_NAME" in os.environ
     if not wsl and not any(name in os.environ for name in ALLOCATOR_VARS):
         os.environ["PYTORCH_ALLOC_CONF"] = "expandable_segments:True"
+    from engine.cpu_threads import let_idle_threads_sleep
+
+    let_idle_threads_sleep()  # no GPU: torch's idle threads sleep instead of spinning
 
 
 def _sample_gpu(emit, stop) -> None:

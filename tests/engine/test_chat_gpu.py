@@ -28,7 +28,7 @@ QWEN25_1_5B = {
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory):
     """A short Unsloth run on the 1.5B-shaped model, so the run has an adapter."""
-    from tests.tiny_model import build_tiny_model
+    from engine.tiny_model import build_tiny_model
 
     folder = tmp_path_factory.mktemp("qwen25-1.5b-shape")
     model = build_tiny_model(folder / "model", dtype="bfloat16", **QWEN25_1_5B)

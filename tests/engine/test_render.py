@@ -18,7 +18,7 @@ from engine.data.render import (
 )
 from engine.data.types import Conversation
 from engine.errors import UserError
-from tests.tiny_model import IM_END, PAD
+from engine.tiny_model import IM_END, PAD
 
 QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 

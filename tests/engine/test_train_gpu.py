@@ -31,7 +31,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     """The test tokenizer on a 4-layer Qwen2 with head size 64, like the real models."""
-    from tests.tiny_model import build_tiny_model
+    from engine.tiny_model import build_tiny_model
 
     return build_tiny_model(
         tmp_path_factory.mktemp("small-qwen2"),

@@ -128,6 +128,21 @@ def test_training_child_turns_on_expandable_segments_unless_the_user_chose(monke
     assert "PYTORCH_ALLOC_CONF" not in env
 
 
+def test_training_child_without_a_gpu_lets_idle_openmp_threads_sleep(monkeypatch):
+    """Spinning OpenMP threads on a busy CPU made each step several times slower; the user's
+    own OMP_WAIT_POLICY wins."""
+    import engine.__main__ as child
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # no GPU for this child, whatever the machine has
+    monkeypatch.setattr(os, "environ", env)
+    child._child_env()
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    child._child_env()
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_an_ending_written_as_the_child_exits_is_not_taken_for_a_crash(tmp_path, monkeypatch):
     """A cancelled (or finished) child writes its last event and exits; a follower that read
     the file just before and finds the process gone just after must still show that ending."""

@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from engine.tiny_model import build_tiny_model
 from tests.teacher_server import TeacherServer
-from tests.tiny_model import build_tiny_model
 from tests.tui import scenes
 from tests.tui.conftest import T4, no_gpu
 from tui.app import THEMES, StillroomApp

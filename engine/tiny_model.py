@@ -1,10 +1,10 @@
-"""A tiny Qwen2.5-style student built offline, for tests, benchmarks and GPU smoke scripts.
+"""A tiny Qwen2.5-style student built offline: the demo's last resort, and the tests' student.
 
 The tokenizer is a real byte-level BPE (trained here on a few paragraphs) with
 Qwen2.5's ChatML special tokens and Qwen2.5-Instruct's own chat template; the
 model is a randomly initialised two-layer Qwen2. Both are saved with
 ``save_pretrained`` and meant to be loaded with ``from_pretrained``, the path a
-user's hub model takes. Run ``python tests/tiny_model.py FOLDER`` to build one.
+user's hub model takes. Run ``python -m engine.tiny_model FOLDER`` to build one.
 """
 
 from __future__ import annotations
@@ -259,5 +259,5 @@ def build_tiny_model(folder: str | Path, *, dtype: str | None = None, **config: 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python tests/tiny_model.py FOLDER")
+        sys.exit("usage: python -m engine.tiny_model FOLDER")
     print(build_tiny_model(sys.argv[1]))
