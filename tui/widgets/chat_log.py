@@ -6,6 +6,11 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 
+# A streamed answer is redrawn at most this often: a token at a time would redraw the
+# whole growing answer hundreds of times a second, and the eye sees no difference.
+REDRAW_S = 0.05
+
+
 class ChatLog(VerticalScroll):
     """Turns one under another; the last answer grows piece by piece, then gets a meta line."""
 
@@ -42,6 +47,7 @@ class ChatLog(VerticalScroll):
         self.answer_text = ""
         self._answer: Static | None = None
         self._label = ""
+        self._redraw_due = False
 
     def add_user(self, text: str) -> None:
         self.mount(Static(f"you › {text}", classes="user", markup=False))
@@ -56,10 +62,17 @@ class ChatLog(VerticalScroll):
         self.scroll_end(animate=False)
 
     def add_piece(self, text: str) -> None:
+        """Append to the answer; the screen catches up within :data:`REDRAW_S`."""
         self.answer_text += text
+        if not self._redraw_due:
+            self._redraw_due = True
+            self.set_timer(REDRAW_S, self._redraw)
+
+    def _redraw(self) -> None:
+        self._redraw_due = False
         if self._answer is not None:
             self._answer.update(self._label + self.answer_text)
-        self.scroll_end(animate=False)
+            self.scroll_end(animate=False)
 
     def finish(self, text: str, meta: str, *, cut: bool) -> None:
         self.answer_text = text
