@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-
 # A streamed answer is redrawn at most this often: a token at a time would redraw the
 # whole growing answer hundreds of times a second, and the eye sees no difference.
 REDRAW_S = 0.05
