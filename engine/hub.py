@@ -153,8 +153,11 @@ def _local_folder(model: str, folder: Path, whole: bool) -> ModelSource:
 def _cached(model: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    try:
-        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    try:  # HF_HUB_CACHE read now, not at import, so a long-lived wizard sees a change
+        found = try_to_load_from_cache(
+            model, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE") or None
+        )
+        return isinstance(found, str)
     except Exception:  # noqa: BLE001 - a malformed id or cache is simply "not cached"
         return False
 

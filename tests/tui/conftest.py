@@ -9,7 +9,7 @@ import pytest
 
 from tui.app import StillroomApp
 
-from .scenes import TINY, prepare
+from .scenes import TINY, cache_default_student, prepare
 
 T4 = (15360.0, "Tesla T4")
 SIZE = (80, 24)
@@ -20,6 +20,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project folder as the working directory, offline, so paths on screen are short."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = cache_default_student(tmp_path.parent / f"{tmp_path.name}-hub-cache")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     return tmp_path
 

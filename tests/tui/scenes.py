@@ -29,6 +29,18 @@ PROMPTS = [f"Explain topic number {i} briefly" for i in range(8)]
 TINY = "./tiny-model"
 
 
+def cache_default_student(cache: Path) -> Path:
+    """A hub cache at ``cache`` holding the default student's config, as after a download:
+    the Student step then shows the model as cached rather than missing offline."""
+    repo = cache / "models--unsloth--Qwen2.5-1.5B-Instruct"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "config.json").write_text('{"model_type": "qwen2"}')
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    return cache
+
+
 def prepare(project: Path, tiny_model_dir: Path | None = None) -> None:
     """Write the data files the scenes read (and link the tiny student) into ``project``."""
     rows = "".join(json.dumps(row) + "\n" for row in WRONG_COLUMNS)

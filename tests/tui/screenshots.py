@@ -61,6 +61,7 @@ async def main(sizes: list[tuple[int, int]], theme: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model = build_tiny_model(Path(scratch) / "model")
         os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_HUB_CACHE"] = str(scenes.cache_default_student(Path(scratch) / "hub"))
         with TeacherServer(latency_s=0.3) as server:
             for size in sizes:
                 for name in scenes.SCENES:
