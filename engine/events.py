@@ -239,7 +239,8 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint in (int, str):
         return isinstance(value, hint)
     if origin is dict:
-        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        item = get_args(hint)[1]
+        return isinstance(value, dict) and all(_fits(v, item) for v in value.values())
     if origin is tuple:
         item = get_args(hint)[0]
         return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
