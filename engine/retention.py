@@ -167,10 +167,11 @@ def cache_key(model: str, options: dict[str, Any], budget: int) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cache_file(key: str, cache_dir: Path | None = None) -> Path:
+def cache_file(key: str) -> Path:
+    """Where one base model's answers are kept: ``default_cache_dir()/retention/KEY.json``."""
     from engine.demo_student import default_cache_dir
 
-    return (cache_dir or default_cache_dir()) / CACHE_FOLDER / f"{key}.json"
+    return default_cache_dir() / CACHE_FOLDER / f"{key}.json"
 
 
 def read_cache(path: Path) -> list[str] | None:
@@ -191,25 +192,28 @@ def measure(
     student: Any,
     *,
     budget: int = BUDGET,
-    cache_dir: Path | None = None,
     progress: Progress = lambda done, total, stage: None,
 ) -> dict[str, Any]:
     """The ``retention`` section of the report: base answers (cached), then the student's."""
     plan = student.plan.student
     key = cache_key(plan.model, {"backend": student.backend, "4bit": plan.load_in_4bit}, budget)
-    path = cache_file(key, cache_dir)
+    path = cache_file(key)
     base = read_cache(path)
-    cached = base is not None
+    cached, saved = base is not None, True
     if base is None:
         base = answer_control_set(
             student, True, budget, lambda d, t: progress(d, t, "retention, base")
         )
         record = {"model": plan.model, "budget": budget, "answers": base}
-        atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
+        try:
+            atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
+        except OSError:  # a read-only cache costs the next run time, never this report
+            saved = False
     answers = answer_control_set(
         student, False, budget, lambda d, t: progress(d, t, "retention, student")
     )
-    return summarise(base, answers) | {"budget": budget, "base_cached": cached, "cache": str(path)}
+    where = str(path) if saved else None
+    return summarise(base, answers) | {"budget": budget, "base_cached": cached, "cache": where}
 
 
 def answer_control_set(
