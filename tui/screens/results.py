@@ -217,7 +217,11 @@ class EvalScreen(ChildScreen):
             value = self.query_one(field, Input).value.strip()
             if value:
                 args += [flag, value]
-        self.start(args, "Evaluating: loading the models, then answering each prompt twice,")
+        self.start(
+            args,
+            "Evaluating: loading the models, answering each prompt twice, then the control "
+            "prompts for retention,",
+        )
 
     def child_finished(self, message: ChildLog.Finished) -> None:
         if message.code:
