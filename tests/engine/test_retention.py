@@ -83,6 +83,16 @@ def test_the_control_set_is_about_sixty_prompts_in_english_and_chinese():
     assert sum(1 for c in CONTROL_SET if not c.facts) >= 5
 
 
+def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
+    from engine.retention import cache_key
+
+    key = cache_key(str(tmp_path), {"backend": "hf"}, 48)
+    assert key == cache_key(str(tmp_path / "."), {"backend": "hf"}, 48)  # the same folder
+    assert key != cache_key(str(tmp_path), {"backend": "hf"}, 64)
+    assert key != cache_key(str(tmp_path), {"backend": "unsloth"}, 48)
+    assert key != cache_key("HuggingFaceTB/SmolLM2-135M-Instruct", {"backend": "hf"}, 48)
+
+
 def eval_run(run_dir: Path, cache: Path, *extra: str):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     result = stillroom("eval", str(run_dir), "--max-new-tokens", "24", *extra, env=env)
@@ -102,7 +112,10 @@ def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path)
     assert not kept["base_cached"] and "retention, base: answered 60/60" in first.stderr
     headline = f"Learned {report['learned']['items']} of {report['rows']}, kept {kept['kept']}"
     assert first.stdout.startswith(headline)
-    assert "## Retention" in (facts_run / "eval" / "report.md").read_text()
+    markdown = (facts_run / "eval" / "report.md").read_text()
+    assert "## Retention" in markdown and "| prompt | base | student |" in markdown
+    advice = "fewer epochs (or fewer steps) or a lower learning rate"
+    assert (advice in markdown) is (advice in first.stdout) is kept["forgetting"]
 
     caches = list((tmp_path / "stillroom" / "retention").glob("*.json"))
     assert len(caches) == 1
