@@ -6,7 +6,9 @@ and the student answer greedily, and both are scored with token F1 and ROUGE-L
 against the reference, plus answer length, the share cut by the token budget
 and the share that ends cleanly at the end-of-turn token (a student that never
 stops is this workflow's most reported failure). With a teacher configured,
-``judge`` has it grade both answers blind, in random order.
+``judge`` has it grade both answers blind, in random order. Then, unless told
+not to, :mod:`engine.retention` checks what the student kept of what the base
+knew, and the headline says both: "learned X of Y, kept K of N".
 
 Metrics are pure Python; the model arrives through :mod:`engine.chat`.
 """
@@ -34,6 +36,10 @@ MIN_MEANINGFUL = 5  # fewer prompts than this and one answer swings every score
 BUDGET_FACTOR = 1.5  # answer budget per reference token of the longest teacher answer
 MIN_BUDGET = 64
 EXAMPLES_SHOWN = 5
+LEARNED_F1 = 0.5  # token F1 against the teacher at which a student answer counts as learned
+LEARNED_RULE = (
+    f"learned = the student's answer scores token F1 >= {LEARNED_F1} against the teacher's"
+)
 MODELS = ("base", "student")
 _WORD = re.compile(r"\w+")
 
@@ -192,9 +198,13 @@ def evaluate(
     everything: bool = False,
     judge: bool = False,
     max_new_tokens: int | None = None,
-    progress: Callable[[int, int], None] = lambda done, total: None,
+    retention: bool = True,
+    progress: Callable[[int, int, str], None] = lambda done, total, stage: None,
 ) -> dict[str, Any]:
-    """Answer the eval prompts with base and student, score them, write ``eval/report.*``."""
+    """Answer the eval prompts with base and student, score them, write ``eval/report.*``.
+
+    ``progress(done, total, stage)`` follows each stage: "recall", then the retention ones.
+    """
     from engine.chat import load_student
 
     run_dir = Path(run_dir)
@@ -219,7 +229,7 @@ def evaluate(
                 "rouge_l": rouge_l(answer.text, reference),
             }
         items.append(EvalItem(messages, reference, answers))
-        progress(done, len(chosen.pairs))
+        progress(done, len(chosen.pairs), "recall")
     notes = list(chosen.notes)
     if judge:
         notes += judge_items(student.plan.teacher, items)
@@ -234,8 +244,46 @@ def evaluate(
         "notes": notes,
         "items": [item.__dict__ for item in items],
     }
+    report["learned"] = {"items": learned(report), "of": len(items), "rule": LEARNED_RULE}
+    if retention:
+        from engine.retention import measure
+
+        report["retention"] = measure(student, progress=progress)
     write_report(run_dir, report)
     return report
+
+
+def learned(report: dict[str, Any]) -> int:
+    """How many eval items the student learned (see :data:`LEARNED_RULE`)."""
+    return sum(1 for item in report["items"] if item["answers"]["student"]["f1"] >= LEARNED_F1)
+
+
+def headline(report: dict[str, Any]) -> str:
+    """ "learned X of Y, kept K of N": what the student gained and what it kept."""
+    line = f"learned {learned(report)} of {report['rows']}"
+    kept = report.get("retention")
+    if kept and kept["prompts"]:
+        line += f", kept {kept['kept']} of {kept['prompts']}"
+    return line
+
+
+def retention_lines(report: dict[str, Any]) -> list[str]:
+    """The retention section as sentences: counts, what was left out, forgetting and its fix."""
+    from engine.retention import FORGETTING_ADVICE
+
+    kept = report.get("retention")
+    if not kept:
+        return []
+    if not kept["prompts"]:
+        return ["Retention: the base model answered no control prompt right, so nothing to keep."]
+    lines = [
+        f"Retention: the student kept {kept['kept']} of {kept['prompts']} general answers "
+        f"({kept['share']:.0%}) the base model gave; {kept['left_out']} control prompt(s) the "
+        "base got wrong were left out."
+    ]
+    if kept["forgetting"]:
+        lines.append(f"Forgetting: below {kept['threshold']:.0%} kept. {FORGETTING_ADVICE}")
+    return lines
 
 
 def summarise(items: list[EvalItem], model: str) -> dict[str, float | None]:
@@ -345,6 +393,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of {report['run']}",
         "",
+        f"**{headline(report).capitalize()}** ({LEARNED_RULE}"
+        + ("; kept = retention, below)." if report.get("retention") else ")."),
+        "",
         f"{report['source'].capitalize()}; greedy answers, at most "
         f"{report['max_new_tokens']} new tokens ({report.get('budget_reason', 'as asked')}); "
         "scores compare each answer with the teacher's.",
@@ -355,6 +406,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     lines += [f"- {note}" for note in report["notes"]]
+    lines += _retention_markdown(report)
     lines += ["## Examples", ""]
     for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1):
         lines += [f"### {n}. {_quote(item['messages'][-1]['content'])}", ""]
@@ -365,6 +417,23 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [f"- **{model}** (F1 {answer['f1']:.2f}){mark}: {_quote(answer['text'])}"]
         lines.append("")
     return "\n".join(lines)
+
+
+def _retention_markdown(report: dict[str, Any]) -> list[str]:
+    """Retention: the counts, the rule, and the answers that changed most."""
+    kept = report.get("retention")
+    if not kept:
+        return []
+    lines = ["", "## Retention", "", *retention_lines(report), "", f"Rule: {kept['rule']}.", ""]
+    if kept["changed"]:
+        lines += ["| prompt | base | student | F1 to base | kept |", "|---|---|---|---|---|"]
+        for row in kept["changed"]:
+            cells = [_quote(row[k], 120).replace("|", "\\|") for k in ("prompt", "base", "student")]
+            lines.append(
+                f"| {' | '.join(cells)} | {row['score']:.2f} | {'yes' if row['kept'] else 'no'} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _quote(text: str, limit: int = 400) -> str:

@@ -71,11 +71,11 @@ def test_line_chat_prints_only_answers(chatty, facts_run):
     assert result.stdout == answer + "\n"
 
 
-def test_eval_json_is_parseable(chatty, facts_run):
-    result = stillroom(
-        chatty, "eval", str(facts_run), "--json", "--n", "2", "--max-new-tokens", "8"
-    )
-    assert json.loads(result.stdout)["rows"] == 2
+def test_eval_json_is_parseable(chatty, facts_run, tmp_path):
+    env = {**chatty, "XDG_CACHE_HOME": str(tmp_path)}  # retention's base answers
+    result = stillroom(env, "eval", str(facts_run), "--json", "--n", "2", "--max-new-tokens", "8")
+    report = json.loads(result.stdout)  # retention's progress stays on stderr too
+    assert report["rows"] == 2 and report["retention"]["prompts"] > 0
 
 
 def test_inspect_json_with_a_model_is_parseable(chatty, tiny_model_dir, tmp_path):

@@ -56,7 +56,7 @@ def test_training_keeps_its_held_out_split(facts_run):
 
 
 def test_eval_writes_both_reports_and_the_student_beats_the_base(facts_run):
-    result = stillroom("eval", str(facts_run), "--max-new-tokens", "40")
+    result = stillroom("eval", str(facts_run), "--max-new-tokens", "40", "--no-retention")
     assert result.returncode == 0, result.stderr
     assert "token F1 vs teacher" in result.stdout
     report = json.loads((facts_run / "eval" / "report.json").read_text())

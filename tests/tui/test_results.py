@@ -46,7 +46,11 @@ async def run_child(pilot, screen, timeout_s: float = 240) -> None:
     await pilot.pause()
 
 
-async def test_evaluation_runs_in_a_child_and_the_student_beats_the_base(make_app, run):
+async def test_evaluation_runs_in_a_child_and_the_student_beats_the_base(
+    make_app, run, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # retention's base answers
+    distinct = {c.messages[-2]["content"] for c in load_eval_split(run)}
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = EvalScreen(run)
@@ -56,13 +60,16 @@ async def test_evaluation_runs_in_a_child_and_the_student_beats_the_base(make_ap
         screen.query_one("#eval-tokens", Input).value = "40"
         await run_child(pilot, screen)
         assert "✓ evaluated" in status(screen) and "runs/t-facts/eval/report.md" in status(screen)
-        distinct = {c.messages[-2]["content"] for c in load_eval_split(run)}
         assert screen.report is not None and screen.report["rows"] == len(distinct)
         label, base, student = metric_lines(screen.report)[0]
         assert label == "token F1 vs teacher" and float(student) > float(base)
         table = next(line for line in painted(screen.query_one("#eval-summary")).splitlines()
                      if "token F1 vs teacher" in line)  # fmt: skip
         assert table.split()[-2:] == [base, student]
+        kept = screen.report["retention"]
+        headline = painted(screen.query_one("#eval-summary")).splitlines()[0]
+        assert headline.startswith(f"Learned {screen.report['learned']['items']} of {len(distinct)}"
+                                   f", kept {kept['kept']} of {kept['prompts']}")  # fmt: skip
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, EvalScreen)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.evaluate import EvalItem, summarise, write_report
+from engine.retention import CONTROL_SET
+from engine.retention import summarise as retention
 from tests.engine.training import FACTS
 from tui.app import StillroomApp
 from tui.screens.results import EvalScreen, ExportScreen
@@ -29,7 +31,10 @@ BASE_ANSWERS = [
 
 
 def write_facts_report(run_dir: Path) -> None:
-    """A finished report on three facts: the student recalls them, the base model rambles."""
+    """A finished report on three facts: the student recalls them, the base model rambles; the
+    student lost 8 of the 60 control answers the base gave (Paris first), so it is forgetting."""
+    knew = [c.facts[0] if c.facts else "the same" for c in CONTROL_SET]
+    lost = ["Saint-Germain."] + ["I do not know."] * 7 + knew[8:]
     items = []
     for (question, answer), base in zip(FACTS, BASE_ANSWERS, strict=False):
         student = {"text": answer, "tokens": 9, "cut": False, "ended_cleanly": True,
@@ -44,6 +49,7 @@ def write_facts_report(run_dir: Path) -> None:
         "max_new_tokens": 40, "backend": "hf",
         "metrics": {model: summarise(items, model) for model in ("base", "student")},
         "notes": [], "items": [item.__dict__ for item in items],
+        "retention": retention(knew, lost),
     })  # fmt: skip
 
 
@@ -68,8 +74,10 @@ async def export_dialog(pilot) -> None:
 
 @SIZES
 def test_eval_report(snap_compare, app, size):
-    """You should see "Evaluation of t-facts" framed, the metrics table with the student at
-    token F1 1.000 against the base's 0.100 and 67% of base answers cut, then the first
+    """You should see "Evaluation of t-facts" framed, the headline "Learned 3 of 3, kept 52 of
+    60 · forgetting (see Retention below)", the metrics table with the student at
+    token F1 1.000 against the base's 0.100 and 67% of base answers cut, "the student kept 52 of
+    60 general answers (87%)" (at 120x40 also "Forgetting" and its fix), then the first
     example (Zorbia's capital) with teacher, base and student side by side; below, the rows
     and answer-budget fields, a warning that 3 prompts are too few and how to use more, and
     Close / Evaluate in the footer."""

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "each distinct prompt once and at most 50 chosen at random unless told otherwise, "
             "with the base model and the student, and score both against the teacher's "
             "answers: token F1, ROUGE-L, length, answers cut by the budget, answers ending "
-            "cleanly. Writes RUN/eval/report.json and report.md."
+            "cleanly. Then retention: about 60 general control prompts (cached base answers, then "
+            "the student's), to show what the student kept of what the base knew. Writes "
+            "RUN/eval/report.json and report.md."
         ),
     )
     add_run_arguments(parser)
@@ -41,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="answer budget (default: 1.5x the longest teacher answer, at most 1024)",
     )
     parser.add_argument(
+        "--no-retention",
+        dest="retention",
+        action="store_false",
+        help="skip the retention check on the built-in control prompts",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the whole report (as RUN/eval/report.json) instead of the table",
@@ -50,19 +58,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
-    from engine.evaluate import evaluate, metric_lines
+    from engine.evaluate import evaluate, headline, metric_lines, retention_lines
     from engine.stdout import chatter_to_stderr
     from tui.wording import duration
 
     run_dir = resolve_run(args.run, args.runs_dir)
     if args.n is not None and args.n < 1:
         raise UserError(f"--n {args.n}: evaluate at least one prompt", hint="e.g. --n 20")
-    began = time.monotonic()
+    began: dict[str, float] = {}  # stage -> when it started, for its own time to go
 
-    def progress(done: int, total: int) -> None:
-        left = (time.monotonic() - began) / done * (total - done)
+    def progress(done: int, total: int, stage: str) -> None:
+        if stage not in began:
+            print(file=sys.stderr, end="\n" if began else "")
+            began[stage] = time.monotonic()
+        left = (time.monotonic() - began[stage]) / done * (total - done)
         eta = f", about {duration(left)} to go" if done < total else ""
-        print(f"\ranswered {done}/{total}{eta}   ", end="", file=sys.stderr, flush=True)
+        print(f"\r{stage}: answered {done}/{total}{eta}   ", end="", file=sys.stderr, flush=True)
 
     with chatter_to_stderr():
         report = evaluate(
@@ -71,12 +82,14 @@ def run(args: argparse.Namespace) -> int:
             everything=args.everything,
             judge=args.judge,
             max_new_tokens=args.max_new_tokens,
+            retention=args.retention,
             progress=progress,
         )
     print(file=sys.stderr)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
+    print(f"{headline(report).capitalize()} ({report['learned']['rule']})")
     print(f"{report['source'][:1].upper()}{report['source'][1:]}")
     print(f"answer budget {report['max_new_tokens']} tokens ({report['budget_reason']})")
     width = max(len(label) for label, _, _ in metric_lines(report))
@@ -85,5 +98,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label:{width}}  {base:>8}  {student:>8}")
     for note in report["notes"]:
         print(note)
+    for line in retention_lines(report):
+        print(line)
+    for row in report.get("retention", {}).get("changed", []):
+        print(f"  changed: {row['prompt']}  base: {_flat(row['base'])}  "
+              f"student: {_flat(row['student'])}")  # fmt: skip
     print(f"report: {run_dir / 'eval' / 'report.md'}")
     return 0
+
+
+def _flat(text: str, limit: int = 60) -> str:
+    """One line of at most ``limit`` characters, for the terminal."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"

@@ -25,7 +25,14 @@ from textual.widgets import Footer, Input, Label, RadioSet, Static
 
 from engine.chat import DEFAULT_MAX_NEW_TOKENS
 from engine.errors import UserError
-from engine.evaluate import EVAL_DIR, EXAMPLES_SHOWN, MODELS, metric_lines
+from engine.evaluate import (
+    EVAL_DIR,
+    EXAMPLES_SHOWN,
+    MODELS,
+    headline,
+    metric_lines,
+    retention_lines,
+)
 from engine.export import FORMATS
 from engine.export_target import check_export_target, default_export_dir
 from tui.widgets.child_log import ChildLog
@@ -210,7 +217,11 @@ class EvalScreen(ChildScreen):
             value = self.query_one(field, Input).value.strip()
             if value:
                 args += [flag, value]
-        self.start(args, "Evaluating: loading the models, then answering each prompt twice,")
+        self.start(
+            args,
+            "Evaluating: loading the models, answering each prompt twice, then the control "
+            "prompts for retention,",
+        )
 
     def child_finished(self, message: ChildLog.Finished) -> None:
         if message.code:
@@ -237,7 +248,7 @@ def too_few_prompts(report: dict[str, Any]) -> str | None:
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
-    """The metrics table, the notes, then the first examples side by side."""
+    """The headline, the metrics table, the notes and retention, then the first examples."""
     metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     metrics.add_column("metric")
     for model in MODELS:
@@ -250,8 +261,16 @@ def render_report(report: dict[str, Any]) -> RenderableType:
         style="dim",
     )
     notes = [Text(f"• {note}", style="yellow") for note in report["notes"]]
+    forgetting = (report.get("retention") or {}).get("forgetting")
+    kept = [
+        Text(line, style="bold red" if line.startswith("Forgetting") else "")
+        for line in retention_lines(report)
+    ]
     examples = [_example(n, item) for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1)]
-    return Group(head, metrics, *notes, *examples)
+    title = Text(headline(report).capitalize(), style="bold")
+    if forgetting:
+        title.append(" · forgetting (see Retention below)", style="bold red")
+    return Group(title, head, metrics, *notes, *kept, *examples)
 
 
 def _example(n: int, item: dict[str, Any]) -> Table:

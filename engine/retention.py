@@ -1,0 +1,276 @@
+"""Did the student forget? Control prompts it never trained on, answered by base and student.
+
+Distillation buys new knowledge with old: a student that recalls every invented
+fact may now place Paris in Saint-Germain. The control set below is general
+knowledge with one checkable key fact each, simple arithmetic and instruction
+following, in English and Chinese, plus a few open prompts without a key fact.
+
+Scoring, per prompt:
+
+- with key facts (any of them, case-insensitive, whole words for Latin letters
+  and digits): it counts only where the base model's answer has one, since a
+  fact the base never knew cannot be forgotten (those are *left out*, and
+  counted); it is *kept* when the student's answer still has one;
+- without: *kept* when the student's answer stays similar to the base's, token
+  F1 of at least :data:`SIMILAR` (words, so these prompts are English only: a
+  Chinese sentence has no spaces and would count as one word).
+
+The base answers are cached per base model in Stillroom's cache folder, so a
+second evaluation only runs the student. Pure Python apart from the student,
+which arrives through :mod:`engine.chat`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.evaluate import token_f1
+from engine.fileio import atomic_write_text
+
+BUDGET = 48  # greedy tokens per answer: room for a short fact, cheap on a CPU
+KEPT_SHARE = 0.9  # below this share of kept answers the report flags forgetting
+SIMILAR = 0.5  # token F1 to the base's answer at which an open answer counts as kept
+CHANGED_SHOWN = 5
+CACHE_FOLDER = "retention"
+
+
+@dataclass(frozen=True)
+class ControlPrompt:
+    """A prompt and the key facts a right answer contains (any one of them), or none."""
+
+    prompt: str
+    facts: tuple[str, ...] = ()
+
+
+def _p(prompt: str, *facts: str) -> ControlPrompt:
+    return ControlPrompt(prompt, facts)
+
+
+CONTROL_SET: tuple[ControlPrompt, ...] = (
+    # general knowledge, English
+    _p("What is the capital of France?", "Paris"),
+    _p("What is the capital of Japan?", "Tokyo"),
+    _p("What is the capital of Italy?", "Rome"),
+    _p("What is the capital of Germany?", "Berlin"),
+    _p("What is the capital of Spain?", "Madrid"),
+    _p("How many days are in a week?", "7", "seven"),
+    _p("How many legs does a dog have?", "4", "four"),
+    _p("What color is the sky on a clear day?", "blue"),
+    _p("What is the largest ocean on Earth?", "Pacific"),
+    _p("Which planet is known as the Red Planet?", "Mars"),
+    _p("What gas do plants take in from the air?", "carbon dioxide", "CO2"),
+    _p("What is frozen water called?", "ice"),
+    _p("Who wrote Romeo and Juliet?", "Shakespeare"),
+    _p("What is the chemical symbol for gold?", "Au"),
+    _p("Which animal is known as the king of the jungle?", "lion"),
+    _p("How many months are in a year?", "12", "twelve"),
+    _p("What is the opposite of hot?", "cold"),
+    _p("What do bees make?", "honey"),
+    _p("Which star is at the centre of our solar system?", "Sun"),
+    _p("In which continent is Egypt?", "Africa"),
+    # arithmetic
+    _p("What is 2 plus 2?", "4", "four"),
+    _p("What is 5 times 3?", "15", "fifteen"),
+    _p("What is 10 minus 4?", "6", "six"),
+    _p("What is 9 plus 1?", "10", "ten"),
+    _p("What is 20 divided by 5?", "4", "four"),
+    _p("What is 7 times 8?", "56"),
+    _p("What is 100 minus 1?", "99"),
+    _p("What is half of 50?", "25"),
+    # instruction following
+    _p("Answer in one word: what color is grass?", "green"),
+    _p("Answer with a number only: how many hours are in a day?", "24"),
+    _p("Answer yes or no: is the Sun a star?", "yes"),
+    _p("Answer in one word: what is the opposite of up?", "down"),
+    _p("Repeat exactly this word: banana", "banana"),
+    _p("Write the word 'hello' in capital letters.", "HELLO"),
+    _p("Answer in one word: what animal says 'moo'?", "cow"),
+    _p("Translate 'thank you' into French.", "merci"),
+    _p("Spell the number 3 as a word.", "three"),
+    _p("Answer in one word: what is the first day of the week after Sunday?", "Monday"),
+    # Chinese, each with a key fact
+    _p("法国的首都是哪里？", "巴黎", "Paris"),
+    _p("中国的首都是哪里？", "北京", "Beijing"),
+    _p("一周有几天？", "7", "七"),
+    _p("2加3等于几？", "5", "五"),
+    _p("天空在晴天是什么颜色？", "蓝"),
+    _p("一年有几个月？", "12", "十二"),
+    _p("水在零度以下会变成什么？", "冰"),
+    _p("太阳从哪个方向升起？", "东"),
+    _p("用一个词回答：猫是什么动物？", "动物", "哺乳", "宠物"),
+    _p("10减去3等于多少？", "7", "七"),
+    _p("请用一个字回答：雪是什么颜色？", "白"),
+    _p("地球上最大的海洋是什么？", "太平洋"),
+    # open prompts: kept when the student's answer stays close to the base's
+    _p("Give one tip for sleeping better."),
+    _p("Describe the sea in one sentence."),
+    _p("What is a good way to start learning to cook?"),
+    _p("Write a short greeting for a friend's birthday."),
+    _p("Why do people drink water?"),
+    _p("Explain what a computer is in one sentence."),
+    _p("Suggest a name for a pet cat."),
+    _p("What is a healthy breakfast?"),
+    _p("Why is exercise good for you?"),
+    _p("Say something kind to someone who is tired."),
+)
+
+
+def has_fact(answer: str, facts: tuple[str, ...]) -> bool:
+    """Whether ``answer`` contains any of ``facts``: case-insensitive, and a fact that starts
+    or ends with a Latin letter or digit must stand as a whole word there ("4" is not in "14")."""
+    for fact in facts:
+        left = r"(?<![A-Za-z0-9])" if fact[:1].isascii() and fact[:1].isalnum() else ""
+        right = r"(?![A-Za-z0-9])" if fact[-1:].isascii() and fact[-1:].isalnum() else ""
+        if re.search(left + re.escape(fact) + right, answer, re.IGNORECASE):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one control prompt fared: ``kept`` is None where the base never knew the fact."""
+
+    kept: bool | None
+    similarity: float  # token F1 of the student's answer against the base's
+
+
+def score(control: ControlPrompt, base: str, student: str) -> Score:
+    """The retention rule for one prompt (see the module docstring)."""
+    similarity = round(token_f1(student, base), 4)
+    if control.facts:
+        if not has_fact(base, control.facts):
+            return Score(None, similarity)
+        return Score(has_fact(student, control.facts), similarity)
+    return Score(similarity >= SIMILAR, similarity)
+
+
+def cache_key(model: str, options: dict[str, Any], budget: int) -> str:
+    """A hash of the base model (id, or resolved folder), how it loads, the set and the budget."""
+    local = Path(model).expanduser()
+    identity = str(local.resolve()) if local.exists() else model
+    payload = json.dumps(
+        {
+            "model": identity,
+            "options": options,
+            "budget": budget,
+            "control": [[c.prompt, list(c.facts)] for c in CONTROL_SET],
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cache_file(key: str) -> Path:
+    """Where one base model's answers are kept: ``default_cache_dir()/retention/KEY.json``."""
+    from engine.demo_student import default_cache_dir
+
+    return default_cache_dir() / CACHE_FOLDER / f"{key}.json"
+
+
+def read_cache(path: Path) -> list[str] | None:
+    """The cached base answers, or None when absent, unreadable or not for this set."""
+    try:
+        answers = json.loads(path.read_text(encoding="utf-8"))["answers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(answers, list) or len(answers) != len(CONTROL_SET):
+        return None
+    return [str(a) for a in answers]
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def measure(
+    student: Any,
+    *,
+    budget: int = BUDGET,
+    progress: Progress = lambda done, total, stage: None,
+) -> dict[str, Any]:
+    """The ``retention`` section of the report: base answers (cached), then the student's."""
+    plan = student.plan.student
+    key = cache_key(plan.model, {"backend": student.backend, "4bit": plan.load_in_4bit}, budget)
+    path = cache_file(key)
+    base = read_cache(path)
+    cached, saved = base is not None, True
+    if base is None:
+        base = answer_control_set(
+            student, True, budget, lambda d, t: progress(d, t, "retention, base")
+        )
+        record = {"model": plan.model, "budget": budget, "answers": base}
+        try:
+            atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
+        except OSError:  # a read-only cache costs the next run time, never this report
+            saved = False
+    answers = answer_control_set(
+        student, False, budget, lambda d, t: progress(d, t, "retention, student")
+    )
+    where = str(path) if saved else None
+    return summarise(base, answers) | {"budget": budget, "base_cached": cached, "cache": where}
+
+
+def answer_control_set(
+    student: Any,
+    base: bool,
+    budget: int = BUDGET,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> list[str]:
+    """Greedy answers to every control prompt, by the base model (adapter off) or the student."""
+    texts = []
+    for done, control in enumerate(CONTROL_SET, 1):
+        message = [{"role": "user", "content": control.prompt}]
+        texts.append(student.answer(message, base=base, max_new_tokens=budget).text)
+        progress(done, len(CONTROL_SET))
+    return texts
+
+
+def summarise(base: list[str], student: list[str]) -> dict[str, Any]:
+    """Counts, share, the answers that changed most, and whether that is forgetting."""
+    rows = []
+    for control, before, after in zip(CONTROL_SET, base, student, strict=True):
+        rows.append((control, before, after, score(control, before, after)))
+    scored = [row for row in rows if row[3].kept is not None]
+    kept = sum(1 for row in scored if row[3].kept)
+    share = round(kept / len(scored), 4) if scored else None
+    changed = sorted(
+        (row for row in scored if row[3].similarity < 1.0),
+        key=lambda row: (bool(row[3].kept), row[3].similarity),
+    )
+    return {
+        "prompts": len(scored),
+        "kept": kept,
+        "share": share,
+        "left_out": len(rows) - len(scored),
+        "changed": [
+            {
+                "prompt": c.prompt,
+                "base": before,
+                "student": after,
+                "score": s.similarity,
+                "kept": s.kept,
+            }  # fmt: skip
+            for c, before, after, s in changed[:CHANGED_SHOWN]
+        ],
+        "forgetting": share is not None and share < KEPT_SHARE,
+        "threshold": KEPT_SHARE,
+        "rule": RULE,
+    }
+
+
+RULE = (
+    f"a prompt with a key fact counts where the base model's answer has it and is kept where "
+    f"the student's still does; an open prompt is kept where the student's answer has token F1 "
+    f">= {SIMILAR} against the base's; forgetting is flagged below {KEPT_SHARE:.0%} kept"
+)
+
+FORGETTING_ADVICE = (
+    "The student is forgetting what the base model knew: train with fewer epochs "
+    "(or fewer steps) or a lower learning rate, then evaluate again."
+)

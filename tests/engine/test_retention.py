@@ -1,0 +1,154 @@
+"""Retention: the scoring rules (pure, table-driven), the report and the base-answer cache on
+the facts run, and on the real SmolLM2 that the control set is meaningful (the base knows it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.retention import (
+    CONTROL_SET,
+    ControlPrompt,
+    answer_control_set,
+    has_fact,
+    score,
+    summarise,
+)
+from tests.engine.training import stillroom, write_facts, write_plan
+
+PARIS = ControlPrompt("What is the capital of France?", ("Paris",))
+FOUR = ControlPrompt("What is 2 plus 2?", ("4", "four"))
+BEIJING = ControlPrompt("中国的首都是哪里？", ("北京", "Beijing"))
+OPEN = ControlPrompt("Give one tip for sleeping better.")
+
+
+@pytest.mark.parametrize(
+    ("answer", "facts", "found"),
+    [
+        ("The capital of France is Paris.", ("Paris",), True),
+        ("the capital is PARIS", ("Paris",), True),
+        ("The capital of France is Saint-Germain.", ("Paris",), False),
+        ("2 plus 2 equals 4.", ("4", "four"), True),
+        ("Two plus two is Four", ("4", "four"), True),
+        ("It is 14.", ("4", "four"), False),  # a digit counts as a whole number only
+        ("fourteen", ("4", "four"), False),
+        ("中国的首都是北京。", ("北京", "Beijing"), True),  # no word gaps in Chinese
+        ("中国的首都是上海。", ("北京", "Beijing"), False),
+    ],
+)
+def test_a_key_fact_is_any_of_them_case_insensitive_and_whole(answer, facts, found):
+    assert has_fact(answer, facts) is found
+
+
+@pytest.mark.parametrize(
+    ("control", "base", "student", "kept"),
+    [
+        (PARIS, "Paris.", "The capital of France is Paris.", True),
+        (PARIS, "Paris.", "The capital of France is Saint-Germain.", False),
+        (PARIS, "Lyon.", "Paris.", None),  # the base never knew it: left out, not forgotten
+        (PARIS, "Lyon.", "Marseille.", None),
+        (BEIJING, "北京", "是北京。", True),
+        (OPEN, "Go to bed at the same time every night.", "Go to bed at the same time.", True),
+        (OPEN, "Go to bed at the same time every night.", "Drink coffee.", False),
+    ],
+)
+def test_retention_score_per_prompt(control, base, student, kept):
+    assert score(control, base, student).kept is kept
+
+
+def test_the_summary_leaves_out_what_the_base_got_wrong_and_flags_forgetting():
+    base = ["Paris." if c.facts == ("Paris",) else f"base {i}" for i, c in enumerate(CONTROL_SET)]
+    same = summarise(base, base)
+    key_facts = sum(1 for c in CONTROL_SET if c.facts)
+    assert same["prompts"] == len(CONTROL_SET) - key_facts + 1  # open prompts and Paris
+    assert same["left_out"] == key_facts - 1
+    assert same["kept"] == same["prompts"] and same["share"] == 1.0
+    assert not same["forgetting"] and same["changed"] == []
+
+    forgot = ["Saint-Germain." if b == "Paris." else "nothing alike" for b in base]
+    lost = summarise(base, forgot)
+    assert lost["kept"] == 0 and lost["forgetting"]
+    assert lost["changed"][0]["prompt"] == PARIS.prompt  # a lost key fact first
+    assert lost["changed"][0]["student"] == "Saint-Germain." and not lost["changed"][0]["kept"]
+    assert len(lost["changed"]) == 5
+
+
+def test_the_control_set_is_about_sixty_prompts_in_english_and_chinese():
+    prompts = [c.prompt for c in CONTROL_SET]
+    assert 50 <= len(prompts) <= 70 and len(set(prompts)) == len(prompts)
+    assert sum(1 for p in prompts if any("\u4e00" <= ch <= "\u9fff" for ch in p)) >= 10
+    assert sum(1 for c in CONTROL_SET if not c.facts) >= 5
+
+
+def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
+    from engine.retention import cache_key
+
+    key = cache_key(str(tmp_path), {"backend": "hf"}, 48)
+    assert key == cache_key(str(tmp_path / "."), {"backend": "hf"}, 48)  # the same folder
+    assert key != cache_key(str(tmp_path), {"backend": "hf"}, 64)
+    assert key != cache_key(str(tmp_path), {"backend": "unsloth"}, 48)
+    assert key != cache_key("HuggingFaceTB/SmolLM2-135M-Instruct", {"backend": "hf"}, 48)
+
+
+def eval_run(run_dir: Path, cache: Path, *extra: str):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    result = stillroom("eval", str(run_dir), "--max-new-tokens", "24", *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads((run_dir / "eval" / "report.json").read_text())
+
+
+def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path):
+    """The first eval answers the control set with base and student and caches the base's; the
+    second answers with the student only and reads the base's answers from the cache."""
+    first, report = eval_run(facts_run, tmp_path)
+    kept = report["retention"]
+    assert kept["prompts"] + kept["left_out"] == len(CONTROL_SET)
+    assert kept["share"] == pytest.approx(kept["kept"] / kept["prompts"])
+    assert isinstance(kept["forgetting"], bool) and len(kept["changed"]) <= 5
+    assert {"prompt", "base", "student", "score"} <= set(kept["changed"][0])
+    assert not kept["base_cached"] and "retention, base: answered 60/60" in first.stderr
+    headline = f"Learned {report['learned']['items']} of {report['rows']}, kept {kept['kept']}"
+    assert first.stdout.startswith(headline)
+    markdown = (facts_run / "eval" / "report.md").read_text()
+    assert "## Retention" in markdown and "| prompt | base | student |" in markdown
+    advice = "fewer epochs (or fewer steps) or a lower learning rate"
+    assert (advice in markdown) is (advice in first.stdout) is kept["forgetting"]
+
+    caches = list((tmp_path / "stillroom" / "retention").glob("*.json"))
+    assert len(caches) == 1
+    # Give the cached base every key fact: only a base read from the cache could know them all.
+    record = json.loads(caches[0].read_text())
+    record["answers"] = [c.facts[0] if c.facts else a for c, a in zip(CONTROL_SET, record["answers"], strict=True)]  # fmt: skip
+    caches[0].write_text(json.dumps(record))
+
+    second, again = eval_run(facts_run, tmp_path)
+    assert again["retention"]["base_cached"] and again["retention"]["left_out"] == 0
+    assert "retention, base" not in second.stderr
+    assert "retention, student: answered 60/60" in second.stderr
+
+
+def test_no_retention_skips_it(facts_run, tmp_path):
+    result, report = eval_run(facts_run, tmp_path, "--no-retention")
+    assert "retention" not in report and "retention" not in result.stderr
+    assert result.stdout.startswith(f"Learned {report['learned']['items']} of {report['rows']} (")
+    assert not (tmp_path / "stillroom").exists()
+
+
+@pytest.mark.real_model
+def test_the_real_base_model_knows_the_control_facts(real_student_dir, tmp_path):
+    """SmolLM2-135M-Instruct answers enough key facts (Paris among them) that retention measures
+    something on a real model: only the base answers, about a minute on a CPU."""
+    from engine.chat import load_student
+    from engine.runs import PLAN_FILE
+
+    plan = write_plan(tmp_path, real_student_dir, write_facts(tmp_path))
+    plan.rename(tmp_path / PLAN_FILE)
+    student = load_student(tmp_path, base_only=True)
+    answers = answer_control_set(student, True)
+    known = [c.prompt for c, a in zip(CONTROL_SET, answers, strict=True) if c.facts and has_fact(a, c.facts)]  # fmt: skip
+    print(f"the base knows {len(known)} key facts: {known}")
+    assert PARIS.prompt in known
+    assert len(known) >= 15
