@@ -7,6 +7,7 @@ skip without it)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def real_student_dir() -> Path:
 # The tests never reach a network: unless a test points it elsewhere, "the hub" is a closed
 # port on loopback (refused at once), for this process and every child it starts.
 os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
+# Nor do they write into the user's cache (retention's base answers, the demo's student):
+# Stillroom's cache is a fresh folder per test session; the real-model tier names its own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stillroom-test-cache-")
 
 
 @pytest.fixture(scope="session")
