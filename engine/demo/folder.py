@@ -31,12 +31,13 @@ TOUR_QUESTIONS = (
     "What is the name of Marrowick's ferry?",
 )
 
-# Training per kind of student. The real 135M model learns the facts at a LoRA rate a
-# random two-layer model barely moves at; the random one needs the high rate the test
-# suite's facts run uses, and more steps (each takes milliseconds).
+# Training per kind of student. The real 135M model is meant to learn the 42 facts in 40
+# steps of 8 (about two minutes at bare PEFT's CPU speed) at a LoRA rate that a random
+# two-layer model barely moves at; the random one needs the test suite's high rate and
+# many more steps, each of which costs milliseconds.
 TRAINING: dict[str, dict[str, Any]] = {
-    "random": {"max_steps": 400, "batch_size": 8, "learning_rate": 1e-2, "warmup_steps": 10},
-    "model": {"max_steps": 60, "batch_size": 8, "learning_rate": 2e-3, "warmup_steps": 5},
+    "random": {"max_steps": 300, "learning_rate": 1e-2, "warmup_steps": 10, "logging_steps": 10},
+    "model": {"max_steps": 40, "learning_rate": 2e-3, "warmup_steps": 3, "logging_steps": 1},
 }
 
 
@@ -107,6 +108,7 @@ def demo_plan(student_path: Path, origin: str, base_url: str) -> Plan:
             "lora": {"r": 16, "alpha": 32},
             "training": {
                 **training,
+                "batch_size": 8,
                 "grad_accum": 1,
                 "optimizer": "adamw_torch",
                 "save_steps": 1000,

@@ -122,7 +122,7 @@ def _before_after(run_dir: Path, student_label: str) -> None:
     from engine.demo.teacher import normalise
 
     known = demo.knowledge()
-    print(f"\nBefore and after training ({student_label} before):", flush=True)
+    print(f"\nBefore and after training. The student: {student_label}.", flush=True)
     student = load_student(run_dir)
     learned = {"base": 0, "student": 0}
     for question in demo.TOUR_QUESTIONS:
