@@ -31,6 +31,13 @@ def test_demo_refuses_a_folder_holding_other_files(demo_env: Path):
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
+def test_demo_without_a_terminal_points_at_the_headless_tour(demo_env: Path):
+    result = stillroom("demo", str(demo_env / "stillroom-demo"))
+    assert result.returncode == 2
+    assert "--no-wizard" in result.stderr and "Traceback" not in result.stderr
+    assert not (demo_env / "stillroom-demo").exists()
+
+
 @pytest.mark.slow
 def test_demo_without_the_wizard_teaches_the_student_the_invented_facts(demo_env: Path):
     """The teacher's answers land once at no cost; the student then knows what the base does not."""
@@ -44,7 +51,7 @@ def test_demo_without_the_wizard_teaches_the_student_the_invented_facts(demo_env
     prompts = (folder / PROMPTS).read_text().splitlines()
     assert sorted(asked) == sorted(prompts)  # each prompt answered exactly once
     assert all(r["meta"]["cost_usd"] == 0 for r in answered)
-    assert "$0.0000" in result.stdout
+    assert "$0.0000" in result.stderr  # the generation summary: the cost
 
     known = knowledge()
     for question in TOUR_QUESTIONS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from engine.demo import folder as demo
@@ -49,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from engine.demo_student import find_demo_student
 
     folder = Path(args.dir)
-    demo.check_folder(folder)  # before any download: a refusal should come at once
+    if not args.no_wizard and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError(
+            "the demo's wizard needs a terminal (input or output is not one here)",
+            hint=f"Run the tour headless: stillroom demo {args.dir} --no-wizard",
+        )
+    demo.check_folder(folder)  # refusals come before any download
     network = not args.offline and os.environ.get("HF_HUB_OFFLINE", "") not in ("1", "true")
     student = find_demo_student(network=network, say=lambda line: print(line, flush=True))
     print(f"student: {student.path} ({student.label})", flush=True)
