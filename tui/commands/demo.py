@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         )
         os.chdir(folder)
         if args.no_wizard:
-            return tour(student.label)
+            return tour(student.label, args.dir)
         from tui.app import run_wizard
         from tui.cli import wizard_theme
 
@@ -99,7 +99,7 @@ def write_demo_plan(path: Path, student: Path, origin: str, base_url: str) -> No
     write_draft(path, plan, step)
 
 
-def tour(student_label: str) -> int:
+def tour(student_label: str, folder: str) -> int:
     """Generate, train, then the before/after answers; run inside the demo folder."""
     from engine import runs
     from tui.cli import main
@@ -120,6 +120,7 @@ def tour(student_label: str) -> int:
             hint=f"`stillroom attach {newest.path}` follows it; then run the demo again.",
         )
     _before_after(Path(newest.path), student_label)
+    print(f"See it in the wizard: stillroom demo {folder} (ctrl+n to Chat; ctrl+t compares).")
     return 0
 
 
@@ -128,7 +129,7 @@ def _before_after(run_dir: Path, student_label: str) -> None:
     from engine.demo.teacher import normalise
 
     known = demo.knowledge()
-    print(f"\nBefore and after training. The student: {student_label}.", flush=True)
+    print(f"\nBefore and after training ({student_label}):", flush=True)
     student = load_student(run_dir)
     learned = {"base": 0, "student": 0}
     for question in demo.TOUR_QUESTIONS:
@@ -141,6 +142,5 @@ def _before_after(run_dir: Path, student_label: str) -> None:
     total = len(demo.TOUR_QUESTIONS)
     print(
         f"\nThe student gives the textbook's answer to {learned['student']} of {total} "
-        f"questions; the base model to {learned['base']} of {total}.\n"
-        "Try it in the wizard: stillroom demo (then ctrl+n to Chat, where ctrl+t compares)."
+        f"questions; the base model to {learned['base']} of {total}."
     )
