@@ -7,10 +7,12 @@ before/after answers) and the training part alone, read from the run's events.
 object. Targets on a 2-core machine: under 3 minutes with the real student,
 under 1 with the tiny one.
 
-Measured on the 2-core box with Stillroom's CPU step as it was (before the CPU speed
-fix) and a load average of 10-13 from parallel jobs: the tiny random student (already
-built) took 603 s, 567 s of it training 300 steps at 1.9 s a step, and then gave the
-textbook's answer to 3 of 3 questions, the base model to 0 of 3.
+Measured on the 2-core box (load average in brackets, from parallel jobs): the tiny
+random student (already built), 200 steps: 12.5 s wall, 7.2 s of it training (2.8);
+300 steps: 135 s (5) and 603 s (10-13). SmolLM2-135M-Instruct, 40 steps: 2377 s (13);
+30 steps: 302 s, 262 s of it training (3.5). Each time the student gave the textbook's
+answer to the three tour questions and the base model to none, except the real student
+after 30 steps (1 of 3).
 
     python bench/demo_bench.py [--offline]
 """
