@@ -8,11 +8,11 @@ object. Targets on a 2-core machine: under 3 minutes with the real student,
 under 1 with the tiny one.
 
 Measured on the 2-core box (load average in brackets, from parallel jobs): the tiny
-random student (already built), 200 steps: 12.5 s wall, 7.2 s of it training (2.8);
-300 steps: 135 s (5) and 603 s (10-13). SmolLM2-135M-Instruct, 40 steps: 2377 s (13);
-30 steps: 302 s, 262 s of it training (3.5). Each time the student gave the textbook's
-answer to the three tour questions and the base model to none, except the real student
-after 30 steps (1 of 3).
+random student (already built), 200 steps: 12.5 s wall, 7.2 s of it training (2.8); 300
+steps: 135 s (5) and 603 s (10-13). SmolLM2-135M-Instruct, 40 steps: 359 s, 289 s of it
+training (3), and 2377 s (13); 30 steps: 302 s, 262 s of it training (3.5). Each time
+the student gave the textbook's answer to the three tour questions and the base model to
+none, except the real student after 30 steps (1 of 3).
 
     python bench/demo_bench.py [--offline]
 """
