@@ -17,6 +17,7 @@ from engine.errors import UserError
 
 # Listed in the order `--help` shows them. A subcommand appears here only once it works.
 COMMANDS = [
+    "demo",
     "plan",
     "doctor",
     "inspect",

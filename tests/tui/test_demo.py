@@ -1,0 +1,46 @@
+"""The demo's wizard: it opens at the Data step on the bundled textbook, with its demo teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.demo.folder import PLAN, fill_folder, knowledge
+from engine.demo.teacher import KEY, KEY_ENV, DemoTeacher
+from tui.commands.demo import write_demo_plan
+
+from .conftest import SIZE
+from .scenes import until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_demo_opens_at_data_showing_the_textbook_and_its_problems_then_the_teacher_adds_to_it(
+    make_app, project: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    fill_folder(project)
+    with DemoTeacher(knowledge()) as server:
+        write_demo_plan(project / PLAN, tiny_model_dir, "random", server.base_url)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.current_mode == "data" and app.screen.rendered)
+            data = app.screen
+            assert data.report.format == "sharegpt"
+            kinds = {problem.kind for problem in data.report.problems}
+            assert {"empty_response", "missing_response", "duplicate", "too_long"} <= kinds
+            rows_before = data.report.rows
+
+            await pilot.press("ctrl+p")
+            await until(pilot, lambda: app.current_mode == "teacher")
+            teacher = app.screen
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: teacher.summary is not None and not teacher.running)
+            assert teacher.summary.answered == 10 and teacher.summary.cost_usd == 0
+
+            await pilot.press("ctrl+n")
+            await until(pilot, lambda: app.current_mode == "data")
+            await pilot.press("ctrl+r")  # read the textbook again
+            await until(pilot, lambda: app.screen.rendered)
+            assert app.screen.report.rows == rows_before + 10

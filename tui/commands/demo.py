@@ -1,0 +1,146 @@
+"""``stillroom demo [DIR]``: the whole journey on any machine, in a few minutes.
+
+It fills DIR with a small student, a textbook of invented facts about the town
+of Marrowick and a plan, starts the demo teacher (a loopback server that knows
+the town) for as long as the command runs, then opens the wizard at the Data
+step, or with ``--no-wizard`` runs the tour headless: the teacher answers the
+prompts, the student trains, and the base model and the student answer the same
+questions, so the difference training made is plain to see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from engine.demo import folder as demo
+from engine.demo import teacher as demo_teacher
+from engine.errors import UserError
+
+DEFAULT_DIR = "stillroom-demo"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="try the whole journey on any machine: invented facts, a demo teacher, training",
+        description=(
+            "Fill DIR with a small student, a textbook of invented facts and a plan, start a "
+            "demo teacher on this machine for as long as the demo runs, and open the wizard at "
+            "the Data step. --no-wizard runs the tour headless: the teacher answers the prompts, "
+            "the student trains (about two minutes on a laptop CPU), then the base model and "
+            "the student answer questions about the facts. Run it again in DIR to continue."
+        ),
+    )
+    parser.add_argument("dir", nargs="?", default=DEFAULT_DIR, help=f"default: {DEFAULT_DIR}")
+    parser.add_argument(
+        "--no-wizard", action="store_true", help="run the tour headless and print before/after"
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="fetch nothing: a cached student, else a tiny random one (also when HF_HUB_OFFLINE=1)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.demo_student import find_demo_student
+
+    folder = Path(args.dir)
+    if not args.no_wizard and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError(
+            "the demo's wizard needs a terminal (input or output is not one here)",
+            hint=f"Run the tour headless: stillroom demo {args.dir} --no-wizard",
+        )
+    demo.check_folder(folder)  # refusals come before any download
+    network = not args.offline and os.environ.get("HF_HUB_OFFLINE", "") not in ("1", "true")
+    student = find_demo_student(network=network, say=lambda line: print(line, flush=True))
+    print(f"student: {student.path} ({student.label})", flush=True)
+    demo.fill_folder(folder)
+    with demo_teacher.DemoTeacher(demo.knowledge()) as server:
+        os.environ[demo_teacher.KEY_ENV] = demo_teacher.KEY  # this process and its children
+        write_demo_plan(folder / demo.PLAN, student.path, student.origin, server.base_url)
+        print(
+            f"demo teacher: {demo_teacher.MODEL} at {server.base_url} (free, while the demo runs)"
+        )
+        os.chdir(folder)
+        if args.no_wizard:
+            return tour(student.label, args.dir)
+        from tui.app import run_wizard
+        from tui.cli import wizard_theme
+
+        run_wizard(demo.PLAN, wizard_theme(args.theme))
+    print(f"The demo teacher has stopped. Continue the demo: stillroom demo {args.dir}")
+    return 0
+
+
+def write_demo_plan(path: Path, student: Path, origin: str, base_url: str) -> None:
+    """The demo plan as the wizard's draft, open at the Data step.
+
+    A draft from an earlier demo is kept as the user left it (step included); only
+    the demo teacher's address, new each time, is brought up to date.
+    """
+    from engine.plan import PlanError
+    from tui.draft import read_draft, write_draft
+
+    try:
+        plan, step = read_draft(path)
+    except PlanError as error:
+        raise UserError(
+            str(error), hint=f"Fix it, or delete {path} to start the demo plan afresh."
+        ) from None
+    if step is None:
+        plan, step = demo.demo_plan(student, origin, base_url), "data"
+    elif plan.teacher.model == demo_teacher.MODEL:
+        plan.teacher.base_url = base_url
+    write_draft(path, plan, step)
+
+
+def tour(student_label: str, folder: str) -> int:
+    """Generate, train, then the before/after answers; run inside the demo folder."""
+    from engine import runs
+    from tui.cli import main
+
+    for note, command in (
+        (f"The demo teacher answers {demo.PROMPTS}, appending to {demo.DATASET}:",
+         ["generate", "--plan", demo.PLAN]),
+        ("The student learns the textbook:", ["train", demo.PLAN]),
+    ):  # fmt: skip
+        print(f"\n{note}\n$ stillroom {' '.join(command)}", flush=True)
+        code = main(command)
+        if code:
+            return code
+    newest = runs.list_runs("runs")[0]
+    if newest.state != "finished":
+        raise UserError(
+            f"the run {newest.name} has not finished ({newest.state})",
+            hint=f"`stillroom attach {newest.path}` follows it; then run the demo again.",
+        )
+    _before_after(Path(newest.path), student_label)
+    print(f"See it in the wizard: stillroom demo {folder} (ctrl+n to Chat; ctrl+t compares).")
+    return 0
+
+
+def _before_after(run_dir: Path, student_label: str) -> None:
+    from engine.chat import load_student
+    from engine.demo.teacher import normalise
+
+    known = demo.knowledge()
+    print(f"\nBefore and after training ({student_label}):", flush=True)
+    student = load_student(run_dir)
+    learned = {"base": 0, "student": 0}
+    for question in demo.TOUR_QUESTIONS:
+        print(f"\nQ: {question}\n   textbook: {known[question]}")
+        for who in learned:
+            messages = [{"role": "user", "content": question}]
+            text = student.answer(messages, base=who == "base", max_new_tokens=48).text.strip()
+            learned[who] += normalise(known[question]) in normalise(text)
+            print(f"   {who:8}: {' '.join(text.split()) or '(nothing)'}", flush=True)
+    total = len(demo.TOUR_QUESTIONS)
+    print(
+        f"\nThe student gives the textbook's answer to {learned['student']} of {total} "
+        f"questions; the base model to {learned['base']} of {total}."
+    )
