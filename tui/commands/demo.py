@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="fetch nothing: a cached student, else a tiny random one (also when HF_HUB_OFFLINE=1)",
+        help="fetch nothing: a cached student, else a tiny random one (HF_HUB_OFFLINE=1 keeps "
+        "only the hub to its cache)",
     )
     parser.set_defaults(func=run)
 
@@ -56,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
             hint=f"Run the tour headless: stillroom demo {args.dir} --no-wizard",
         )
     demo.check_folder(folder)  # refusals come before any download
-    network = not args.offline and os.environ.get("HF_HUB_OFFLINE", "") not in ("1", "true")
-    student = find_demo_student(network=network, say=lambda line: print(line, flush=True))
+    # HF_HUB_OFFLINE keeps the hub to its cache; the package index is still asked, the way
+    # through a firewall that passes it. --offline fetches nothing at all.
+    student = find_demo_student(network=not args.offline, say=lambda line: print(line, flush=True))
     print(f"student: {student.path} ({student.label})", flush=True)
     demo.fill_folder(folder)
     with demo_teacher.DemoTeacher(demo.knowledge()) as server:
