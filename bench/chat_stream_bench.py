@@ -34,6 +34,7 @@ from textual import events  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.widgets import Input  # noqa: E402
 
+from bench.paint_clock import percentile, record_paints  # noqa: E402
 from tui.widgets.chat_log import ChatLog  # noqa: E402
 
 WORDS = "the student answers in plain words and ends its turn cleanly when done".split()
@@ -45,25 +46,11 @@ class StreamApp(App[None]):
         yield Input(id="prompt")
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 async def measure(rate: float, pieces: int) -> dict[str, float]:
     app = StreamApp()
-    paints: list[float] = []
     changed: list[float] = []
     async with app.run_test(size=(80, 24)) as pilot:
-        show = app._display
-
-        def display(screen, update) -> None:  # type: ignore[no-untyped-def]
-            show(screen, update)
-            if update is not None:
-                update.render_segments(app.console)
-                paints.append(time.perf_counter())
-
-        app._display = display  # type: ignore[method-assign]
+        paints = record_paints(app)
         log = app.query_one(ChatLog)
         prompt = app.query_one(Input)
         prompt.focus()

@@ -37,32 +37,19 @@ sys.path.insert(0, str(REPO))
 
 from textual import events  # noqa: E402
 
+from bench.paint_clock import percentile, record_paints  # noqa: E402
 from engine import runs  # noqa: E402
 from tests.tui.replayer import make_run_dir  # noqa: E402
 from tui.app import StillroomApp  # noqa: E402
 from tui.screens.train import TrainScreen  # noqa: E402
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
 async def measure(run_dir: Path, presses: int) -> dict[str, float]:
     app = StillroomApp(run_dir.parent / "plan.toml", gpu_probe=lambda: None,
                        gpu_sampler=lambda pids: None)  # fmt: skip
-    paints: list[float] = []
     handled: list[float] = []
     async with app.run_test(size=(80, 24)) as pilot:
-        show = app._display
-
-        def display(screen, update) -> None:  # type: ignore[no-untyped-def]
-            show(screen, update)
-            if update is not None:
-                update.render_segments(app.console)
-                paints.append(time.perf_counter())
-
-        app._display = display  # type: ignore[method-assign]
+        paints = record_paints(app)
         app.attach_run(run_dir)
         while not (isinstance(app.screen, TrainScreen) and app.screen.last_step):
             await pilot.pause(0.05)
