@@ -82,7 +82,10 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
             f"{_FOLDER_HINT}.",
         )
     if _cached(model):
-        if offline() or not ask_hub:
+        if offline():
+            use_cache_only()  # the libraries may have read the variable before it was set
+            return ModelSource(model, "cached", "in the hub cache")
+        if not ask_hub:
             return ModelSource(model, "cached", "in the hub cache")
         reason = _hub_problem(model, cached=True)
         if reason:
