@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.engine.training import FACTS, REPO, write_facts, write_plan
+from tests.engine.training import FACTS, write_facts, write_plan
+from tests.engine.training import stillroom as run_stillroom
 
 BANNER = "🦥 Unsloth: Will patch your computer to enable 2x faster free finetuning."
 CHATTY = f"""
@@ -38,17 +38,14 @@ sys.meta_path.insert(0, Chatty())
 def chatty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("chatty")
     (folder / "sitecustomize.py").write_text(CHATTY)
-    return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{REPO}"}
+    return {**os.environ, "PYTHONPATH": str(folder)}
 
 
 def stillroom(
     env: dict[str, str], *args: str, input: str | None = None, loads_here: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; ``loads_here`` says it loads a model in its own process (so it chats)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        input=input, capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
-    )  # fmt: skip
+    result = run_stillroom(*args, input=input, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     if loads_here:
         assert BANNER in result.stderr, "the stand-in did not speak: nothing was tested"
@@ -104,11 +101,10 @@ def test_dry_run_json_is_parseable(tmp_path):
     """No model is loaded here, so no chatter: the JSON is the whole of stdout."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is two and two?\nName a colour.\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "generate", "--prompts", str(prompts), "--provider",
-         "local", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run", "--json",
-         "--out", str(tmp_path / "out.jsonl")],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+    result = run_stillroom(
+        "generate", "--prompts", str(prompts), "--provider", "local", "--base-url",
+        "http://127.0.0.1:9/v1", "--model", "m", "--dry-run", "--json",
+        "--out", str(tmp_path / "out.jsonl"), timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     forecast = json.loads(result.stdout)

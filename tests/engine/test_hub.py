@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.training import REPO, write_facts, write_plan
+from tests.engine.training import stillroom, write_facts, write_plan
 
 # Long enough for a Python start and the hub check; the libraries' own retries took 50-55 s.
 FAST_S = 40
@@ -60,14 +59,11 @@ def empty_hub() -> Iterator[str]:
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO), **env}
+    environment = {**os.environ, "COLUMNS": "200", **env}
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if name not in env:
             environment.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=environment, timeout=FAST_S,
-    )  # fmt: skip
+    return stillroom(*args, cwd=cwd, env=environment, timeout=FAST_S)
 
 
 def cache_copy(tiny_model_dir: Path, cache: Path, repo_id: str) -> Path:

@@ -19,6 +19,7 @@ import pytest
 import tomli_w
 
 from tests.engine.training import run_dir_from, write_facts, write_plan
+from tests.engine.training import stillroom as run_stillroom
 from tests.teacher_server import TeacherServer, answer_for
 
 if sys.version_info >= (3, 11):
@@ -52,17 +53,9 @@ def stillroom(
         ALL_PROXY=DEAD_PROXY,
         NO_PROXY="127.0.0.1,localhost",
         HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(REPO),
         **(env or {}),
     )
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=timeout,
-    )
+    return run_stillroom(*args, cwd=cwd, env=environment, timeout=timeout)
 
 
 @pytest.fixture
