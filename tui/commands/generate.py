@@ -176,7 +176,7 @@ def _money(value: float | None) -> str:
 
 def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
     """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
-    from engine.teacher.providers import PRICES_AS_OF
+    from engine.teacher.providers import PRESETS
 
     price = estimate.price
     return {
@@ -192,7 +192,7 @@ def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
         "price_per_mtok": None
         if price is None
         else {"input": price.input_per_mtok, "output": price.output_per_mtok},
-        "prices_as_of": PRICES_AS_OF,
+        "prices_as_of": PRESETS[teacher.provider].prices_as_of,
         "cost_usd": estimate.cost_usd(),
         "cost_max_usd": estimate.cost_max_usd,
     }
