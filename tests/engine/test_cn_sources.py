@@ -11,11 +11,12 @@ import textwrap
 
 import pytest
 
+from engine import events as ev
 from engine.errors import UserError
 from engine.hub import MODELSCOPE_IDS, from_modelscope, locate_model, student_on_disk
 from engine.plan import Plan, TeacherPlan
 from engine.teacher.providers import PRESETS, price_for, provider_for
-from tests.engine.training import stillroom
+from tests.engine.training import events_of, run_dir_from, stillroom, write_facts, write_plan
 
 CN_PRESETS = {
     "qwen": ("https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY"),
@@ -137,3 +138,27 @@ def test_the_plan_refuses_an_unknown_source():
 
     with pytest.raises(PlanError, match="student.source"):
         plan_from_dict({"student": {"source": "gitee"}})
+
+
+def test_a_plan_with_a_modelscope_student_trains_and_chats_without_hugging_face(
+    fake_modelscope, tmp_path
+):
+    """The whole path in real processes: the trainer, its dataset child and chat all load the
+    ModelScope copy; Hugging Face is off (HF_HUB_OFFLINE) and the model is in no HF cache."""
+    plan = write_plan(tmp_path, "unsloth/Qwen2.5-1.5B-Instruct", write_facts(tmp_path), max_steps=3)
+    plan.write_text(plan.read_text().replace("[student]\n", '[student]\nsource = "modelscope"\n'))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "fake_site"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "empty-hf-cache"),
+    }
+    trained = stillroom("train", str(plan), cwd=tmp_path, env=env)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    run_dir = run_dir_from(trained.stdout)
+    said = [e.line for e in events_of(run_dir, ev.Log)]
+    assert any("on ModelScope as Qwen/Qwen2.5-1.5B-Instruct" in line for line in said)
+    answer = stillroom("chat", str(run_dir), "--prompt", "hello", "--max-new-tokens", "4",
+                       cwd=tmp_path, env=env)  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert set(fake_modelscope.read_text().split()) == {"Qwen/Qwen2.5-1.5B-Instruct"}
