@@ -37,8 +37,10 @@ Kind = Literal["folder", "cached", "hub"]
 Source = Literal["huggingface", "modelscope"]
 
 # Hugging Face id -> ModelScope id, where the two hubs name the same weights differently.
-# Unsloth's 16-bit copies are Qwen's own weights, which ModelScope keeps under "Qwen/";
-# ModelScope's Qwen org checked 2026-11-30. Ids not listed are asked for as they are.
+# Unsloth's 16-bit copies are Qwen's own weights, which ModelScope keeps under "Qwen/".
+# Checked 2026-11-30: Qwen/Qwen2.5-1.5B-Instruct is the id projects pass to ModelScope's
+# snapshot_download; the 0.5B/3B/7B rows follow the same naming, not checked one by one.
+# Ids not listed are asked for as they are.
 MODELSCOPE_IDS = {
     "unsloth/Qwen2.5-0.5B-Instruct": "Qwen/Qwen2.5-0.5B-Instruct",
     "unsloth/Qwen2.5-1.5B-Instruct": "Qwen/Qwen2.5-1.5B-Instruct",
