@@ -75,10 +75,11 @@ def offline() -> bool:
     )
 
 
-def needs_network(model: str) -> bool:
+def needs_network(model: str, source: Source = "huggingface") -> bool:
     """Whether :func:`locate_model` (with ``ask_hub=False``) would have to ask the hub."""
     return (
-        not Path(model).expanduser().exists()
+        source == "huggingface"
+        and not Path(model).expanduser().exists()
         and bool(_HUB_ID.match(model))
         and not offline()
         and endpoint() not in _unreachable
