@@ -105,10 +105,12 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
 def prepare(plan_path: Path, run_dir: Path) -> int:
     """Render the plan's dataset into the run directory (see ``prepare_rows_apart``)."""
     from engine import runs
+    from engine.hub import student_on_disk
     from engine.plan import load_plan
     from engine.train.dataset import prepare_rows_to_file
 
-    prepare_rows_to_file(load_plan(plan_path), run_dir, runs.EventWriter(run_dir))
+    plan = student_on_disk(load_plan(plan_path))  # the trainer fetched it already
+    prepare_rows_to_file(plan, run_dir, runs.EventWriter(run_dir))
     return 0
 
 

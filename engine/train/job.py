@@ -20,6 +20,7 @@ from pathlib import Path
 from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
+from engine.hub import student_on_disk
 from engine.plan import Plan
 from engine.runs import ADAPTER_DIR, LOG_FILE, PLAN_FILE
 from engine.train.checkpoints import SaveFailed
@@ -70,6 +71,7 @@ def run(
         stage = "student"
         for line in _student_source(plan):
             emit(ev.Log(line=line))
+        plan = student_on_disk(plan)
         stage = "dataset"
         if backend == "unsloth":
             data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
@@ -115,7 +117,7 @@ def _student_source(plan: Plan) -> list[str]:
     """Where the student loads from, checked before any data or model work."""
     from engine.hub import locate_model
 
-    source = locate_model(plan.student.model)
+    source = locate_model(plan.student.model, source=plan.student.source)
     return [f"student model {source.model}: {source.detail}"]
 
 
