@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from engine import events as ev
@@ -254,27 +255,27 @@ def _train(
     from engine.train import overhead
     from engine.train.backends import build_trainer, trainable_parameters
     from engine.train.callbacks import CountingCollator, RunCallback
-    from engine.train.checkpoints import prepare_resume
+    from engine.train.checkpoints import (
+        load_schedule_only,
+        prepare_resume,
+        resume_optimizer,
+        saved_optimizer,
+    )
 
-    if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
-        emit(
-            ev.Log(
-                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
-                "states (adamw_torch_fused), the same update with faster steps on this card; "
-                "rebatch = false keeps the notebook's 8-bit states"
-            )
-        )
-    elif setup.optimizer != plan.training.optimizer:
-        emit(
-            ev.Warning(
-                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
-                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
-            )
-        )
     resume = None if probe else prepare_resume(run_dir)
+    keep_states, resume_line = True, ""
+    if resume:
+        optimizer, keep_states, resume_line = resume_optimizer(
+            saved_optimizer(resume[1]), setup.optimizer, setup.device == "cuda"
+        )
+        setup = replace(setup, optimizer=optimizer)
     if resume:
         emit(ev.Log(line=f"resuming from the checkpoint of step {resume[0]}"))
+    for event in [ev.Log(line=resume_line)] if resume_line else _optimizer_notice(plan, setup):
+        emit(event)
     trainer, tokenizer = build_trainer(plan, setup, data.rows, run_dir)
+    if not keep_states:
+        load_schedule_only(trainer)
     trainable, total = trainable_parameters(trainer.model)
     emit(
         ev.Log(
@@ -317,6 +318,7 @@ def _train(
         "micro_batch": setup.micro_batch,
         "grad_accum": setup.grad_accum,
         "batching": setup.batching,
+        "optimizer": setup.optimizer,
         "trainable_params": trainable,
         "train_loss": callback.losses[-1] if callback.losses else None,
         "runtime_s": round(time.time() - started, 1),
@@ -368,6 +370,26 @@ def _train(
                 steps=step,
             )
         )
+
+
+def _optimizer_notice(plan: Plan, setup) -> list[ev.Event]:
+    """The run log's word when the optimizer that trains is not the plan's."""
+    if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
+        return [
+            ev.Log(
+                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
+                "states (adamw_torch_fused), the same update with faster steps on this card; "
+                "rebatch = false keeps the notebook's 8-bit states"
+            )
+        ]
+    if setup.optimizer != plan.training.optimizer:
+        return [
+            ev.Warning(
+                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
+                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
+            )
+        ]
+    return []
 
 
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
@@ -423,8 +445,6 @@ class _FlopsMeter:
         self.params, self.peak = params, peak
 
     def wrap(self, emit: Emit) -> Emit:
-        from dataclasses import replace
-
         from engine.train.throughput import mfu
 
         def emit_with_mfu(event: ev.Event) -> None:
