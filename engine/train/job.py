@@ -205,6 +205,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         save=not probe,
         checkpointing=checkpointing,
         checkpointing_reason=reason,
+        pad_multiple=pad_multiple() if backend == "unsloth" and batching == "padded" else None,
     )
 
 
@@ -219,6 +220,27 @@ def _order_line(setup) -> str:
 
 
 MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"
+PAD_ENV = "STILLROOM_PAD_MULTIPLE"
+
+
+def pad_multiple() -> int | None:
+    """Pad Unsloth's micro-batches to a multiple of ``$STILLROOM_PAD_MULTIPLE`` tokens.
+
+    A bench aid: fewer distinct batch shapes mean fewer torch.compile recompiles, at
+    the price of some padding; the GPU bench's ``stillroom_pad64`` variant measures it.
+    """
+    import os
+
+    value = os.environ.get(PAD_ENV, "")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(
+            f"{PAD_ENV}={value!r} is not a whole number of tokens",
+            hint=f"Set it to e.g. {PAD_ENV}=64, or unset it.",
+        )
+    return int(value)
+
 
 
 def gpu_memory_mb() -> float:
@@ -326,6 +348,8 @@ def _train(
         "tokens_trained": counter.tokens,
         "checkpointing": setup.checkpointing,
         "largest_batch_tokens": meter.largest_batch_tokens,
+        "batch_lengths": sorted({shape[-1] for shape in meter.batch_shapes}),
+        "pad_multiple": setup.pad_multiple,
         "overhead": costs,
         "params": flops.params,
         "peak_tflops": flops.peak,
