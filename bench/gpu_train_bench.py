@@ -277,13 +277,15 @@ def main() -> int:
         "--variants",
         nargs="+",
         choices=list(VARIANTS),
-        default=["baseline", "raw_8x1", "stillroom_default", "stillroom_t4"],
+        default=["baseline", "raw_8x1", "stillroom_default", "stillroom_pad64", "stillroom_2x4"],
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/stillroom-bench")
     work.mkdir(parents=True, exist_ok=True)
     baseline = load_baseline(args.baseline)
+    # The random-init student's folder, built once (in a child process) before any variant.
+    baseline.ensure_assets(baseline.common_args("").parse_args(["--model-dir", args.model_dir]))
     results: dict = {"date": time.strftime("%Y-%m-%d"), "commands": " ".join(sys.argv)}
     data = write_data(baseline, work)
     done: set[str] = set()

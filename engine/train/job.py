@@ -242,7 +242,6 @@ def pad_multiple() -> int | None:
     return int(value)
 
 
-
 def gpu_memory_mb() -> float:
     """The card's memory, or less where ``STILLROOM_GPU_MEMORY_GB`` caps it.
 
