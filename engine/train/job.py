@@ -83,7 +83,7 @@ def run(
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
             emit(ev.Log(line=line))
-        for line in (setup.checkpointing_reason, _order_line(setup)):
+        for line in (setup.checkpointing_reason, _order_line(setup), _pad_line(setup)):
             if line:
                 emit(ev.Log(line=line))
         stage = "train"
@@ -205,7 +205,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         save=not probe,
         checkpointing=checkpointing,
         checkpointing_reason=reason,
-        pad_multiple=pad_multiple() if backend == "unsloth" and batching == "padded" else None,
+        pad_multiple=choose_pad_multiple(backend, batching, t.rebatch, cuda and _device_name()),
     )
 
 
@@ -219,25 +219,51 @@ def _order_line(setup) -> str:
     return ""
 
 
+def _pad_line(setup) -> str:
+    """The run log's word on padding beyond the longest row of a micro-batch."""
+    if not setup.pad_multiple:
+        return ""
+    return (
+        f"micro-batches are padded to a multiple of {setup.pad_multiple} tokens: fewer "
+        "batch shapes for torch.compile to recompile for (padding tokens carry no loss)"
+    )
+
+
 MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"
 PAD_ENV = "STILLROOM_PAD_MULTIPLE"
+PAD_MULTIPLE = 64
 
 
-def pad_multiple() -> int | None:
-    """Pad Unsloth's micro-batches to a multiple of ``$STILLROOM_PAD_MULTIPLE`` tokens.
+def choose_pad_multiple(backend: str, batching: str, rebatch: bool, card: str | bool) -> int | None:
+    """Pad Unsloth's padded micro-batches to a multiple of 64 tokens on launch-bound cards.
 
-    A bench aid: fewer distinct batch shapes mean fewer torch.compile recompiles, at
-    the price of some padding; the GPU bench's ``stillroom_pad64`` variant measures it.
+    Every new batch length can make torch.compile recompile mid-run; multiples of 64
+    leave 15 shapes where the bench's 40 steps met 40. On an H200 that made steps 1.09x
+    faster for ~2 % more memory (docs/gpu.md); where arithmetic bounds the step, the
+    extra padding would cost, so those cards keep exact lengths. ``rebatch = false``
+    keeps the notebook's batches. ``$STILLROOM_PAD_MULTIPLE`` overrides it (0: off).
     """
+    from engine.train.throughput import overhead_bound
+
+    if backend != "unsloth" or batching != "padded":
+        return None
+    chosen = pad_multiple_override()
+    if chosen is None:
+        chosen = PAD_MULTIPLE if rebatch and card and overhead_bound(str(card)) else 0
+    return chosen or None
+
+
+def pad_multiple_override() -> int | None:
+    """``$STILLROOM_PAD_MULTIPLE`` as a number of tokens (0 turns padding to a multiple off)."""
     import os
 
     value = os.environ.get(PAD_ENV, "")
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdigit():
         raise UserError(
             f"{PAD_ENV}={value!r} is not a whole number of tokens",
-            hint=f"Set it to e.g. {PAD_ENV}=64, or unset it.",
+            hint=f"Set it to e.g. {PAD_ENV}=64 (0 turns it off), or unset it.",
         )
     return int(value)
 

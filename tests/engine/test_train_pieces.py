@@ -210,3 +210,28 @@ def test_dropped_optimizer_states_keep_the_step_and_the_schedule(tiny_model_dir,
     assert resumed.state.global_step == 4
     assert resumed.lr_scheduler.last_epoch == 4
     assert all("exp_avg" in s for s in resumed.optimizer.state.values())
+
+
+def test_unsloth_pads_micro_batches_to_64_tokens_only_on_launch_bound_cards(monkeypatch):
+    """Multiples of 64 bound torch.compile's shapes on an H100/H200 (measured 1.09x); cards
+    where arithmetic bounds the step, rebatch = false and the hf backend keep exact lengths;
+    STILLROOM_PAD_MULTIPLE overrides it, 0 turning it off."""
+    import pytest
+
+    from engine.errors import UserError
+    from engine.train.job import PAD_ENV, choose_pad_multiple
+
+    monkeypatch.delenv(PAD_ENV, raising=False)
+    assert choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200") == 64
+    assert choose_pad_multiple("unsloth", "padded", True, "Tesla T4") is None
+    assert choose_pad_multiple("unsloth", "padded", False, "NVIDIA H200") is None
+    assert choose_pad_multiple("unsloth", "padding_free", True, "NVIDIA H200") is None
+    assert choose_pad_multiple("hf", "padded", True, "NVIDIA H200") is None
+    assert choose_pad_multiple("unsloth", "padded", True, False) is None
+    monkeypatch.setenv(PAD_ENV, "0")
+    assert choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200") is None
+    monkeypatch.setenv(PAD_ENV, "128")
+    assert choose_pad_multiple("unsloth", "padded", True, "Tesla T4") == 128
+    monkeypatch.setenv(PAD_ENV, "lots")
+    with pytest.raises(UserError):
+        choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200")
