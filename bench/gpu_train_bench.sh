@@ -2,7 +2,7 @@
 # One device call: install the carried wheels, then run the GPU tests and/or the bench.
 # Usage (repo root, on the CUDA machine):
 #   bash bench/gpu_train_bench.sh BASELINE_PY OUT_DIR [tests] [VARIANT ...]
-# VARIANTs are gpu_train_bench.py's (baseline, raw_8x1, stillroom_default, stillroom_pad64,
+# VARIANTs are gpu_train_bench.py's (baseline, raw_8x1, stillroom_default, stillroom_pad_off,
 # stillroom_2x4, stillroom_t4, ...); ratios need `baseline` and `raw_8x1` in the same call.
 # With nothing after OUT_DIR it runs the timed comparison (about 8 minutes). `tests` runs
 # `pytest -m gpu` in the background, beside the variants: pair it only with variants whose
@@ -11,7 +11,7 @@ set -o pipefail
 baseline=${1:-../shared/gpu/baseline_unsloth.py}
 out=${2:-gpu-out}
 shift 2 2>/dev/null
-[ $# -eq 0 ] && set -- baseline raw_8x1 stillroom_default stillroom_pad64 stillroom_2x4
+[ $# -eq 0 ] && set -- baseline raw_8x1 stillroom_default stillroom_pad_off
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
