@@ -131,7 +131,9 @@ def checks(results: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--baseline", type=Path, default=REPO.parent / "shared/gpu/baseline_unsloth.py")
+    parser.add_argument(
+        "--baseline", type=Path, default=REPO.parent / "shared/gpu/baseline_unsloth.py"
+    )
     parser.add_argument("--model-dir", default="/tmp/qwen2.5-1.5b-instruct-random")
     parser.add_argument("--out", type=Path, default=Path("gpu-out"))
     parser.add_argument("--steps", type=int, default=100)
@@ -158,7 +160,9 @@ def main() -> int:
         started = time.time()
         try:
             if tag == "allreduce":
-                numel = results.get("gpus_1", {}).get("trainable_params") or LORA_PARAMS_QWEN25_15B_R16
+                numel = (
+                    results.get("gpus_1", {}).get("trainable_params") or LORA_PARAMS_QWEN25_15B_R16
+                )
                 subprocess.run(
                     [sys.executable, "-m", "torch.distributed.run", "--standalone",
                      "--nproc-per-node=2", __file__, "--out", str(args.out),

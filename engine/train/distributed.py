@@ -115,6 +115,18 @@ def split_batch(micro: int, accum: int, processes: int) -> tuple[int, int]:
     return rank_micro, share // rank_micro
 
 
+def rank_plan(plan: Plan, processes: int) -> Plan:
+    """The plan as one rank trains it (its micro-batch and accumulation): what one card holds,
+    for the memory estimate. Each rank keeps a whole copy of the model."""
+    if processes <= 1:
+        return plan
+    t = plan.training
+    micro, accum = split_batch(t.batch_size, t.grad_accum, processes)
+    changed = plan.model_copy(deep=True)
+    changed.training.batch_size, changed.training.grad_accum = micro, accum
+    return changed
+
+
 def launch_command(world: World, run_dir: Path, attempt: int, probe: bool = False) -> list[str]:
     """The command the launcher runs, as a user can run it by hand from the run folder."""
     command = [

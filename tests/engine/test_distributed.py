@@ -203,3 +203,23 @@ def test_a_ranks_failure_is_reported_with_its_rank(tiny_model_dir, tmp_path):
     assert end.message.startswith(("rank 0 of 2: ", "rank 1 of 2: ")), end.message
     assert "batch_size" in end.hint
     assert runs.status(run_dir).state == "failed"
+
+
+def test_doctor_says_how_many_processes_the_plan_starts_and_refuses_gpus_that_are_not_there():
+    import torch
+
+    from engine.doctor import diagnose
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU's answer; a GPU box lists its cards and NCCL instead")
+    (two,) = [
+        c for c in diagnose(plan_from_dict({"training": {"gpus": 2}})) if c.name == "processes"
+    ]
+    assert (two.status, two.detail) == (
+        "ok",
+        "training.gpus = 2: 2 process(es) on the CPU, joined by gloo",
+    )
+    (ids,) = [
+        c for c in diagnose(plan_from_dict({"training": {"gpus": [0]}})) if c.name == "processes"
+    ]
+    assert ids.status == "fail" and "no CUDA GPU is visible" in ids.detail and ids.hint
