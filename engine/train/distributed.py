@@ -36,6 +36,7 @@ from engine.errors import UserError
 from engine.plan import Plan
 
 RANKS_DIR = "ranks"
+LAUNCHER_ENV = "STILLROOM_LAUNCHER_PID"  # the ranks end when it does: it holds the run's lock
 ROWS_FILE = "rows.pkl"
 POLL_S = 0.5
 
@@ -231,7 +232,7 @@ def _run_ranks(
     reads at its step's end (the ranks then agree on the step to stop at)."""
     from engine.runs import CANCEL_FILE, LOG_FILE
 
-    env = dict(os.environ)
+    env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
     if world.gpu_ids:
         visible = env.get("CUDA_VISIBLE_DEVICES")
         known = visible.split(",") if visible else [str(i) for i in range(max(world.gpu_ids) + 1)]
@@ -316,6 +317,33 @@ def _write_ending(run_dir: Path, rank: int, ended: str, event: ev.Event | None =
     atomic_write_text(run_dir / RANKS_DIR / f"rank-{rank}.json", json.dumps(record) + "\n")
 
 
+def _end_with_launcher() -> None:
+    """The launcher holds the run's lock: if it is killed alone, the ranks stop too (as
+    torchrun stops them), so no second trainer can start on a folder they still write."""
+    import threading
+
+    import psutil
+
+    pid = os.environ.get(LAUNCHER_ENV)
+    if not pid:  # started by hand, without a launcher
+        return
+    try:
+        launcher = psutil.Process(int(pid))
+    except (psutil.Error, ValueError):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        try:
+            while launcher.is_running() and launcher.status() != psutil.STATUS_ZOMBIE:
+                time.sleep(1.0)
+        except psutil.Error:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
 def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
     """One rank's life, under torchrun: train its share, then say how it ended."""
     rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
@@ -328,6 +356,7 @@ def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _end_with_launcher()
     started, stage, plan = time.time(), "setup", None
     try:
         from engine import runs

@@ -223,3 +223,16 @@ def test_doctor_says_how_many_processes_the_plan_starts_and_refuses_gpus_that_ar
         c for c in diagnose(plan_from_dict({"training": {"gpus": [0]}})) if c.name == "processes"
     ]
     assert ids.status == "fail" and "no CUDA GPU is visible" in ids.detail and ids.hint
+
+
+@pytest.mark.slow
+def test_ranks_end_when_their_launcher_is_killed_alone(tiny_model_dir, tmp_path):
+    """The launcher holds the run's lock: ranks that outlived it could train on beside a resume."""
+    plan = _plan(tmp_path, tiny_model_dir, 2, max_steps=5000)
+    run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
+    wait_for(run_dir, lambda e: isinstance(e, ev.Step) and e.step >= 2)
+    ranks = [_rank_process(run_dir, 0), _rank_process(run_dir, 1)]
+    psutil.Process(runs.read_pid(run_dir)).send_signal(signal.SIGKILL)
+    gone, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive
+    assert runs.status(run_dir).state == "crashed"
