@@ -119,6 +119,8 @@ def _processes_check(plan: Plan, visible: int) -> Check | None:
             "training.gpus = 1.",
         )
     cards = list(world.gpu_ids or range(world.processes))
+    if len(cards) == 1:
+        return Check("processes", "ok", f"{what} on card {cards[0]}")
     pairs = [(a, b) for a in cards for b in cards if a < b]
     direct = [p for p in pairs if torch.cuda.can_device_access_peer(*p)]
     nccl = ".".join(map(str, torch.cuda.nccl.version()))

@@ -308,6 +308,26 @@ class Ranks:
         return RankAgreement(run_callback, counter, self.device)
 
 
+def _launch_bound() -> bool:
+    from engine.train.job import _device_name
+    from engine.train.throughput import overhead_bound
+
+    return overhead_bound(_device_name())
+
+
+def _no_speedup_warning(setup, processes: int) -> ev.Warning:
+    """Where one card takes a step's rows in one micro-batch and its step time is set by kernel
+    launches, more cards take the same time a step: measured 1.00x on two H200s (docs/gpu.md)."""
+    samples = setup.micro_batch * processes
+    return ev.Warning(
+        message=f"{processes} GPUs will train about as fast as one here: each rank takes its "
+        f"{setup.micro_batch} of the {samples} samples per step in one micro-batch, and on this "
+        "card a step's time is set by kernel launches, not by rows",
+        hint=f"More GPUs speed up more samples per step (raise batch_size x grad_accum above "
+        f"{samples}), or set training.gpus = 1 to leave the other cards free.",
+    )
+
+
 def _write_ending(run_dir: Path, rank: int, ended: str, event: ev.Event | None = None) -> None:
     from engine.fileio import atomic_write_text
 
@@ -384,6 +404,8 @@ def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
         for line in [*describe(plan, setup, data), setup.checkpointing_reason, _order_line(setup)]:
             if line:
                 emit(ev.Log(line=line))
+        if setup.device == "cuda" and setup.grad_accum == 1 and _launch_bound():
+            emit(_no_speedup_warning(setup, processes))
         cancel = run_dir / runs.CANCEL_FILE
         stage = "train"
         ranks = Ranks(rank, processes, f"cuda:{local}" if cuda else "cpu")
