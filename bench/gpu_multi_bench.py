@@ -123,7 +123,7 @@ def checks(results: dict) -> dict:
             abs(two["loss_last10_mean"] - one["loss_last10_mean"]) / one["loss_last10_mean"], 4
         )
         found["loss_pass"] = found["loss_rel_diff"] <= 0.02
-        found["exposed_comm_ms_per_step"] = round(
+        found["ms_per_step_over_ideal_halving"] = round(
             1000 * (two["sec_per_step"] - one["sec_per_step"] / 2), 1
         )
     return found

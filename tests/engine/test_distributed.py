@@ -113,6 +113,7 @@ def two_ranks(tiny_model_dir, tmp_path_factory) -> Path:
     return run_dir_from(result.stdout)
 
 
+@pytest.mark.slow
 def test_two_ranks_train_to_the_end_with_one_writer(two_ranks):
     events = runs.read_events(two_ranks)
     assert [type(e) for e in events].count(ev.Started) == 1
@@ -127,6 +128,7 @@ def test_two_ranks_train_to_the_end_with_one_writer(two_ranks):
     assert runs.status(two_ranks).state == "finished"
 
 
+@pytest.mark.slow
 def test_the_run_log_says_how_the_samples_were_split_and_how_ranks_were_started(two_ranks):
     lines = [e.line for e in events_of(two_ranks, ev.Log)]
     assert any("max_steps=12 x 4 samples per step" in x for x in lines), lines
@@ -136,6 +138,7 @@ def test_the_run_log_says_how_the_samples_were_split_and_how_ranks_were_started(
     assert (summary["micro_batch"], summary["grad_accum"], summary["steps"]) == (2, 1, 12)
 
 
+@pytest.mark.slow
 def test_two_ranks_end_within_the_tolerance_of_one_process(two_ranks, tiny_model_dir, tmp_path):
     result = stillroom("train", str(_plan(tmp_path, tiny_model_dir, 1)))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -194,6 +197,7 @@ def test_cancel_stops_every_rank_at_one_step_and_saves_the_adapter(tiny_model_di
     assert runs.status(run_dir).state == "cancelled"
 
 
+@pytest.mark.slow
 def test_a_ranks_failure_is_reported_with_its_rank(tiny_model_dir, tmp_path):
     plan_path = _plan(tmp_path, tiny_model_dir, 2)
     run_dir = runs.create_run(load_plan(plan_path))
