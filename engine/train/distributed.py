@@ -277,7 +277,7 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
             kind="crashed",
             message=f"{which} of {world.processes} ended without finishing (killed, out of host "
             f"memory, or a crash in native code); torchrun stopped the others (exit {code})",
-            hint=crash.hint,
+            hint=f"{crash.hint} {_OTHER_COUNT}",
             log_tail=crash.log_tail,
         )
     rank = failed[0]
@@ -286,9 +286,14 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
     return ev.Error(
         kind=error.kind,
         message=f"rank {rank} of {world.processes}: {error.message}",
-        hint=error.hint,
+        hint=f"{error.hint} {_OTHER_COUNT}".strip(),
         log_tail=error.log_tail,
     )
+
+
+_OTHER_COUNT = (
+    "To resume on another number of GPUs, change training.gpus in the run's plan.toml first."
+)
 
 
 class Ranks:
