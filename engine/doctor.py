@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from engine import gpu
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 from engine.train.backend_choice import choose_backend
 from engine.train.distributed import rank_plan
@@ -107,33 +108,63 @@ def _processes_check(plan: Plan, visible: int) -> Check | None:
         return Check("processes", "fail", error.message, error.hint)
     if world.processes == 1 and visible <= 1:
         return None
-    what = f"training.gpus = {json.dumps(plan.training.gpus)}: {world.processes} process(es)"
+    gpus, n = json.dumps(plan.training.gpus), world.processes
     if world.device == "cpu":
-        return Check("processes", "ok", f"{what} on the CPU, joined by gloo")
+        return Check(
+            "processes",
+            "ok",
+            _("training.gpus = {gpus}: {n} process(es) on the CPU, joined by gloo").format(
+                gpus=gpus, n=n
+            ),
+        )
     if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
         return Check(
             "processes",
             "fail" if world.processes > 1 else "warn",
-            f"{what}, but this torch has no NCCL to join the cards",
-            "Install a CUDA build of torch from pytorch.org (it ships NCCL), or set "
-            "training.gpus = 1.",
+            _(
+                "training.gpus = {gpus}: {n} process(es), but this torch has no NCCL to join "
+                "the cards"
+            ).format(gpus=gpus, n=n),
+            _(
+                "Install a CUDA build of torch from pytorch.org (it ships NCCL), or set "
+                "training.gpus = 1."
+            ),
         )
     cards = list(world.gpu_ids or range(world.processes))
     if len(cards) == 1:
-        return Check("processes", "ok", f"{what} on card {cards[0]}")
+        return Check(
+            "processes",
+            "ok",
+            _("training.gpus = {gpus}: {n} process(es) on card {card}").format(
+                gpus=gpus, n=n, card=cards[0]
+            ),
+        )
     pairs = [(a, b) for a in cards for b in cards if a < b]
     direct = [p for p in pairs if torch.cuda.can_device_access_peer(*p)]
     nccl = ".".join(map(str, torch.cuda.nccl.version()))
-    detail = f"{what}, NCCL {nccl} across cards {', '.join(map(str, cards))}"
+    names = {"gpus": gpus, "n": n, "nccl": nccl, "cards": ", ".join(map(str, cards))}
     if len(direct) < len(pairs):
         return Check(
             "processes",
             "warn",
-            f"{detail}; {len(pairs) - len(direct)} pair(s) of cards have no direct path "
-            "(NCCL goes through host memory there, slower)",
-            "`nvidia-smi topo -m` shows the links; cards on one NVLink or PCIe switch scale best.",
+            _(
+                "training.gpus = {gpus}: {n} process(es), NCCL {nccl} across cards {cards}; "
+                "{indirect} pair(s) of cards have no direct path (NCCL goes through host "
+                "memory there, slower)"
+            ).format(indirect=len(pairs) - len(direct), **names),
+            _(
+                "`nvidia-smi topo -m` shows the links; cards on one NVLink or PCIe switch scale "
+                "best."
+            ),
         )
-    return Check("processes", "ok", f"{detail}, every pair peer-to-peer")
+    return Check(
+        "processes",
+        "ok",
+        _(
+            "training.gpus = {gpus}: {n} process(es), NCCL {nccl} across cards {cards}, every "
+            "pair peer-to-peer"
+        ).format(**names),
+    )
 
 
 def _fit_check(plan: Plan, total_mb: float, free_mb: float, index: int = 0) -> Check:

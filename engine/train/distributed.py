@@ -33,6 +33,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 
 RANKS_DIR = "ranks"
@@ -71,22 +72,33 @@ def resolve(gpus: str | int | list[int], visible: int) -> World:
     if isinstance(gpus, int):
         if visible and gpus > visible:
             raise UserError(
-                f"training.gpus = {gpus} but this machine shows {visible} GPU(s)",
-                hint=f'Set training.gpus = {visible} or "auto" (`stillroom doctor` lists the cards).',
+                _("training.gpus = {gpus} but this machine shows {visible} GPU(s)").format(
+                    gpus=gpus, visible=visible
+                ),
+                hint=_(
+                    'Set training.gpus = {visible} or "auto" (`stillroom doctor` lists the cards).'
+                ).format(visible=visible),
             )
         return World(gpus, "cuda" if visible else "cpu")
     if not visible:
         raise UserError(
-            f"training.gpus = {gpus} names GPUs, but no CUDA GPU is visible here",
-            hint='Set training.gpus = "auto" (or a number of CPU processes) to train on the CPU.',
+            _("training.gpus = {gpus} names GPUs, but no CUDA GPU is visible here").format(
+                gpus=gpus
+            ),
+            hint=_(
+                'Set training.gpus = "auto" (or a number of CPU processes) to train on the CPU.'
+            ),
         )
     missing = [i for i in gpus if i >= visible]
     if missing:
         raise UserError(
-            f"training.gpus = {gpus} names GPU {missing[0]}, but the visible ids are "
-            f"0-{visible - 1}",
-            hint="Use ids from `stillroom doctor`'s card list (they count the visible cards, "
-            "after CUDA_VISIBLE_DEVICES).",
+            _("training.gpus = {gpus} names GPU {id}, but the visible ids are 0-{last}").format(
+                gpus=gpus, id=missing[0], last=visible - 1
+            ),
+            hint=_(
+                "Use ids from `stillroom doctor`'s card list (they count the visible cards, "
+                "after CUDA_VISIBLE_DEVICES)."
+            ),
         )
     return World(len(gpus), "cuda", tuple(gpus))
 
@@ -106,10 +118,14 @@ def split_batch(micro: int, accum: int, processes: int) -> tuple[int, int]:
     if samples % processes:
         fits = next(g for g in range(accum, accum + processes + 1) if micro * g % processes == 0)
         raise UserError(
-            f"{samples} samples per step (batch_size x grad_accum) cannot be shared evenly by "
-            f"{processes} processes",
-            hint=f"Make batch_size x grad_accum a multiple of {processes} (e.g. grad_accum = "
-            f"{fits}), or set training.gpus to a number that divides {samples}.",
+            _(
+                "{samples} samples per step (batch_size x grad_accum) cannot be shared evenly "
+                "by {processes} processes"
+            ).format(samples=samples, processes=processes),
+            hint=_(
+                "Make batch_size x grad_accum a multiple of {processes} (e.g. grad_accum = "
+                "{fits}), or set training.gpus to a number that divides {samples}."
+            ).format(processes=processes, fits=fits, samples=samples),
         )
     share = samples // processes
     rank_micro = max(m for m in range(1, min(micro, share) + 1) if share % m == 0)
@@ -205,7 +221,10 @@ def launch(
         with open(folder / ROWS_FILE, "wb") as handle:
             pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
         command = launch_command(world, run_dir, attempt, probe)
-        emit(ev.Log(line=f"{world.processes} processes ({world.backend}): {' '.join(command)}"))
+        line = _("{n} processes ({backend}): {command}").format(
+            n=world.processes, backend=world.backend, command=" ".join(command)
+        )
+        emit(ev.Log(line=line))
         code = _run_ranks(command, world, run_dir, should_stop)
         (folder / ROWS_FILE).unlink(missing_ok=True)
         if not _attempt_ended(run_dir):
@@ -272,12 +291,21 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
     )
     if silent or not failed:
         crash = crash_event(run_dir)
-        which = f"rank {silent[0]}" if silent else "a rank"
+        message = (
+            _(
+                "rank {rank} of {n} ended without finishing (killed, out of host memory, or a "
+                "crash in native code); torchrun stopped the others (exit {code})"
+            )
+            if silent
+            else _(
+                "a rank of {n} ended without finishing (killed, out of host memory, or a crash "
+                "in native code); torchrun stopped the others (exit {code})"
+            )
+        )
         return ev.Error(
             kind="crashed",
-            message=f"{which} of {world.processes} ended without finishing (killed, out of host "
-            f"memory, or a crash in native code); torchrun stopped the others (exit {code})",
-            hint=f"{crash.hint} {_OTHER_COUNT}",
+            message=message.format(rank=silent[0] if silent else "", n=world.processes, code=code),
+            hint=f"{crash.hint} {_other_count()}",
             log_tail=crash.log_tail,
         )
     rank = failed[0]
@@ -285,15 +313,18 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
     assert isinstance(error, ev.Error)
     return ev.Error(
         kind=error.kind,
-        message=f"rank {rank} of {world.processes}: {error.message}",
-        hint=f"{error.hint} {_OTHER_COUNT}".strip(),
+        message=_("rank {rank} of {n}: {message}").format(
+            rank=rank, n=world.processes, message=error.message
+        ),
+        hint=f"{error.hint} {_other_count()}".strip(),
         log_tail=error.log_tail,
     )
 
 
-_OTHER_COUNT = (
-    "To resume on another number of GPUs, change training.gpus in the run's plan.toml first."
-)
+def _other_count() -> str:
+    return _(
+        "To resume on another number of GPUs, change training.gpus in the run's plan.toml first."
+    )
 
 
 class Ranks:
@@ -325,11 +356,15 @@ def _no_speedup_warning(setup, processes: int) -> ev.Warning:
     launches, more cards take the same time a step: measured 1.00x on two H200s (docs/gpu.md)."""
     samples = setup.micro_batch * processes
     return ev.Warning(
-        message=f"{processes} GPUs will train about as fast as one here: each rank takes its "
-        f"{setup.micro_batch} of the {samples} samples per step in one micro-batch, and on this "
-        "card a step's time is set by kernel launches, not by rows",
-        hint=f"More GPUs speed up more samples per step (raise batch_size x grad_accum above "
-        f"{samples}), or set training.gpus = 1 to leave the other cards free.",
+        message=_(
+            "{processes} GPUs will train about as fast as one here: each rank takes its {micro} "
+            "of the {samples} samples per step in one micro-batch, and on this card a step's "
+            "time is set by kernel launches, not by rows"
+        ).format(processes=processes, micro=setup.micro_batch, samples=samples),
+        hint=_(
+            "More GPUs speed up more samples per step (raise batch_size x grad_accum above "
+            "{samples}), or set training.gpus = 1 to leave the other cards free."
+        ).format(samples=samples),
     )
 
 
@@ -389,7 +424,7 @@ def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
         from engine.train.backend_choice import choose_backend
 
         plan = load_plan(run_dir / runs.PLAN_FILE)
-        backend, _ = choose_backend(plan)
+        backend = choose_backend(plan)[0]
         if backend == "unsloth":
             import unsloth  # noqa: F401 - first, before transformers, trl and peft
         import torch

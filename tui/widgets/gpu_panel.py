@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from engine.events import GpuSample
+from engine.i18n import _
 
 NO_GPU = "no NVIDIA GPU: training on CPU"
 
@@ -91,7 +92,7 @@ class GpuPanel(Widget):
         text.append("▓ others ", style=style("gpu-panel--others", partial=True))
         text.append(f"{_gb(self.others_mb)} GB ({others_count} proc)  ")
         if len(cards) > 1:
-            text.append(f"{len(cards)} cards")
+            text.append(_("{n} cards").format(n=len(cards)))
             return text
         sample = cards[0]
         readings = [
