@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -247,6 +248,12 @@ class TrainingPlan(_Section):
         "on a GPU; on H100/H200-class cards also fused AdamW with full-precision states in place "
         "of adamw_8bit). false = the notebook's batching, sampling and optimizer, exactly.",
     )
+    gpus: Literal["auto"] | StrictInt | list[StrictInt] = Field(
+        "auto",
+        description="Processes that train together (PyTorch DDP through torchrun): auto = every "
+        "visible GPU (one process where there is one GPU or none); N = N processes (on a CPU, N "
+        "gloo processes); [ids] = those GPUs. Samples per step stay batch_size x grad_accum.",
+    )
     gradient_checkpointing: Literal["auto", "unsloth", "on", "off"] = Field(
         "auto",
         description="auto = off where the memory estimate says the run fits with room (about "
@@ -263,6 +270,21 @@ class TrainingPlan(_Section):
                 raise ValueError("set max_steps or epochs, not both")
             data = {**data, "max_steps": None}
         return data
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        """One message for every wrong shape (a union would list one per alternative)."""
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        ids = isinstance(value, list) and all(type(i) is int and i >= 0 for i in value)
+        if ids and value and len(set(value)) == len(value):
+            return value
+        raise PydanticCustomError(
+            "gpus",
+            'must be "auto", a number of processes (1 or more), or a list of GPU ids named '
+            "once each, e.g. [0, 1]",
+        )
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainingPlan:

@@ -56,19 +56,7 @@ def run(
         from engine.train.backend_choice import choose_backend
 
         backend, reason = choose_backend(plan)
-        emit(
-            ev.Started(
-                job="probe" if probe else "train",
-                backend=backend,
-                backend_reason=reason,
-                device=_device_name(),
-                versions=_versions(),
-                plan_hash=plan.fingerprint(),
-                max_steps=plan.training.max_steps,
-                pid=_pid(),
-                attempt=attempt,
-            )
-        )
+        emit(started_event(plan, backend, reason, _device_name(), probe=probe, attempt=attempt))
         stage = "student"
         for line in _student_source(plan):
             emit(ev.Log(line=line))
@@ -90,28 +78,46 @@ def run(
                 emit(ev.Log(line=line))
         stage = "train"
         _train(plan, setup, data, run_dir, emit, should_stop, started, probe, attempt)
-    except SaveFailed as failed:
-        emit(failed.event())
-    except UserError as error:
-        emit(
-            ev.Error(
-                kind=stage if stage in ("student", "dataset") else "plan",
-                message=error.message,
-                hint=error.hint,
-            )
-        )
     except Exception as error:  # noqa: BLE001 - every failure must end in an event
-        if _is_oom(error):
-            emit(_oom_error(plan, error))
-            return
-        emit(
-            ev.Error(
-                kind="exception",
-                message=f"{type(error).__name__}: {error}",
-                hint="This looks like a bug or an environment problem; train.log has the details.",
-                log_tail="".join(traceback.format_exc()[-4000:]),
-            )
+        emit(error_event(error, plan, stage))
+
+
+def started_event(
+    plan: Plan, backend: str, reason: str, device: str, *, probe: bool, attempt: int
+) -> ev.Started:
+    """The attempt's first event (the multi-process launcher sends the same one)."""
+    return ev.Started(
+        job="probe" if probe else "train",
+        backend=backend,
+        backend_reason=reason,
+        device=device,
+        versions=_versions(),
+        plan_hash=plan.fingerprint(),
+        max_steps=plan.training.max_steps,
+        pid=_pid(),
+        attempt=attempt,
+    )
+
+
+def error_event(error: BaseException, plan: Plan, stage: str) -> ev.Error:
+    """The ending a failure at ``stage`` gets: the user's mistake with its hint, a failed
+    save, out of memory, or an unexpected exception with its traceback."""
+    if isinstance(error, SaveFailed):
+        return error.event()
+    if isinstance(error, UserError):
+        return ev.Error(
+            kind=stage if stage in ("student", "dataset") else "plan",
+            message=error.message,
+            hint=error.hint,
         )
+    if _is_oom(error):
+        return _oom_error(plan, error)
+    return ev.Error(
+        kind="exception",
+        message=f"{type(error).__name__}: {error}",
+        hint="This looks like a bug or an environment problem; train.log has the details.",
+        log_tail="".join(traceback.format_exception(error))[-4000:],
+    )
 
 
 def _student_source(plan: Plan) -> list[str]:
@@ -145,7 +151,9 @@ def auto_batching(backend: str, rebatch: bool) -> str:
     return "padding_free" if backend == "unsloth" and not rebatch else "padded"
 
 
-def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
+def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool, processes: int = 1):
+    """Everything decided before the model loads; with ``processes`` > 1 the micro-batch and
+    accumulation are each rank's, so that all ranks together take the plan's samples a step."""
     import torch
 
     from engine.train.backends import Setup, precision_for
@@ -181,6 +189,10 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
             backend=backend,
             batching=batching,
         )
+    if processes > 1:
+        from engine.train.distributed import split_batch
+
+        micro, accum = split_batch(micro, accum, processes)
     samples = t.batch_size * t.grad_accum
     max_steps = t.max_steps or max(1, math.ceil(len(data.rows) * (t.epochs or 1) / samples))
     optimizer = t.optimizer
@@ -197,6 +209,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         optimizer=optimizer,
         micro_batch=micro,
         grad_accum=accum,
+        processes=processes,
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
         planned_steps=max_steps,
         batching=batching,
@@ -280,7 +293,8 @@ def gpu_memory_mb() -> float:
 
     import torch
 
-    total = torch.cuda.get_device_properties(0).total_memory / 2**20
+    device = torch.cuda.current_device()  # each rank's own card
+    total = torch.cuda.get_device_properties(device).total_memory / 2**20
     cap = os.environ.get(MEMORY_CAP_ENV)
     if not cap:
         return total
@@ -292,13 +306,24 @@ def gpu_memory_mb() -> float:
             hint=f"Set it to the GPU memory this run may use, e.g. {MEMORY_CAP_ENV}=15, or unset it.",
         ) from None
     if cap_mb < total:
-        torch.cuda.set_per_process_memory_fraction(cap_mb / total, 0)
+        torch.cuda.set_per_process_memory_fraction(cap_mb / total, device)
     return min(cap_mb, total)
 
 
 def _train(
-    plan, setup, data, run_dir: Path, emit, should_stop, started: float, probe: bool, attempt: int
+    plan,
+    setup,
+    data,
+    run_dir: Path,
+    emit,
+    should_stop,
+    started: float,
+    probe: bool,
+    attempt: int,
+    ranks=None,
 ):
+    """Train and end the attempt; ``ranks`` (:class:`engine.train.distributed.Ranks`) when this
+    is one of several processes: all agree on each step's stop and save, only rank 0 writes."""
     import torch
 
     from engine.train import overhead
@@ -339,6 +364,8 @@ def _train(
         flops.wrap(emit), counter, should_stop, None if probe else plan.training.save_minutes * 60
     )
     trainer.add_callback(meter.wrap_callback(callback))
+    if ranks is not None:
+        trainer.add_callback(ranks.agreement(callback, counter))
     profile = overhead.profiler_callback(setup.max_steps) if setup.device == "cuda" else None
     if profile is not None:
         trainer.add_callback(profile)
@@ -357,6 +384,8 @@ def _train(
         overhead.sampler_cost(meter, trainer)
     costs = meter.report(step, step_s)
     emit(ev.Log(line=overhead.describe(costs)))
+    if ranks is not None and not ranks.main:
+        return  # rank 0 writes the summary, the adapter and the ending
     summary = {
         "attempt": attempt,
         "state": {"done": "finished", "stopped": "cancelled", "nan": "failed"}[callback.outcome],
