@@ -36,6 +36,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.hub import PROBE_MODEL, hub_reachable, offline
+from engine.i18n import _
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 HUB_ID = PROBE_MODEL  # HuggingFaceTB/SmolLM2-135M-Instruct
@@ -276,8 +277,10 @@ def _partial_folder(folder: Path) -> Iterator[Path]:
         partial.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache from others
     except OSError as error:
         raise UserError(
-            f"cannot write the demo student to {folder.parent}: {error.strerror or error}",
-            hint="Set XDG_CACHE_HOME to a writable folder with 400 MB free.",
+            _("cannot write the demo student to {parent}: {value}").format(
+                parent=folder.parent, value=error.strerror or error
+            ),
+            hint=_("Set XDG_CACHE_HOME to a writable folder with 400 MB free."),
         ) from error
     try:
         yield partial

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import UserError
+from engine.i18n import _
 
 HUB_TIMEOUT_S = 5.0
 # Asked about when any answer will do: a small public model that has long existed.
 PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # A hub id: "name" or "owner/name" (letters, digits, -, _, .); anything else is a path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_FOLDER_HINT = "Point student.model at a local model folder (one holding config.json)"
 
 Kind = Literal["folder", "cached", "hub"]
 
@@ -77,9 +77,11 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
         return _local_folder(model, folder, whole)
     if not _HUB_ID.match(model):
         raise UserError(
-            f"Student model {model!r}: no folder at that path.",
-            hint=f"Check the path, or give a hub id such as unsloth/Qwen2.5-1.5B-Instruct. "
-            f"{_FOLDER_HINT}.",
+            _("Student model {model!r}: no folder at that path.").format(model=model),
+            hint=_(
+                "Check the path, or give a hub id such as unsloth/Qwen2.5-1.5B-Instruct. Point "
+                "student.model at a local model folder (one holding config.json)."
+            ),
         )
     if _cached(model):
         if offline():
@@ -96,16 +98,22 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
         return ModelSource(model, "cached", "in the hub cache")
     if offline():
         raise UserError(
-            f"Student model {model!r}: no local folder of that name, and it is not in the "
-            "Hugging Face cache (HF_HUB_OFFLINE=1 is set, so nothing is downloaded).",
-            hint=f"{_FOLDER_HINT}, or unset HF_HUB_OFFLINE on a machine with hub access "
-            "so it can be downloaded once.",
+            _(
+                "Student model {model!r}: no local folder of that name, and it is not in the "
+                "Hugging Face cache (HF_HUB_OFFLINE=1 is set, so nothing is downloaded)."
+            ).format(model=model),
+            hint=_(
+                "Point student.model at a local model folder (one holding config.json), or "
+                "unset HF_HUB_OFFLINE on a machine with hub access so it can be downloaded once."
+            ),
         )
     reason = _hub_problem(model, cached=False)
     if reason:
         raise UserError(
-            f"Student model {model!r} could not be fetched: {reason}, and no copy is in the "
-            "Hugging Face cache.",
+            _(
+                "Student model {model!r} could not be fetched: {reason}, and no copy is in the "
+                "Hugging Face cache."
+            ).format(model=model, reason=reason),
             hint=_hint_for(reason),
         )
     return ModelSource(model, "hub", f"on the hub at {endpoint()}; downloaded at first use")
@@ -113,17 +121,18 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
 
 def _hint_for(reason: str) -> str:
     if reason.startswith("no model of that name"):
-        return (
+        return _(
             "Check the spelling (e.g. unsloth/Qwen2.5-1.5B-Instruct), or give a local folder. "
-            f"{_FOLDER_HINT}."
+            "Point student.model at a local model folder (one holding config.json)."
         )
     if reason.startswith("the hub says access is restricted"):
-        return (
+        return _(
             "Accept the model's licence on its hub page and export HF_TOKEN, or pick another model."
         )
-    return (
-        f"{_FOLDER_HINT}, or download it where the hub can be reached; set HF_ENDPOINT if a "
-        "mirror serves the hub, or HF_HUB_OFFLINE=1 to use only models already in the cache."
+    return _(
+        "Point student.model at a local model folder (one holding config.json), or download it "
+        "where the hub can be reached; set HF_ENDPOINT if a mirror serves the hub, or "
+        "HF_HUB_OFFLINE=1 to use only models already in the cache."
     )
 
 
@@ -141,14 +150,21 @@ def use_cache_only() -> None:
 def _local_folder(model: str, folder: Path, whole: bool) -> ModelSource:
     if not folder.is_dir():
         raise UserError(
-            f"Student model {model!r} is a file, not a model folder.",
-            hint=f"{_FOLDER_HINT}, or a hub id.",
+            _("Student model {model!r} is a file, not a model folder.").format(model=model),
+            hint=_(
+                "Point student.model at a local model folder (one holding config.json), or give "
+                "a hub id."
+            ),
         )
     if whole and not (folder / "config.json").is_file():
         raise UserError(
-            f"Student model folder {model} has no config.json, so it is not a model folder.",
-            hint="Give the folder that holds config.json and the weights "
-            "(the one save_pretrained wrote).",
+            _(
+                "Student model folder {model} has no config.json, so it is not a model folder."
+            ).format(model=model),
+            hint=_(
+                "Give the folder that holds config.json and the weights (the one save_pretrained "
+                "wrote)."
+            ),
         )
     return ModelSource(model, "folder", f"local folder {folder.resolve()}")
 

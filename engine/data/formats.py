@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.data.types import Conversation, Detection, Message, Table
 from engine.errors import UserError
+from engine.i18n import _
 
 ROLE_ALIASES = {
     "user": "user",
@@ -156,7 +157,8 @@ def detect(table: Table, format: str = "auto", mapping: dict[str, str] | None = 
     """
     if format != "auto" and format not in FORMAT_KEYS:
         raise UserError(
-            f"unknown format {format!r}", hint=f"use auto or one of {', '.join(FORMAT_KEYS)}"
+            _("unknown format {format!r}").format(format=format),
+            hint=_("use auto or one of {FORMAT_KEYS}").format(FORMAT_KEYS=", ".join(FORMAT_KEYS)),
         )
     profile = _profile(table)
     override = _check_override(table, mapping or {})
@@ -173,8 +175,12 @@ def detect(table: Table, format: str = "auto", mapping: dict[str, str] | None = 
         missing = [k for k in REQUIRED_KEYS[fmt] if k not in override]
         needs = ",".join(f"{k}=COLUMN" for k in missing)
         raise UserError(
-            f"cannot read {table.source} as {fmt}: no column found for {', '.join(missing)}",
-            hint=f"pass --map {needs}; the columns are {', '.join(table.columns)}",
+            _("cannot read {source} as {fmt}: no column found for {missing}").format(
+                source=table.source, fmt=fmt, missing=", ".join(missing)
+            ),
+            hint=_("pass --map {needs}; the columns are {columns}").format(
+                needs=needs, columns=", ".join(table.columns)
+            ),
         )
     return found
 
@@ -184,13 +190,16 @@ def _check_override(table: Table, mapping: dict[str, str]) -> dict[str, str]:
     unknown = [k for k in override if k not in MAP_KEYS]
     if unknown:
         raise UserError(
-            f"unknown mapping key {', '.join(unknown)}", hint=f"use any of {', '.join(MAP_KEYS)}"
+            _("unknown mapping key {unknown}").format(unknown=", ".join(unknown)),
+            hint=_("use any of {MAP_KEYS}").format(MAP_KEYS=", ".join(MAP_KEYS)),
         )
     absent = [v for v in override.values() if v not in table.columns]
     if absent:
         raise UserError(
-            f"no column named {', '.join(absent)} in {table.source}",
-            hint=f"the columns are {', '.join(table.columns)}",
+            _("no column named {absent} in {source}").format(
+                absent=", ".join(absent), source=table.source
+            ),
+            hint=_("the columns are {columns}").format(columns=", ".join(table.columns)),
         )
     return override
 
@@ -207,16 +216,20 @@ def _implied_format(override: dict[str, str], format: str) -> str:
         group = "conversations" if format in ("sharegpt", "messages") else format
         if group not in fits:
             raise UserError(
-                f"mapping keys {', '.join(sorted(keys))} do not fit format {format}",
-                hint=f"{format} takes {', '.join(FORMAT_KEYS[format])}",
+                _("mapping keys {keys} do not fit format {format}").format(
+                    keys=", ".join(sorted(keys)), format=format
+                ),
+                hint=_("{format} takes {FORMAT_KEYS}").format(
+                    format=format, FORMAT_KEYS=", ".join(FORMAT_KEYS[format])
+                ),
             )
         return format
     if not keys:
         return "auto"
     if not fits:
         raise UserError(
-            f"mapping keys {', '.join(sorted(keys))} mix different formats",
-            hint="map prompt/response, or instruction/input/output, or conversations, or text",
+            _("mapping keys {keys} mix different formats").format(keys=", ".join(sorted(keys))),
+            hint=_("map prompt/response, or instruction/input/output, or conversations, or text"),
         )
     return fits[0]
 
@@ -433,8 +446,8 @@ def normalise(table: Table, detection: Detection) -> tuple[list[Conversation], l
     """
     if detection.format == "unknown":
         raise UserError(
-            f"cannot read {table.source}: the format is unknown",
-            hint="pass --map prompt=COLUMN,response=COLUMN (or another format's keys)",
+            _("cannot read {source}: the format is unknown").format(source=table.source),
+            hint=_("pass --map prompt=COLUMN,response=COLUMN (or another format's keys)"),
         )
     convert = _converter(detection)
     mapping = detection.mapping

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 
 
@@ -49,7 +50,9 @@ def choose_backend(
     if wanted == "unsloth":
         missing = "a CUDA GPU" if not cuda else "the unsloth package"
         raise UserError(
-            f"student.backend = 'unsloth' but this machine lacks {missing}",
+            _("student.backend = 'unsloth' but this machine lacks {missing}").format(
+                missing=missing
+            ),
             hint="Set student.backend = 'auto' to fall back to transformers + PEFT"
             + ("." if not cuda else ", or `pip install -e '.[gpu]'`."),
         )
