@@ -86,16 +86,18 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
     if _cached(model):
         if offline():
             use_cache_only()  # the libraries may have read the variable before it was set
-            return ModelSource(model, "cached", "in the hub cache")
+            return ModelSource(model, "cached", _("in the hub cache"))
         if not ask_hub:
-            return ModelSource(model, "cached", "in the hub cache")
+            return ModelSource(model, "cached", _("in the hub cache"))
         reason = _hub_problem(model, cached=True)
         if reason:
             use_cache_only()
             return ModelSource(
-                model, "cached", f"in the hub cache; {reason}, so the cached copy is used"
+                model,
+                "cached",
+                _("in the hub cache; {reason}, so the cached copy is used").format(reason=reason),
             )
-        return ModelSource(model, "cached", "in the hub cache")
+        return ModelSource(model, "cached", _("in the hub cache"))
     if offline():
         raise UserError(
             _(
@@ -116,16 +118,17 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
             ).format(model=model, reason=reason),
             hint=_hint_for(reason),
         )
-    return ModelSource(model, "hub", f"on the hub at {endpoint()}; downloaded at first use")
+    detail = _("on the hub at {endpoint}; downloaded at first use").format(endpoint=endpoint())
+    return ModelSource(model, "hub", detail)
 
 
 def _hint_for(reason: str) -> str:
-    if reason.startswith("no model of that name"):
+    if reason == _no_such_model(endpoint()):
         return _(
             "Check the spelling (e.g. unsloth/Qwen2.5-1.5B-Instruct), or give a local folder. "
             "Point student.model at a local model folder (one holding config.json)."
         )
-    if reason.startswith("the hub says access is restricted"):
+    if reason == _gated():
         return _(
             "Accept the model's licence on its hub page and export HF_TOKEN, or pick another model."
         )
@@ -166,7 +169,7 @@ def _local_folder(model: str, folder: Path, whole: bool) -> ModelSource:
                 "wrote)."
             ),
         )
-    return ModelSource(model, "folder", f"local folder {folder.resolve()}")
+    return ModelSource(model, "folder", _("local folder {path}").format(path=folder.resolve()))
 
 
 def _cached(model: str) -> bool:
@@ -184,7 +187,7 @@ def _cached(model: str) -> bool:
 def hub_reachable() -> str:
     """Empty when the hub answers from here, else why not (offline mode counts as not)."""
     if offline():
-        return "offline mode is on (HF_HUB_OFFLINE)"
+        return _("offline mode is on (HF_HUB_OFFLINE)")
     return _hub_problem(PROBE_MODEL, cached=False)
 
 
@@ -199,14 +202,24 @@ def _hub_problem(model: str, *, cached: bool) -> str:
     try:
         model_info(model, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
-        return "" if cached else "the hub says access is restricted (a gated model)"
+        return "" if cached else _gated()
     except RepositoryNotFoundError:
-        return "" if cached else f"no model of that name on the hub at {where}"
+        return "" if cached else _no_such_model(where)
     except Exception as error:  # noqa: BLE001 - timeouts, refused connections, HTML portals
-        reason = f"the hub at {where} could not be reached ({_short(error)})"
+        reason = _("the hub at {endpoint} could not be reached ({error})").format(
+            endpoint=where, error=_short(error)
+        )
         _unreachable[where] = reason
         return reason
     return ""
+
+
+def _gated() -> str:
+    return _("the hub says access is restricted (a gated model)")
+
+
+def _no_such_model(where: str) -> str:
+    return _("no model of that name on the hub at {endpoint}").format(endpoint=where)
 
 
 def _short(error: BaseException) -> str:
