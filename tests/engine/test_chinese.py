@@ -53,7 +53,11 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "zh", "zh_hint", "en", "en_hint"), MISTAKES)
+@pytest.mark.parametrize(
+    ("args", "zh", "zh_hint", "en", "en_hint"),
+    MISTAKES,
+    ids=["missing-plan", "empty-data", "unknown-mapping-key"],
+)
 def test_a_user_mistake_is_explained_in_the_users_language(
     empty_data, args, zh, zh_hint, en, en_hint
 ):
