@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
-from engine.i18n import N_, _
+from engine.i18n import N_, _, current_language
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -321,6 +321,39 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+# pydantic's own messages for the usual mistakes in a plan, for languages other than English
+# (English keeps pydantic's wording); the placeholders are the error's context.
+_PYDANTIC_MESSAGES = {
+    "greater_than": N_("must be greater than {gt}"),
+    "greater_than_equal": N_("must be at least {ge}"),
+    "less_than": N_("must be less than {lt}"),
+    "less_than_equal": N_("must be at most {le}"),
+    "int_parsing": N_("must be a whole number"),
+    "int_type": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "float_parsing": N_("must be a number"),
+    "float_type": N_("must be a number"),
+    "bool_parsing": N_("must be true or false"),
+    "bool_type": N_("must be true or false"),
+    "string_type": N_("must be text in quotes"),
+    "list_type": N_("must be a list"),
+    "dict_type": N_("must be a table"),
+    "string_pattern_mismatch": N_("must match the pattern {pattern}"),
+    "missing": N_("is required"),
+}
+
+
+def _pydantic_message(kind: str, message: str, context: dict[str, Any]) -> str:
+    """pydantic's message in the current language, where the catalog has its kind."""
+    if current_language() == "en" or kind not in _PYDANTIC_MESSAGES:
+        return message
+    shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in context.items()}
+    try:
+        return _(_PYDANTIC_MESSAGES[kind]).format(**shown)
+    except (KeyError, IndexError):  # a context this pydantic version names differently
+        return message
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     """Turn pydantic's errors into ``section.key: what is wrong (got X)`` lines; a value
     that looks like an API key is never shown back."""
@@ -337,7 +370,7 @@ def describe_errors(error: ValidationError) -> list[str]:
                 ).format(path=path)
             )
             continue
-        message = item["msg"]
+        message = _pydantic_message(kind, item["msg"], item.get("ctx", {}))
         message = message.removeprefix("Value error, ")
         if kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")

@@ -23,6 +23,7 @@ def _cli(*args: str, lang: str, cwd) -> tuple[int, str]:
 @pytest.fixture
 def empty_data(tmp_path):
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "bad.toml").write_text("[training]\nbatch_size = 0\n", encoding="utf-8")
     (tmp_path / "qa.jsonl").write_text('{"q": "Hi?", "a": "Hello."}\n', encoding="utf-8")
     return tmp_path
 
@@ -35,6 +36,13 @@ MISTAKES = [
         "stillroom plan --defaults > missing.toml",
         "The plan missing.toml has 1 problem(s):\n  - file not found",
         "Check the path, or write a plan",
+    ),
+    (
+        ("train", "bad.toml"),
+        "training.batch_size: 必须不小于 1（实际为 0）",
+        "stillroom plan --defaults",
+        "training.batch_size: Input should be greater than or equal to 1 (got 0)",
+        "Fix the keys named above",
     ),
     (
         ("inspect", "empty.jsonl"),
@@ -56,7 +64,7 @@ MISTAKES = [
 @pytest.mark.parametrize(
     ("args", "zh", "zh_hint", "en", "en_hint"),
     MISTAKES,
-    ids=["missing-plan", "empty-data", "unknown-mapping-key"],
+    ids=["missing-plan", "plan-value-out-of-range", "empty-data", "unknown-mapping-key"],
 )
 def test_a_user_mistake_is_explained_in_the_users_language(
     empty_data, args, zh, zh_hint, en, en_hint
