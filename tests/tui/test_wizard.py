@@ -17,6 +17,7 @@ from tui.widgets.knob import Knob
 
 from . import scenes
 from .conftest import SIZE
+from .layout import cut_lines, footer_keys, screen_lines, wrapped_labels
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +123,27 @@ async def test_every_footer_key_fits_in_80_columns(scene, make_app, tiny_student
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await scenes.SCENES[scene](pilot)
-        keys = {key.description: key.region.right for key in app.screen.query("FooterKey")}
-    assert "As command" in keys or scene == "command"
-    assert scene != "data" or {"Fit length", "Overflow"} <= keys.keys()
+        keys = footer_keys(app)
+    assert_footer_fits(scene, keys)
+
+
+def assert_footer_fits(scene: str, keys: dict[str, int]) -> None:
+    assert "show_command" in keys or scene == "command"
+    assert scene != "data" or {"fit_length", "toggle_overflow"} <= keys.keys()
     assert max(keys.values()) <= SIZE[0], keys
+
+
+@pytest.mark.parametrize("lang", ["zh"])
+@pytest.mark.parametrize("scene", sorted(scenes.SCENES))
+async def test_in_chinese_nothing_passes_column_80(scene, lang, make_app, tiny_student):
+    """Two cells a character: every footer key, the step bar, status and help lines and
+    field labels still fit 80x24 (wrapped, never cut), and the screen speaks Chinese."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.SCENES[scene](pilot)
+        keys, cut, labels = footer_keys(app), cut_lines(app), wrapped_labels(app)
+        shown = "\n".join(screen_lines(app))
+    assert_footer_fits(scene, keys)
+    assert not cut, cut
+    assert not labels, labels
+    assert "退出" in shown or scene == "command"  # the footer's Quit, translated

@@ -6,8 +6,9 @@ from rich.text import Text
 from textual.widget import Widget
 
 from engine.events import GpuSample
+from engine.i18n import N_, _
 
-NO_GPU = "no NVIDIA GPU: training on CPU"
+NO_GPU = N_("no NVIDIA GPU: training on CPU")
 
 
 def _gb(mb: float) -> str:
@@ -61,7 +62,7 @@ class GpuPanel(Widget):
         quiet = style("gpu-panel--quiet", partial=True)
         sample = self.sample
         if sample is None:
-            return Text(NO_GPU if self.absent else "GPU: reading…", style=quiet)
+            return Text(_(NO_GPU) if self.absent else _("GPU: reading…"), style=quiet)
         total = sample.mem_total_mb or 1.0
         label = f"GPU{sample.index} "
         figures = f" {_gb(sample.mem_used_mb)}/{_gb(sample.mem_total_mb)} GB"
@@ -74,13 +75,17 @@ class GpuPanel(Widget):
         text.append("▓" * others, style=style("gpu-panel--others", partial=True))
         text.append("░" * (room - own - others), style=style("gpu-panel--free", partial=True))
         text.append(f"{figures}\n")
-        text.append("█ this run ", style=style("gpu-panel--own", partial=True))
+        text.append("█ " + _("this run") + " ", style=style("gpu-panel--own", partial=True))
         text.append(f"{_gb(self.own_mb)} GB  ")
         others_count = sum(1 for p in sample.processes if not p.own)
-        text.append("▓ others ", style=style("gpu-panel--others", partial=True))
-        text.append(f"{_gb(self.others_mb)} GB ({others_count} proc)  ")
+        text.append("▓ " + _("others") + " ", style=style("gpu-panel--others", partial=True))
+        text.append(
+            _("{gb} GB ({count} proc)").format(gb=_gb(self.others_mb), count=others_count) + "  "
+        )
         readings = [
-            f"util {sample.util_pct:.0f}%" if sample.util_pct is not None else "",
+            _("util {pct}%").format(pct=f"{sample.util_pct:.0f}")
+            if sample.util_pct is not None
+            else "",
             f"{sample.temp_c:.0f}°C" if sample.temp_c is not None else "",
             f"{sample.power_w:.0f} W" if sample.power_w is not None else "",
         ]
