@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.plan import load_plan
+from engine.settings import load_settings
 from tui.app import StillroomApp
 from tui.draft import read_draft
 from tui.screens.data import DataScreen
@@ -32,6 +33,34 @@ async def test_welcome_then_new_plan_opens_the_teacher_step(make_app):
         assert isinstance(app.screen, TeacherScreen)
     plan, step = read_draft(Path("stillroom-plan.toml"))
     assert step == "teacher" and plan == load_plan("stillroom-plan.toml")
+
+
+async def test_the_welcome_screen_switches_the_language_and_it_is_remembered(make_app):
+    """l on Welcome: every step speaks Chinese from then on, next time too (user settings,
+    not the plan), and the draft is untouched; l again goes back to English."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("training", max_steps=77)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert "Language: English (switch to 简体中文)" in "\n".join(screen_lines(app))
+        await pilot.press("l")
+        await pilot.pause()
+        assert "语言：简体中文（切换到 English）" in "\n".join(screen_lines(app))
+        assert load_settings()["lang"] == "zh"
+        await pilot.press("c")  # the teacher step, built before the switch, is built again
+        await pilot.pause()
+        shown = "\n".join(screen_lines(app))
+        assert isinstance(app.screen, TeacherScreen)
+        assert "1 教师" in shown and "服务商" in shown and "退出" in shown
+        await pilot.press("ctrl+p", "l")
+        await pilot.pause()
+        assert "Language: English" in "\n".join(screen_lines(app))
+    assert load_settings()["lang"] == "en"
+    assert load_plan("stillroom-plan.toml").training.max_steps == 77
+    assert "lang" not in Path("stillroom-plan.toml").read_text()
 
 
 async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
