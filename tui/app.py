@@ -197,7 +197,7 @@ class StillroomApp(App[None]):
             else:
                 part[name] = value
         try:
-            plan = plan_from_dict(data, "the wizard")
+            plan = plan_from_dict(data, _("the wizard"))
         except PlanError as error:
             return "; ".join(line.removeprefix(f"{section}.") for line in error.problems)
         self.set_plan(plan)
