@@ -27,7 +27,8 @@ TIMINGS = [
     (re.compile(r"[\d.]+ s to first token"), "0.25 s to first token"),
     (re.compile(r"\d+ tok/s"), "180 tok/s"),
     (re.compile(r"API · [\d.]+ s"), "API · 0.05 s"),
-    (re.compile(r"用时 [\d.]+ s"), "用时 0.25 s"),  # the Chinese "… s to first token"
+    (re.compile(r"用时 [\d.]+ s"), "用时 0.25 s"),  # in Chinese: "… s to first token"
+    (re.compile(r"API 回答 · [\d.]+ s"), "API 回答 · 0.05 s"),  # and "… API · … s"
 ]
 
 
