@@ -327,27 +327,23 @@ class ChatScreen(StepScreen):
         if options.system:
             settings.append(_("system prompt set"))
         who = self._who()
-        texts = {
-            "idle": lambda: "",
-            "loading": lambda: (
-                _("Loading {run} in its own process…").format(run=name)
-                if name
-                else _("Loading the newest trained run in its own process…")
-            ),
-            "ready": lambda: " · ".join(
-                [f"{name}: {who}", *settings, _("ctrl+l clears the history")]
-            ),
-            "answering": lambda: _("{run}: {who} · answering…").format(run=name, who=who),
-            "no-run": lambda: _(
+        loading = _("Loading the newest trained run in its own process…")
+        if name:
+            loading = _("Loading {run} in its own process…").format(run=name)
+        text = {
+            "idle": "",
+            "loading": loading,
+            "ready": " · ".join([f"{name}: {who}", *settings, _("ctrl+l clears the history")]),
+            "answering": _("{run}: {who} · answering…").format(run=name, who=who),
+            "no-run": _(
                 "No trained run of {output} in {folder}/ yet: train one in the Train "
                 "step (ctrl+p), or `stillroom chat RUN` talks to any run."
             ).format(output=repr(self.app.plan.output.name), folder=detail),
-            "failed": lambda: _(
+            "failed": _(
                 "✗ the chat process for {run} stopped (exit {code}); "
                 "its output is in {log}. Leave and reopen the step to retry."
             ).format(run=name, code=detail, log=f"{name}/{LOG_FILE}"),
-        }
-        text = texts[state]()
+        }[state]
         label = self.query_one("#chat-state", Static)
         label.update(text)
         live = state in ("ready", "answering")
