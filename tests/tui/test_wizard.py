@@ -35,9 +35,13 @@ async def test_welcome_then_new_plan_opens_the_teacher_step(make_app):
     assert step == "teacher" and plan == load_plan("stillroom-plan.toml")
 
 
-async def test_the_welcome_screen_switches_the_language_and_it_is_remembered(make_app):
+async def test_the_welcome_screen_switches_the_language_and_it_is_remembered(
+    make_app, tmp_path_factory, monkeypatch
+):
     """l on Welcome: every step speaks Chinese from then on, next time too (user settings,
     not the plan), and the draft is untouched; l again goes back to English."""
+    # Settings of its own: the session's would otherwise remember this test's choice.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")

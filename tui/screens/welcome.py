@@ -187,8 +187,7 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
 
     async def action_switch_language(self) -> None:
         """English <-> 简体中文: the whole wizard is drawn again in it, and it is remembered."""
-        other = next(lang for lang in LANGUAGES if lang != current_language())
-        problem = self.app.switch_language(other)
+        problem = self.app.switch_language(other_language())
         if problem:
             self.notify(problem, title=_("Language not changed"), severity="warning")
             return
@@ -199,12 +198,15 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
         choices.focus()
 
 
+def other_language() -> str:
+    """The language the l key switches to."""
+    return next(lang for lang in LANGUAGES if lang != current_language())
+
+
 def language_line() -> str:
     """The language now and the other one, each named in its own script."""
-    here = current_language()
-    other = next(lang for lang in LANGUAGES if lang != here)
     return _("l  Language: {language} (switch to {other})").format(
-        language=LANGUAGES[here], other=LANGUAGES[other]
+        language=LANGUAGES[current_language()], other=LANGUAGES[other_language()]
     )
 
 
