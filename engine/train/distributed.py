@@ -103,6 +103,14 @@ def resolve(gpus: str | int | list[int], visible: int) -> World:
     return World(len(gpus), "cuda", tuple(gpus))
 
 
+def planned_processes(gpus: str | int | list[int], visible: int) -> int:
+    """How many ranks ``training.gpus`` asks for, read away from the machine that trains it (a
+    plan made for another box): ``auto`` counts the ``visible`` GPUs here."""
+    if gpus == "auto":
+        return max(visible, 1)
+    return gpus if isinstance(gpus, int) else len(gpus)
+
+
 def visible_gpus() -> int:
     """CUDA devices this process may use, without starting CUDA here (the launcher's card
     memory stays free for rank 0)."""
@@ -174,12 +182,15 @@ def train(
 ) -> None:
     """The training child's work: in this process, or as the launcher of several ranks."""
     from engine.train.job import error_event, run
+    from engine.train.resplit import saying_a_new_split
 
     try:
         world = resolve(plan.training.gpus, visible_gpus())
     except UserError as error:
         emit(error_event(error, plan, "plan"))
         return
+    if not probe:
+        emit = saying_a_new_split(emit, run_dir, world.processes)
     if not world.launched:
         run(plan, run_dir, emit, should_stop, probe=probe, attempt=attempt)
         return
@@ -234,7 +245,8 @@ def launch(
 
 
 def _describe(world: World) -> str:
-    """The ``started`` event's device: how many of which card, and the collective library."""
+    """The ``started`` event's device: how many of which card, and the collective library
+    (:func:`engine.train.resplit.previous_processes` reads the count back on a resume)."""
     if world.device == "cpu":
         return f"{world.processes} x cpu ({world.backend})"
     from engine.gpu import sample
@@ -305,7 +317,7 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
         return ev.Error(
             kind="crashed",
             message=message.format(rank=silent[0] if silent else "", n=world.processes, code=code),
-            hint=f"{crash.hint} {_other_count()}",
+            hint=f"{crash.hint} {_other_count(run_dir)}",
             log_tail=crash.log_tail,
         )
     rank = failed[0]
@@ -316,15 +328,15 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
         message=_("rank {rank} of {n}: {message}").format(
             rank=rank, n=world.processes, message=error.message
         ),
-        hint=f"{error.hint} {_other_count()}".strip(),
+        hint=f"{error.hint} {_other_count(run_dir)}".strip(),
         log_tail=error.log_tail,
     )
 
 
-def _other_count() -> str:
+def _other_count(run_dir: Path) -> str:
     return _(
-        "To resume on another number of GPUs, change training.gpus in the run's plan.toml first."
-    )
+        "`stillroom train --resume {run} --gpus N` resumes it on another number of GPUs."
+    ).format(run=run_dir)
 
 
 class Ranks:

@@ -157,29 +157,45 @@ def _rank_process(run_dir: Path, rank: int) -> psutil.Process:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_crashes_the_run_and_resume_on_one_process_ends_at_the_planned_step(
+def test_a_killed_rank_crashes_the_run_and_resume_with_gpus_1_ends_at_the_planned_step(
     tiny_model_dir, tmp_path
 ):
     plan = _plan(tmp_path, tiny_model_dir, 2, max_steps=300, save_steps=10)
     run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
     wait_for(run_dir, lambda e: isinstance(e, ev.Checkpoint) and e.step >= 20)
+    plan_file = run_dir / "plan.toml"
+    busy = stillroom("train", "--resume", str(run_dir), "--gpus", "1")
+    assert busy.returncode != 0 and "is being trained by" in busy.stderr, busy.stderr
+    assert load_plan(plan_file).training.gpus == 2  # not changed under the trainer
     _rank_process(run_dir, 1).send_signal(signal.SIGKILL)
     crashed = wait_for(run_dir, lambda e: False)
     assert isinstance(crashed, ev.Error) and crashed.kind == "crashed", crashed
-    assert "rank 1 of 2" in crashed.message and "--resume" in crashed.hint
+    assert "rank 1 of 2" in crashed.message and "--gpus N" in crashed.hint
     assert runs.status(run_dir).state == "crashed"
     saved = max(e.step for e in events_of(run_dir, ev.Checkpoint))
 
-    plan_file = run_dir / "plan.toml"  # the user moves the run to one process
-    plan_file.write_text(plan_file.read_text().replace("gpus = 2", "gpus = 1"))
-    assert load_plan(plan_file).training.gpus == 1
-    result = stillroom("train", "--resume", str(run_dir))
+    result = stillroom("train", "--resume", str(run_dir), "--gpus", "1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "training.gpus: 2 -> 1" in result.stdout
+    assert load_plan(plan_file).training.gpus == 1  # the run's plan records the move
     events = runs.read_events(run_dir)
     second = events[max(i for i, e in enumerate(events) if isinstance(e, ev.Started)) :]
+    said = [e.line for e in second if isinstance(e, ev.Log)]
+    assert any("this attempt trains on 1 process(es), the last one trained on 2" in x for x in said)
+    assert any("batches: 4 x 1 (micro-batch x grad-accum)" in x for x in said), said
     steps = [e.step for e in second if isinstance(e, ev.Step)]
     assert steps[0] == saved + 1 and steps[-1] == 300
     assert isinstance(second[-1], ev.Finished) and second[-1].steps == 300
+
+
+def test_resume_on_a_count_that_cannot_share_the_samples_is_refused_and_changes_nothing(tmp_path):
+    run_dir = runs.create_run(load_plan(_plan(tmp_path, tmp_path / "student", 2)))  # 4 a step
+    before = (run_dir / "plan.toml").read_text()
+    refused = stillroom("train", "--resume", str(run_dir), "--gpus", "3")
+    assert refused.returncode != 0
+    assert "cannot be shared evenly by 3 processes" in refused.stderr, refused.stderr
+    assert (run_dir / "plan.toml").read_text() == before
+    assert not runs.read_events(run_dir)  # no trainer started
 
 
 @pytest.mark.slow

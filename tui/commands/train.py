@@ -36,6 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--resume", metavar="RUN", help=_("continue this run instead"))
     parser.add_argument(
+        "--gpus",
+        metavar="N|auto|IDS",
+        help=_(
+            "with --resume: go on with N processes, every visible GPU (auto), or the GPUs 0,1; "
+            "written into the run's plan"
+        ),
+    )
+    parser.add_argument(
         "--runs-dir", default="runs", help=_("where --resume looks (default: runs)")
     )
     parser.set_defaults(func=run)
@@ -51,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         if args.plan or args.probe:
             raise UserError(_("--resume takes a run, not a plan or --probe"))
         run_dir = runs.prepare_resume(args.resume, args.runs_dir)
+        if args.gpus is not None:
+            _change_gpus(run_dir, args.gpus)
+    elif args.gpus is not None:
+        raise UserError(
+            _("--gpus goes with --resume RUN"),
+            hint=_("For a new run, set training.gpus in the plan file."),
+        )
     elif args.plan:
         plan = load_plan(args.plan)
         run_dir = runs.create_run(plan, suffix="-probe" if args.probe else "")
@@ -76,6 +91,19 @@ def run(args: argparse.Namespace) -> int:
     if args.probe:
         _print_probe(run_dir)
     return code
+
+
+def _change_gpus(run_dir: Path, text: str) -> None:
+    from engine.train.resplit import change_gpus, parse_gpus
+
+    gpus = parse_gpus(text)
+    before = change_gpus(run_dir, gpus)
+    if before is not None:
+        print(
+            _("training.gpus: {before} -> {after} in {path}").format(
+                before=json.dumps(before), after=json.dumps(gpus), path=run_dir / "plan.toml"
+            )
+        )
 
 
 def _probe_figures(run_dir: Path) -> dict:
