@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Select
 
+from engine.events import GpuSample
 from engine.plan import load_plan
 from tests.teacher_server import TeacherServer, answer_for
 from tui.replay import inspect_command
@@ -18,7 +19,7 @@ from tui.screens.command import CommandScreen
 from tui.widgets.fit_gauge import FitGauge
 from tui.widgets.histogram import Histogram
 
-from .conftest import SIZE
+from .conftest import SIZE, T4
 from .scenes import until
 
 pytestmark = pytest.mark.anyio
@@ -180,6 +181,39 @@ async def test_student_gauge_follows_batch_size_and_applies_the_fix(make_app):
         plan = load_plan("stillroom-plan.toml")
         assert plan.training.batch_size < 64
         assert plan.training.batch_size * plan.training.grad_accum >= 64 * 4
+
+
+def two_t4s(own_pids: set[int]) -> list[GpuSample]:
+    """A GPU sampler for a box with two idle 15 GB T4s."""
+    return [
+        GpuSample(index=i, name="Tesla T4", mem_used_mb=0.0, mem_total_mb=T4[0]) for i in (0, 1)
+    ]
+
+
+async def test_student_gauge_is_per_gpu_when_the_plan_trains_on_several(project):
+    """training.gpus = "auto" on two cards: each takes half of a step's 16 rows in its
+    micro-batch, so the step fits two T4s where one T4 alone could not hold it."""
+    from tui.app import StillroomApp
+
+    app = StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=two_t4s)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        app.switch_mode("student")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        gauge = app.screen.query_one(FitGauge)
+        await pilot.click("#knob-training-grad_accum Input")
+        await pilot.press("end", "ctrl+u", "1")
+        await pilot.click("#knob-training-batch_size Input")
+        await pilot.press("end", "ctrl+u", "1", "6")  # 16 rows a step: 8 on each card
+        await until(pilot, lambda: gauge.estimate and gauge.estimate.peak_mb > 8 * 1024)
+        assert gauge.verdict == "fits"
+        assert "GB per GPU, 2 GPUs" in str(gauge.render())
+
+        app.screen.query_one("#card", Select).value = 15360.0  # planning for a one-T4 box
+        await until(pilot, lambda: gauge.verdict == "will_not_fit")
+        assert "per GPU" not in str(gauge.render())
 
 
 async def test_student_compares_with_a_chosen_card_without_a_gpu(project):

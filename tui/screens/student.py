@@ -53,10 +53,11 @@ class StudentScreen(StepScreen):
     class Estimated(Message):
         """A memory estimate (or why there is none) for the plan the user has now."""
 
-        def __init__(self, estimate: Estimate | None, error: str = "") -> None:
+        def __init__(self, estimate: Estimate | None, error: str = "", gpus: int = 1) -> None:
             super().__init__()
             self.estimate = estimate
             self.error = error
+            self.gpus = gpus  # the ranks sharing each step: the estimate is one rank's card
 
     class ModelChecked(Message):
         """Where the student model loads from (``detail``), or what is wrong (``error``)."""
@@ -234,25 +235,38 @@ class StudentScreen(StepScreen):
             self._check_model(self.app.plan.student.model)
 
     def _estimate_now(self) -> None:
-        self._estimate(self.app.plan, self._card_total(), self.app.token_profile)
+        here = self.card_mb == DETECTED
+        self._estimate(self.app.plan, self._card_total(), self.app.token_profile, here)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="fit")
-    def _estimate(self, plan: Plan, card_mb: float | None, profile: TokenProfile | None) -> None:
+    def _estimate(
+        self, plan: Plan, card_mb: float | None, profile: TokenProfile | None, here: bool
+    ) -> None:
+        """One rank's peak on one card: with several GPUs each holds the model and its share
+        of a step's samples. ``auto`` counts this machine's cards only when compared with it."""
+        from engine.train.distributed import planned_processes, rank_plan
         from engine.train.memory import estimate
 
         try:
-            result = estimate(plan, gpu_total_mb=card_mb, rows_tokens=profile)
+            counted = here and plan.training.gpus == "auto"
+            gpus = planned_processes(plan.training.gpus, self._cards_here() if counted else 0)
+            result = estimate(rank_plan(plan, gpus), gpu_total_mb=card_mb, rows_tokens=profile)
         except UserError as error:
             text = _("Cannot estimate: {error} {hint}").format(error=error, hint=error.hint or "")
             message = self.Estimated(None, text.strip())
         else:
-            message = self.Estimated(result)
+            message = self.Estimated(result, gpus=gpus)
         if not get_current_worker().is_cancelled:
             self.post_message(message)
 
+    def _cards_here(self) -> int:
+        """The GPUs this machine shows (the app's sampler: NVML, no torch)."""
+        return len(self.app.gpu_sampler(set()) or [])
+
     @on(Estimated)
     def _estimated(self, message: Estimated) -> None:
-        self.query_one(FitGauge).show(message.estimate, self._card_name(), message.error)
+        gauge = self.query_one(FitGauge)
+        gauge.show(message.estimate, self._card_name(), message.error, gpus=message.gpus)
         self._show_checkpointing(message.estimate)
         self.refresh_bindings()
 

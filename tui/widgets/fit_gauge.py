@@ -53,13 +53,14 @@ class FitGauge(Widget):
         self.estimate: Estimate | None = None
         self.message = _("Estimating…")
         self.card = ""
+        self.gpus = 1  # cards that each hold one rank of the run: the estimate is per card
 
     @property
     def verdict(self) -> str | None:
         return self.estimate.verdict if self.estimate else None
 
-    def show(self, estimate: Estimate | None, card: str, message: str = "") -> None:
-        self.estimate, self.card, self.message = estimate, card, message
+    def show(self, estimate: Estimate | None, card: str, message: str = "", gpus: int = 1) -> None:
+        self.estimate, self.card, self.message, self.gpus = estimate, card, message, gpus
         self.refresh(layout=True)
 
     def get_content_height(self, container, viewport, width: int) -> int:  # type: ignore[override]
@@ -83,14 +84,23 @@ class FitGauge(Widget):
         word = _(VERDICT_WORDS[estimate.verdict])
         text = Text()
         if estimate.available_mb:
-            of = f" {peak_gb:.1f} / {estimate.available_mb / 1024:.1f} GB "
-            room = max(4, width - len(of) - cell_len(word) - 1)
+            total_gb = f"{estimate.available_mb / 1024:.1f}"
+            scale = (
+                _("{peak} / {total} GB per GPU, {n} GPUs")
+                if self.gpus > 1
+                else "{peak} / {total} GB"
+            )
+            of = " " + scale.format(peak=f"{peak_gb:.1f}", total=total_gb, n=self.gpus) + " "
+            room = max(4, width - cell_len(of) - cell_len(word) - 1)
             filled = min(room, round(room * estimate.peak_mb / estimate.available_mb))
             text.append("█" * filled, style=style)
             text.append("░" * (room - filled), style=empty)
             text.append(of)
         else:
-            text.append(_("~{gb} GB peak · ").format(gb=f"{peak_gb:.1f}"))
+            peak = (
+                _("~{gb} GB peak per GPU, {n} GPUs · ") if self.gpus > 1 else _("~{gb} GB peak · ")
+            )
+            text.append(peak.format(gb=f"{peak_gb:.1f}", n=self.gpus))
         text.append(word, style=style)
         breakdown = ", ".join(
             f"{_(SHORT[name]) if name in SHORT else name} {mb / 1024:.1f}"
