@@ -20,7 +20,6 @@ from engine.errors import UserError
 from engine.i18n import _
 from engine.plan import Plan
 from engine.train.backend_choice import choose_backend
-from engine.train.distributed import rank_plan
 from engine.train.memory import estimate
 from engine.train.presets import preset_for
 
@@ -93,9 +92,7 @@ def _gpu_checks(plan: Plan) -> list[Check]:
         )
         checks.append(Check(f"gpu {reading.index}", "ok", detail))
         if reading.index in used:
-            checks.append(
-                _fit_check(rank_plan(plan, len(used)), reading.mem_total_mb, free_mb, reading.index)
-            )
+            checks.append(_fit_check(plan, reading.mem_total_mb, free_mb, reading.index, len(used)))
     return checks
 
 
@@ -181,9 +178,12 @@ def _processes_check(plan: Plan, visible: int) -> Check | None:
     )
 
 
-def _fit_check(plan: Plan, total_mb: float, free_mb: float, index: int = 0) -> Check:
+def _fit_check(
+    plan: Plan, total_mb: float, free_mb: float, index: int = 0, processes: int = 1
+) -> Check:
+    """One card's fit; with several ranks, a rank's share (the fixes are changes to the plan)."""
     try:
-        result = estimate(plan, gpu_total_mb=total_mb, gpu_free_mb=free_mb)
+        result = estimate(plan, gpu_total_mb=total_mb, gpu_free_mb=free_mb, processes=processes)
     except UserError as error:
         return Check(_fit_name(index), "warn", str(error), error.hint)
     status: Status = {"fits": "ok", "tight": "warn"}.get(result.verdict, "fail")

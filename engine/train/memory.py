@@ -447,7 +447,10 @@ def _suggestions(
     """
 
     def fits(p: Plan) -> bool:
-        return _verdict(measure(p).peak_mb, available_mb) == "fits"
+        try:
+            return _verdict(measure(p).peak_mb, available_mb) == "fits"
+        except UserError:  # a batch the ranks cannot share evenly
+            return False
 
     candidates = _candidate_changes(plan)
     singles = []
@@ -480,6 +483,7 @@ def estimate(
     batching: Batching = "padded",
     checkpointing: Checkpointing | None = None,
     chunked_logits: bool = True,
+    processes: int = 1,
 ) -> Estimate:
     """Predict the plan's peak GPU memory and judge it against the GPU.
 
@@ -490,8 +494,11 @@ def estimate(
     When the run will not fit (or is tight), ``suggestions`` lists changes
     that were re-estimated to fit (empty when nothing within reach does).
     ``checkpointing`` defaults to the plan's ``training.gradient_checkpointing``,
-    "auto" resolved by :func:`choose_checkpointing`.
+    "auto" resolved by :func:`choose_checkpointing`. With ``processes`` ranks (DDP) the peak
+    is one card's, holding one rank's share of each step; suggestions stay changes to ``plan``.
     """
+    from engine.train.distributed import rank_plan
+
     source = "given"
     if arch is None:
         arch, source = resolve_arch(plan.student.model, params_b)
@@ -508,10 +515,11 @@ def estimate(
     available = gpu_free_mb if gpu_free_mb is not None else gpu_total_mb
     reason = ""
     if checkpointing is None:
+        card = rank_plan(plan, processes)
         checkpointing, reason = _choose(
-            plan,
+            card,
             lambda mode: _breakdown(
-                plan, arch, source, backend, profile, batching, mode, chunked_logits, params_b
+                card, arch, source, backend, profile, batching, mode, chunked_logits, params_b
             ),
             backend,
             available,
@@ -519,7 +527,15 @@ def estimate(
 
     def measure(p: Plan) -> Estimate:
         return _breakdown(
-            p, arch, source, backend, profile, batching, checkpointing, chunked_logits, params_b
+            rank_plan(p, processes),
+            arch,
+            source,
+            backend,
+            profile,
+            batching,
+            checkpointing,
+            chunked_logits,
+            params_b,
         )
 
     result = replace(measure(plan), checkpointing_reason=reason)

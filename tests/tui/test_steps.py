@@ -211,9 +211,20 @@ async def test_student_gauge_is_per_gpu_when_the_plan_trains_on_several(project)
         assert gauge.verdict == "fits"
         assert "GB per GPU, 2 GPUs" in str(gauge.render())
 
-        app.screen.query_one("#card", Select).value = 15360.0  # planning for a one-T4 box
+        card = app.screen.query_one("#card", Select)
+        card.value = 15360.0  # planning for a box with one T4
         await until(pilot, lambda: gauge.verdict == "will_not_fit")
         assert "per GPU" not in str(gauge.render())
+        card.value = 0.0  # this machine's two again
+
+        await pilot.click("#knob-training-batch_size Input")
+        await pilot.press("end", "ctrl+u", "3", "2")  # 16 on each card: too many
+        await until(pilot, lambda: "32 ->" in str(gauge.render()))
+        assert "batch_size 32 -> 8 (grad_accum 1 -> 4)" in str(gauge.render())  # the plan's keys
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: gauge.verdict == "fits")
+        training = load_plan("stillroom-plan.toml").training
+        assert (training.batch_size, training.grad_accum) == (8, 4)
 
 
 async def test_student_compares_with_a_chosen_card_without_a_gpu(project):

@@ -244,13 +244,13 @@ class StudentScreen(StepScreen):
     ) -> None:
         """One rank's peak on one card: with several GPUs each holds the model and its share
         of a step's samples. ``auto`` counts this machine's cards only when compared with it."""
-        from engine.train.distributed import planned_processes, rank_plan
+        from engine.train.distributed import planned_processes
         from engine.train.memory import estimate
 
         try:
             counted = here and plan.training.gpus == "auto"
             gpus = planned_processes(plan.training.gpus, self._cards_here() if counted else 0)
-            result = estimate(rank_plan(plan, gpus), gpu_total_mb=card_mb, rows_tokens=profile)
+            result = estimate(plan, gpu_total_mb=card_mb, rows_tokens=profile, processes=gpus)
         except UserError as error:
             text = _("Cannot estimate: {error} {hint}").format(error=error, hint=error.hint or "")
             message = self.Estimated(None, text.strip())
