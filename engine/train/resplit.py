@@ -23,12 +23,13 @@ Gpus = str | int | list[int]
 
 
 def parse_gpus(text: str) -> Gpus:
-    """``--gpus``'s value as the plan spells it: ``auto``, a count, or ids (``0,1``)."""
+    """``--gpus``'s value as the plan spells it: ``auto``, a count, or ids (``0,1``; one id
+    as ``[1]`` or ``1,``)."""
     value = text.strip()
     if value == "auto":
         return value
     try:
-        if "," in value:
+        if "," in value or value.startswith("["):
             return [int(part) for part in value.strip("[]").split(",") if part.strip()]
         return int(value)
     except ValueError:
