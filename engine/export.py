@@ -27,8 +27,8 @@ from engine.export_target import (
     write_marker,
 )
 from engine.fileio import atomic_write_text
-from engine.plan import Plan, load_plan
-from engine.runs import PLAN_FILE
+from engine.plan import Plan
+from engine.run_dir import RunDir
 
 FORMATS = ("adapter", "merged", "gguf")
 PARITY_PROMPTS = 3
@@ -97,12 +97,11 @@ def export(
     ``out`` is checked first (:func:`check_export_target`) and again before the
     finished export is moved in; ``converter`` defaults to the one the user named.
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}", hint=f"one of {', '.join(FORMATS)}")
-    from engine.runs import trained_adapter
-
-    adapter = trained_adapter(run_dir)
+    adapter = run.adapter
     if adapter is None:
         raise UserError(f"{run_dir.name} has no adapter to export", hint="`stillroom runs`")
     final = check_export_target(out, format, run_dir, force=force)
@@ -111,7 +110,7 @@ def export(
         converter = find_gguf_converter()
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"unknown GGUF type {gguf_type!r}", hint=f"one of {', '.join(GGUF_TYPES)}")
-    plan = load_plan(run_dir / PLAN_FILE)
+    plan = run.plan()
     partial = new_partial(final)
     try:
         result = ExportResult(final, format)
@@ -357,7 +356,7 @@ def ollama_modelfile(tokenizer: Any, gguf_name: str) -> str:
 def model_card(plan: Plan, run_dir: Path, format: str, parity: Parity | None) -> str:
     """README.md for the export: base model, training settings, data size, eval metrics."""
     summary = _read_json(run_dir / "summary.json")
-    report = _read_json(run_dir / "eval" / "report.json")
+    report = _read_json(RunDir(run_dir).eval_dir / "report.json")
     s, lora, t = plan.student, plan.lora, plan.training
     lines = [
         "---",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,23 +26,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import events as ev
-from engine import run_events, run_lock
+from engine import run_events, run_lock, spawn
 from engine.errors import UserError
 from engine.fileio import atomic_write_text, cannot_write
 from engine.plan import Plan, load_plan, save_plan
+from engine.run_dir import ADAPTER_DIR, CANCEL_FILE, LOG_FILE, PID_FILE, PLAN_FILE, RunDir
 from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
+
+# Callers read the run folder's names here as well as in engine.run_dir.
+__all__ = ["ADAPTER_DIR", "CANCEL_FILE", "EVENTS_FILE", "LOG_FILE", "PID_FILE", "PLAN_FILE"]
 
 if TYPE_CHECKING:
     import psutil
 
 STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed", "unreadable")
 LIVE = frozenset({"starting", "running"})
-
-PLAN_FILE = "plan.toml"
-ADAPTER_DIR = "adapter"
-LOG_FILE = "train.log"
-PID_FILE = "pid"
-CANCEL_FILE = "cancel"
 EXIT_WAIT_S = 30.0  # a trainer that wrote its ending may take this long to exit (CPU torch)
 
 
@@ -142,26 +138,16 @@ def start(run_dir: Path, *, probe: bool = False, env: dict[str, str] | None = No
     try:
         attempt = run_events.next_attempt(run_events.load(run_dir).events)
         (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-        repo_root = str(Path(__file__).resolve().parent.parent)
-        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (repo_root, child_env.get("PYTHONPATH", "")) if p
+        args = [str(run_dir), "--attempt", str(attempt), "--lock-fd", str(fd)]
+        child = spawn.start_detached(
+            "train",
+            [*args, "--probe"] if probe else args,
+            log=run_dir / LOG_FILE,
+            append=True,
+            cwd=run_dir,
+            pass_fds=(fd,),
+            env=env,
         )
-        command = [sys.executable, "-m", "engine", "train", str(run_dir)]
-        command += ["--attempt", str(attempt), "--lock-fd", str(fd)]
-        if probe:
-            command.append("--probe")
-        with open(run_dir / LOG_FILE, "ab") as log:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=child_env,
-                cwd=str(run_dir),
-                pass_fds=(fd,),
-            )
         return write_pid(run_dir, child.pid, attempt)
     finally:
         os.close(fd)  # the child's copy keeps the lock
@@ -287,16 +273,6 @@ def busy_error(run_dir: Path) -> UserError:
     )
 
 
-def trained_adapter(run_dir: Path) -> Path | None:
-    """The run's adapter folder once training (or a cancel) saved it whole, else ``None``.
-
-    The one answer to "is this run trained?": the adapter is written aside and
-    swapped in complete, so its config file means the folder is whole.
-    """
-    adapter = Path(run_dir) / ADAPTER_DIR
-    return adapter if (adapter / "adapter_config.json").is_file() else None
-
-
 def read_events(run_dir: Path) -> list[ev.Event]:
     """Every readable event of the run, all attempts (damaged lines skipped)."""
     return run_events.load(Path(run_dir)).events
@@ -313,12 +289,9 @@ def crash_event(run_dir: Path) -> ev.Error:
     )
 
 
-def log_tail(run_dir: Path, lines: int = 40) -> str:
-    try:
-        text = (Path(run_dir) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+def log_tail(run_dir: Path, lines: int = spawn.TAIL_LINES) -> str:
+    """The last lines of the trainer's log."""
+    return spawn.tail(RunDir(run_dir).log_file, lines)
 
 
 def status(run_dir: Path) -> RunStatus:
@@ -372,7 +345,7 @@ def list_runs(runs_dir: str | Path) -> list[RunStatus]:
     """Every run under ``runs_dir``, newest first."""
     root = Path(runs_dir)
     try:
-        folders = [p for p in root.iterdir() if (p / PLAN_FILE).is_file()]
+        folders = [p for p in root.iterdir() if RunDir(p).is_run]
     except OSError:  # no runs folder yet (or not one we may read)
         return []
     found = [status(p) for p in folders]

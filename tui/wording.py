@@ -22,6 +22,12 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def progress_words(event: ev.Progress) -> str:
+    """A stage's progress in items: ``recall: answered 3/6, about 0:40 to go``."""
+    eta = f", about {duration(event.eta_s)} to go" if event.done < event.total else ""
+    return f"{event.stage or event.job}: answered {event.done}/{event.total}{eta}"
+
+
 def data_words(event: ev.DataReport) -> str:
     """The data report as ``stillroom inspect`` words its counts."""
     return "data: " + Tally(event.records, event.usable, event.unusable, event.problems).words()

@@ -60,6 +60,7 @@ def run(
                 backend=backend,
                 backend_reason=reason,
                 device=_device_name(),
+                model=plan.student.model,
                 versions=_versions(),
                 plan_hash=plan.fingerprint(),
                 max_steps=plan.training.max_steps,
@@ -72,7 +73,7 @@ def run(
             emit(ev.Log(line=line))
         stage = "dataset"
         if backend == "unsloth":
-            data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
+            data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE, emit)
             import unsloth  # noqa: F401 - first, before transformers, trl and peft
         else:
             data = prepare_rows(plan, emit)

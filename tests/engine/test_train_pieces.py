@@ -101,14 +101,20 @@ def test_rendering_apart_gives_the_same_rows_and_the_same_mistakes(tiny_model_di
 
     plan = load_plan(write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path)))
     run_dir = runs.create_run(plan)
-    apart = prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
-    here = prepare_rows(plan, lambda event: None)
-    assert apart.rows == here.rows and apart.source_rows == here.source_rows
+    passed_on: list[ev.Event] = []
+    apart = prepare_rows_apart(
+        run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE, passed_on.append
+    )
+    here: list[ev.Event] = []
+    assert prepare_rows(plan, here.append).rows == apart.rows
+    assert [type(e) for e in passed_on] == [type(e) for e in here]  # the data report reaches us
+    assert not (run_dir / "rows.pkl").exists()
 
     (tmp_path / "facts.jsonl").write_text('{"instruction": "only a question"}\n')
     with pytest.raises(UserError) as caught:
-        prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
+        prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE, print)
     assert caught.value.hint
+    assert "Traceback" not in (run_dir / runs.LOG_FILE).read_text()
 
 
 def test_training_child_turns_on_expandable_segments_unless_the_user_chose(monkeypatch):
