@@ -29,7 +29,7 @@ from engine.data.types import Message
 from engine.errors import UserError
 from engine.plan import Plan, TeacherPlan
 from engine.run_dir import RunDir
-from engine.runs import find_run, list_runs
+from engine.runs import find_run, newest_trained
 
 
 @dataclass
@@ -59,9 +59,9 @@ def resolve_run(ref: str | None, runs_dir: str | Path = "runs") -> Path:
     """A run by name or path (as ``stillroom attach`` finds it), or the newest with an adapter."""
     if ref:
         return find_run(ref, runs_dir)
-    for run in list_runs(runs_dir):
-        if RunDir(run.path).trained:
-            return Path(run.path)
+    newest = newest_trained(runs_dir)
+    if newest is not None:
+        return newest
     raise UserError(f"no trained run in {runs_dir}/", hint="`stillroom runs` lists them.")
 
 

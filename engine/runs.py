@@ -371,6 +371,16 @@ def find_run(ref: str, runs_dir: str | Path = "runs") -> Path:
     raise UserError(f"no run {ref!r} in {root}/", hint="`stillroom runs` lists them.")
 
 
+def newest_trained(runs_dir: str | Path, name: str = "") -> Path | None:
+    """The newest run (named ``name-…`` when a name is given) that is trained and not
+    training now: what chat, eval and export take when no run is named."""
+    for run in list_runs(runs_dir):
+        if run.state not in LIVE and run.name.startswith(f"{name}-" if name else ""):
+            if RunDir(run.path).trained:
+                return Path(run.path)
+    return None
+
+
 def latest_live_run(runs_dir: str | Path = "runs") -> Path | None:
     """The newest run still training, for re-attaching."""
     for run in list_runs(runs_dir):

@@ -117,7 +117,7 @@ async def test_the_student_streams_its_learned_answer_and_the_base_model_differs
         assert child is not None
         await pilot.press("ctrl+p")
         await until(pilot, lambda: app.current_mode == "train")
-        assert child.wait(timeout=10) is not None  # leaving the step ends the child
+        assert child.process.wait(timeout=10) is not None  # leaving the step ends the child
         assert screen.child is None
 
 
