@@ -135,6 +135,8 @@ def eval_job(args: argparse.Namespace, emit: Emit) -> int:
         n=args.n,
         everything=args.everything,
         max_new_tokens=args.max_new_tokens,
+        judge=args.judge,
+        retention=args.retention,
         progress=progress_events(emit, "eval"),
     )
     paths = {"report": run.eval_dir / "report.json", "markdown": run.eval_dir / "report.md"}
@@ -201,6 +203,8 @@ def parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--n", type=int)
     eval_parser.add_argument("--all", dest="everything", action="store_true")
     eval_parser.add_argument("--max-new-tokens", type=int)
+    eval_parser.add_argument("--judge", action="store_true")
+    eval_parser.add_argument("--no-retention", dest="retention", action="store_false")
     export_parser = sub.add_parser("export", help="export a run (see `stillroom export`)")
     export_parser.add_argument("--format", required=True)
     export_parser.add_argument("--out")
