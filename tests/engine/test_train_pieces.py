@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from engine import events as ev
@@ -14,11 +16,35 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
 def test_the_schema_doc_names_every_event_and_field():
-    text = DOC.read_text()
-    for name, cls in ev.event_types().items():
-        assert f"`{name}`" in text, name
+    """docs/events.md has a row for each event type, no row for a type that is gone, and
+    names each field in its own type's row."""
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| (.*)\|$", DOC.read_text(), re.MULTILINE))
+    types = ev.event_types()
+    assert set(rows) == set(types), "a type missing from the doc, or one that is gone"
+    for name, cls in types.items():
         for field in dataclasses.fields(cls):
-            assert f"`{field.name}`" in text, f"{name}.{field.name}"
+            assert field.name == "t" or f"`{field.name}`" in rows[name], f"{name}.{field.name}"
+
+
+def test_the_schema_doc_lists_every_child_job_and_error_kind():
+    """Each job `python -m engine` runs, and each error kind the code says, is documented."""
+    from engine.__main__ import parser
+
+    text = DOC.read_text()
+    (jobs,) = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for job in jobs.choices:
+        assert f"| `{job} " in text, job
+    root = Path(__file__).resolve().parents[2]
+    said = {
+        kind
+        for folder in ("engine", "tui")
+        for path in (root / folder).rglob("*.py")
+        for kind in re.findall(r'ev\.Error\(\s*kind="(\w+)"', path.read_text())
+    }
+    assert {"user", "no_run", "exception"} <= said  # the pattern finds them
+    kinds = text[text.index("Error kinds:") :]
+    for kind in said | {"student", "dataset", "plan", "crashed"}:
+        assert f"`{kind}`" in kinds, kind
 
 
 def test_resume_takes_the_newest_whole_checkpoint_and_drops_torn_ones(tmp_path):
