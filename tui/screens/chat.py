@@ -108,6 +108,7 @@ class ChatScreen(StepScreen):
         self.turn: Turn | None = None
         self.run_dir: Path | None = None
         self.child: ChildJob | None = None
+        self.let_go: set[ChildJob] = set()  # children the screen ended: their last words are moot
         self.shown = False
 
     def compose(self) -> ComposeResult:
@@ -170,17 +171,20 @@ class ChatScreen(StepScreen):
         """The chat child's events, in order: started, ready, then token… answer per request."""
         event, child = message.event, message.job
         if child is not None and child is not self.child:
-            if not isinstance(event, ev.Started):
-                return  # a child this screen already let go
-            if self.child is not None or not self.shown:
-                stop_serving(child)  # the step was left while it started, or one serves already
+            if child in self.let_go:
+                if event.type in ev.TERMINAL:
+                    self.let_go.discard(child)
                 return
-            self.child, self.run_dir = child, child.run_dir
+            if self.child is not None or not self.shown:
+                self._stop(child)  # the step was left while it started, or one serves already
+                return
+            self.child, self.run_dir = child, child.run_dir  # its first word: it is ours
             self._show_state("loading")
-            return
         log = self.query_one(ChatLog)
         turn = self.turn
         match event:
+            case ev.Started():
+                pass  # taken above: the child that serves this screen now
             case ev.Ready():
                 self._show_state("ready")
             case ev.Token() if turn is not None:
@@ -327,7 +331,11 @@ class ChatScreen(StepScreen):
     def _stop_child(self) -> None:
         child, self.child = self.child, None
         if child is not None:
-            stop_serving(child)
+            self._stop(child)
+
+    def _stop(self, child: ChildJob) -> None:
+        self.let_go.add(child)
+        stop_serving(child)
 
     # Actions
 
