@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from engine import events as ev
-from engine import runs
+from engine import run_follow, runs
 from engine.train.checkpoints import mark_complete, prepare_resume
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
@@ -187,6 +187,6 @@ def test_an_ending_written_as_the_child_exits_is_not_taken_for_a_crash(tmp_path,
         write(cancelled)
         return False
 
-    monkeypatch.setattr(runs, "child_alive", exits_after_writing_its_ending)
-    followed = list(runs.follow(tmp_path, poll_s=0.01))
+    monkeypatch.setattr(run_follow, "child_alive", exits_after_writing_its_ending)
+    followed = list(run_follow.follow(tmp_path, poll_s=0.01))
     assert [e.type for e in followed] == ["started", "cancelled"]
