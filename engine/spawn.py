@@ -26,11 +26,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from engine import events as ev
+from engine.run_events import LineReader, decode_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.1
@@ -115,16 +116,9 @@ def emitter(stream: IO[str]) -> Callable[[ev.Event], None]:
 def read_pipe(child: subprocess.Popen[str], log: Path) -> Iterator[ev.Event]:
     """Every event the child writes on its stdout, then its ending once it has exited."""
     assert child.stdout is not None
-    ending: ev.Event | None = None
-    for line in child.stdout:
-        event = _decoded(line)
-        if event is None:
-            continue
-        if event.type in ev.TERMINAL:
-            ending = ending or event
-        else:
-            yield event
-    yield _ending(ending, child.wait(), log)
+    held: list[ev.Event] = []
+    yield from _passed_on(map(_decoded, child.stdout), held)
+    yield _ending(held, child.wait(), log)
 
 
 def follow_file(
@@ -134,44 +128,36 @@ def follow_file(
 
     Ends early, without an ending, once ``stop()`` says nobody is watching any more.
     """
-    offset, pending, ending = 0, b"", None
+    reader, held = LineReader(events), []
     while True:
         exited = child.poll() is not None  # checked before reading, so no line is missed
-        try:
-            with open(events, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            chunk = b""
-        offset += len(chunk)
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            event = _decoded(line.decode("utf-8", "replace"))
-            if event is None:
-                continue
-            if event.type in ev.TERMINAL:
-                ending = ending or event
-            else:
-                yield event
+        yield from _passed_on(reader.read(), held)
         if exited:
             break
         if stop():
             return
         time.sleep(POLL_S)
-    yield _ending(ending, child.returncode, log)
+    yield _ending(held, child.returncode, log)
 
 
 def _decoded(line: str) -> ev.Event | None:
-    if not line.strip():
-        return None
-    try:
-        return ev.decode(line)
-    except ValueError:
-        return None
+    return decode_line(line.encode("utf-8", "replace")) if line.strip() else None
 
 
-def _ending(ending: ev.Event | None, code: int, log: Path) -> ev.Event:
+def _passed_on(events: Iterable[ev.Event | None], held: list[ev.Event]) -> Iterator[ev.Event]:
+    """The events (``None``: a line that is not one) up to the ending, which goes to ``held``."""
+    for event in events:
+        if event is None or held:
+            continue
+        if event.type in ev.TERMINAL:
+            held.append(event)
+        else:
+            yield event
+
+
+def _ending(held: list[ev.Event], code: int, log: Path) -> ev.Event:
     """The child's own ending (an ``error`` with its exit status), else a crash from its log."""
+    ending = held[0] if held else None
     if isinstance(ending, ev.Error):
         return dataclasses.replace(ending, exit_code=code)
     if ending is not None:
