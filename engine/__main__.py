@@ -115,10 +115,12 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
 
 def prepare(plan_path: Path, run_dir: Path, emit: Emit) -> int:
     """Render the plan's dataset into the run directory (see ``prepare_rows_apart``)."""
+    from engine.hub import student_on_disk
     from engine.plan import load_plan
     from engine.train.dataset import prepare_rows_to_file
 
-    prepare_rows_to_file(load_plan(plan_path), run_dir, emit)
+    plan = student_on_disk(load_plan(plan_path))  # the trainer fetched it already
+    prepare_rows_to_file(plan, run_dir, emit)
     return 0
 
 

@@ -228,8 +228,11 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     from engine.cpu_threads import let_idle_threads_sleep
 
     let_idle_threads_sleep()  # before torch loads in this process (chat, eval, export)
+    from engine.hub import student_on_disk
+
     run = RunDir(run_dir)
-    plan, adapter = run.plan(), run.adapter
+    plan = student_on_disk(run.plan())  # a ModelScope student: its folder
+    adapter = run.adapter
     if not base_only and adapter is None:
         raise UserError(
             f"{run.name} has no adapter yet",

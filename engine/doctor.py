@@ -157,7 +157,7 @@ def _student_check(plan: Plan) -> Check:
     from engine.hub import locate_model
 
     try:
-        source = locate_model(plan.student.model)
+        source = locate_model(plan.student.model, source=plan.student.source)
     except UserError as error:
         return Check("student model", "fail", error.message, error.hint)
     return Check("student model", "ok", f"{source.model}: {source.detail}")

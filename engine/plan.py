@@ -12,7 +12,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-Provider = Literal["deepseek", "openai", "local", "custom"]
+Provider = Literal[
+    "deepseek", "openai", "qwen", "moonshot", "zhipu", "siliconflow", "local", "custom"
+]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "pair", "text"]
 Backend = Literal["auto", "unsloth", "hf"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -69,7 +71,7 @@ class _Section(BaseModel):
 class TeacherPlan(_Section):
     """The large model that writes the training data, over an OpenAI-compatible API."""
 
-    provider: Provider = Field("deepseek", description="deepseek | openai | local | custom")
+    provider: Provider = Field("deepseek", description=" | ".join(get_args(Provider)))
     model: str = Field("deepseek-v4-flash", description="Model id; list them from the endpoint.")
     base_url: str = Field("https://api.deepseek.com", description="OpenAI-compatible endpoint.")
     api_key_env: str = Field(
@@ -194,6 +196,11 @@ class StudentPlan(_Section):
     """The small model that learns."""
 
     model: str = Field("unsloth/Qwen2.5-1.5B-Instruct", description="Hub id or local folder.")
+    source: Literal["huggingface", "modelscope"] = Field(
+        "huggingface",
+        description="Hub a model id is fetched from: huggingface (HF_ENDPOINT for a mirror) "
+        "| modelscope (needs `pip install modelscope`).",
+    )
     max_seq_length: int = Field(2048, ge=16, le=131072)
     load_in_4bit: bool = True
     dtype: Dtype = Field("auto", description="auto picks bf16 where supported, else fp16.")

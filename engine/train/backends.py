@@ -38,6 +38,7 @@ class Setup:
     save: bool = True
     checkpointing: str = "unsloth"  # GPU only: unsloth (offloaded) | on | off; see memory.py
     checkpointing_reason: str = ""  # why, for the run log
+    pad_multiple: int | None = None  # unsloth, padded: pad micro-batches to a multiple of this
 
 
 def precision_for(plan: Plan, cuda: bool) -> str:
@@ -142,6 +143,7 @@ def _unsloth_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
         max_length=s.max_seq_length,
         packing=setup.batching == "packed",
         padding_free=setup.batching != "padded",
+        pad_to_multiple_of=setup.pad_multiple,
         dataset_num_proc=1,
         # SFTConfig turns the trainer's own checkpointing on unless told otherwise.
         gradient_checkpointing=setup.checkpointing != "off",

@@ -23,7 +23,6 @@ from engine.train.checkpoints import mark_complete
 Emit = Callable[[ev.Event], None]
 
 
-
 class CountingCollator:
     """Wraps a collator and counts the real (non-padding) tokens and rows it sees."""
 
@@ -130,7 +129,7 @@ class RunCallback(TrainerCallback):
         self.saving = None
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            mark_complete(folder, state.global_step)
+            mark_complete(folder, state.global_step, getattr(args.optim, "value", args.optim))
             self.emit(ev.Checkpoint(step=state.global_step, path=str(folder)))
         self._last_save = time.monotonic()
 
