@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.errors import UserError
+from engine.i18n import _
 
 Emit = Callable[[ev.Event], None]
 
@@ -157,12 +158,14 @@ def export_job(args: argparse.Namespace, emit: Emit) -> int:
     converter = None
     if args.format == "gguf":
         converter = find_gguf_converter(args.llama_cpp)
-        emit(ev.Log(line=f"converter: {converter}"))
+        emit(ev.Log(line=_("converter: {path}").format(path=converter)))
     result = export(run_dir, args.format, args.out, converter=converter)
     parity = result.parity
     summary = ""
     if parity is not None:
-        summary = parity.note or f"{parity.differing} of {len(parity.prompts)} answers differ"
+        summary = parity.note or _("{differing} of {total} answers differ").format(
+            differing=parity.differing, total=len(parity.prompts)
+        )
     emit(ev.Result(job="export", paths={result.format: str(result.path)},
                    flagged=result.flagged, summary=summary))  # fmt: skip
     return 0
@@ -180,7 +183,7 @@ def reported(job: str, work: Callable[[], int], emit: Emit) -> int:
         traceback.print_exc()
         emit(ev.Error(
             kind="exception", message=f"{type(error).__name__}: {error}",
-            hint=f"The {job} failed unexpectedly; the traceback is in its log.",
+            hint=_("It failed unexpectedly; the traceback is in {job}'s log.").format(job=job),
             log_tail=traceback.format_exc()[-4000:],
         ))  # fmt: skip
         return 1

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from engine import events as ev
+from engine.i18n import _
 from engine.run_events import LineReader, decode_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -166,8 +167,9 @@ def _ending(held: list[ev.Event], code: int, log: Path) -> ev.Event:
     last = next((line for line in reversed(said.splitlines()) if line.strip()), "")
     return ev.Error(
         kind="crashed",
-        message=last.strip() or f"the process ended without a word (exit {code})",
-        hint=f"The whole output is in {log}.",
+        message=last.strip()
+        or _("the process ended without a word (exit {code})").format(code=code),
+        hint=_("The whole output is in {path}.").format(path=log),
         log_tail=said,
         exit_code=code,
     )
