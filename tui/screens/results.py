@@ -237,9 +237,10 @@ class EvalScreen(ChildScreen):
         )
 
     def child_finished(self) -> None:
+        assert self.result is not None  # the eval job says where it wrote before it finishes
         self.load_report()
         self.query_one(ChildLog).remove_class("-shown")
-        report = shown(self.run_dir / EVAL_DIR / "report.md")
+        report = shown(Path(self.result.paths["markdown"]))
         warning = self.too_few()
         self.show_status(f"✓ evaluated; the report is also in {report}.{warning}",
                          "error" if warning else "ok")  # fmt: skip
