@@ -1,13 +1,16 @@
-"""Child entry: ``python -m engine train RUN_DIR [--probe]`` (and ``chat-serve RUN_DIR``,
-see :mod:`engine.chat_serve`).
+"""Child entry: ``python -m engine JOB ...``, the one way a long job runs apart.
 
-Started by :func:`engine.runs.start` in its own session with stdout/stderr
-going to ``train.log``; events go to ``events.jsonl``. It holds the run
-folder's lock (handed over as ``--lock-fd``, or taken here) until it exits, and
-numbers its ``started`` event with ``--attempt``. SIGTERM (or a
-``cancel`` file in the run directory) stops training at the end of the current
-step and saves the adapter. Heavy imports happen after the environment is set,
-and Unsloth's before transformers' (see :mod:`engine.train.job`).
+Jobs: ``train RUN_DIR [--probe]``, ``prepare PLAN RUN_DIR`` (training's dataset,
+rendered apart), ``chat-serve RUN_DIR`` (see :mod:`engine.chat_serve`), ``eval
+RUN`` and ``export RUN``. :mod:`engine.spawn` starts them; every one reports
+through :mod:`engine.events`: training into ``events.jsonl`` (it holds the run
+folder's lock, handed over as ``--lock-fd`` or taken here, numbers its
+``started`` event with ``--attempt``, and a SIGTERM or a ``cancel`` file in the
+run directory stops it at the end of the current step with the adapter saved),
+the others on stdout, which carries events only: library chatter goes to stderr.
+Each non-training job ends with ``finished`` or an ``error`` whose hint says
+what to do. Heavy imports happen after the environment is set, and Unsloth's
+before transformers' (see :mod:`engine.train.job`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ import argparse
 import os
 import signal
 import sys
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+
+from engine import events as ev
+from engine.errors import UserError
+from engine.i18n import _
+
+Emit = Callable[[ev.Event], None]
 
 ALLOCATOR_VARS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")
 
@@ -101,19 +113,84 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
     return 0
 
 
-def prepare(plan_path: Path, run_dir: Path) -> int:
+def prepare(plan_path: Path, run_dir: Path, emit: Emit) -> int:
     """Render the plan's dataset into the run directory (see ``prepare_rows_apart``)."""
-    from engine import runs
     from engine.hub import student_on_disk
     from engine.plan import load_plan
     from engine.train.dataset import prepare_rows_to_file
 
     plan = student_on_disk(load_plan(plan_path))  # the trainer fetched it already
-    prepare_rows_to_file(plan, run_dir, runs.EventWriter(run_dir))
+    prepare_rows_to_file(plan, run_dir, emit)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def eval_job(args: argparse.Namespace, emit: Emit) -> int:
+    """``stillroom eval``'s work, with ``progress`` events and the report's paths at the end."""
+    from engine.chat import resolve_run
+    from engine.evaluate import evaluate, headline, progress_events
+    from engine.run_dir import RunDir
+
+    run = RunDir(resolve_run(args.run, args.runs_dir))
+    emit(ev.Started(job="eval", pid=os.getpid(), model=run.plan().student.model))
+    report = evaluate(
+        run.path,
+        n=args.n,
+        everything=args.everything,
+        max_new_tokens=args.max_new_tokens,
+        judge=args.judge,
+        retention=args.retention,
+        progress=progress_events(emit, "eval"),
+    )
+    paths = {"report": run.eval_dir / "report.json", "markdown": run.eval_dir / "report.md"}
+    emit(ev.Result(job="eval", paths={k: str(v) for k, v in paths.items()},
+                   summary=headline(report)))  # fmt: skip
+    return 0
+
+
+def export_job(args: argparse.Namespace, emit: Emit) -> int:
+    """``stillroom export``'s work; ``result`` is flagged when the export answers differently."""
+    from engine.chat import resolve_run
+    from engine.export import export, find_gguf_converter
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    emit(ev.Started(job="export", pid=os.getpid()))
+    converter = None
+    if args.format == "gguf":
+        converter = find_gguf_converter(args.llama_cpp)
+        emit(ev.Log(line=_("converter: {path}").format(path=converter)))
+    result = export(run_dir, args.format, args.out, converter=converter)
+    parity = result.parity
+    summary = ""
+    if parity is not None:
+        summary = parity.note or _("{differing} of {total} answers differ").format(
+            differing=parity.differing, total=len(parity.prompts)
+        )
+    emit(ev.Result(job="export", paths={result.format: str(result.path)},
+                   flagged=result.flagged, summary=summary))  # fmt: skip
+    return 0
+
+
+def reported(job: str, work: Callable[[], int], emit: Emit) -> int:
+    """Run a job's work and end it with one terminal event: ``finished`` or ``error``."""
+    began = time.monotonic()
+    try:
+        code = work()
+    except UserError as error:
+        emit(ev.Error(kind="user", message=error.message, hint=error.hint))
+        return 1
+    except Exception as error:  # noqa: BLE001 - said as an event; the traceback goes to the log
+        traceback.print_exc()
+        emit(ev.Error(
+            kind="exception", message=f"{type(error).__name__}: {error}",
+            hint=_("It failed unexpectedly; the traceback is in {job}'s log.").format(job=job),
+            log_tail=traceback.format_exc()[-4000:],
+        ))  # fmt: skip
+        return 1
+    emit(ev.Finished(runtime_s=time.monotonic() - began))
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine")
     sub = parser.add_subparsers(dest="job", required=True)
     train_parser = sub.add_parser("train", help="train the run directory's plan")
@@ -126,17 +203,41 @@ def main(argv: list[str] | None = None) -> int:
     prepare_parser.add_argument("run_dir", type=Path)
     chat_parser = sub.add_parser("chat-serve", help="answer JSON chat requests on stdin")
     chat_parser.add_argument("run_dir", type=Path)
-    args = parser.parse_args(argv)
+    eval_parser = sub.add_parser("eval", help="evaluate a run (see `stillroom eval`)")
+    eval_parser.add_argument("--n", type=int)
+    eval_parser.add_argument("--all", dest="everything", action="store_true")
+    eval_parser.add_argument("--max-new-tokens", type=int)
+    eval_parser.add_argument("--judge", action="store_true")
+    eval_parser.add_argument("--no-retention", dest="retention", action="store_false")
+    export_parser = sub.add_parser("export", help="export a run (see `stillroom export`)")
+    export_parser.add_argument("--format", required=True)
+    export_parser.add_argument("--out")
+    export_parser.add_argument("--llama-cpp")
+    for job in (eval_parser, export_parser):
+        job.add_argument("run")
+        job.add_argument("--runs-dir", default="runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.job == "train":
+        return train(args.run_dir.resolve(), args.probe, args.attempt, args.lock_fd)
+    from engine.spawn import emitter
+    from engine.stdout import answers_only
+
+    emit = emitter(answers_only())  # stdout: events only; everything else to stderr
+    _child_env()
     if args.job == "chat-serve":
         from engine.chat_serve import serve
-        from engine.stdout import answers_only
 
-        out = answers_only()
-        _child_env()
-        return serve(args.run_dir.resolve(), sys.stdin, out)
-    if args.job == "prepare":
-        return prepare(args.plan, args.run_dir.resolve())
-    return train(args.run_dir.resolve(), args.probe, args.attempt, args.lock_fd)
+        return serve(args.run_dir.resolve(), sys.stdin, emit)
+    work = {
+        "prepare": lambda: prepare(args.plan, args.run_dir.resolve(), emit),
+        "eval": lambda: eval_job(args, emit),
+        "export": lambda: export_job(args, emit),
+    }[args.job]
+    return reported(args.job, work, emit)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from typing import Any
 from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Message
 from engine.errors import UserError
-from engine.plan import Plan, TeacherPlan, load_plan
-from engine.runs import PLAN_FILE, find_run, list_runs, trained_adapter
+from engine.plan import Plan, TeacherPlan
+from engine.run_dir import RunDir
+from engine.runs import find_run, newest_trained
 
 
 @dataclass
@@ -58,9 +59,9 @@ def resolve_run(ref: str | None, runs_dir: str | Path = "runs") -> Path:
     """A run by name or path (as ``stillroom attach`` finds it), or the newest with an adapter."""
     if ref:
         return find_run(ref, runs_dir)
-    for run in list_runs(runs_dir):
-        if trained_adapter(Path(run.path)):
-            return Path(run.path)
+    newest = newest_trained(runs_dir)
+    if newest is not None:
+        return newest
     raise UserError(f"no trained run in {runs_dir}/", hint="`stillroom runs` lists them.")
 
 
@@ -229,12 +230,12 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     let_idle_threads_sleep()  # before torch loads in this process (chat, eval, export)
     from engine.hub import student_on_disk
 
-    run_dir = Path(run_dir)
-    plan = student_on_disk(load_plan(run_dir / PLAN_FILE))  # a ModelScope student: its folder
-    adapter = trained_adapter(run_dir)
+    run = RunDir(run_dir)
+    plan = student_on_disk(run.plan())  # a ModelScope student: its folder
+    adapter = run.adapter
     if not base_only and adapter is None:
         raise UserError(
-            f"{run_dir.name} has no adapter yet",
+            f"{run.name} has no adapter yet",
             hint="It appears when training finishes or is cancelled; `stillroom runs` shows "
             "the state. --base talks to the base model alone.",
         )

@@ -19,19 +19,21 @@ import json
 import math
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import events as ev
 from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Conversation, Message
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.i18n import N_, _
+from engine.run_dir import EVAL_DIR
 
-EVAL_DIR = "eval"
 DEFAULT_N = 50  # prompts: enough to tell models apart, few enough to finish in minutes
 MIN_MEANINGFUL = 5  # fewer prompts than this and one answer swings every score
 BUDGET_FACTOR = 1.5  # answer budget per reference token of the longest teacher answer
@@ -40,6 +42,7 @@ EXAMPLES_SHOWN = 5
 LEARNED_F1 = 0.5  # token F1 against the teacher at which a student answer counts as learned
 LEARNED_RULE = N_("learned = the student's answer scores token F1 >= {f1} against the teacher's")
 MODELS = ("base", "student")
+ProgressCallback = Callable[[int, int, str], None]  # done, total, stage
 
 
 def learned_rule() -> str:
@@ -213,6 +216,21 @@ def answer_budget(references: list[int], asked: int | None) -> tuple[int, str]:
     )
 
 
+def progress_events(emit: Callable[[ev.Event], None], job: str) -> ProgressCallback:
+    """:func:`evaluate`'s ``progress`` callback as ``progress`` events, each stage timed
+    from its own start so its ETA means that stage's time to go."""
+    began: dict[str, float] = {}
+
+    def progress(done: int, total: int, stage: str) -> None:
+        now = time.monotonic()
+        elapsed = now - began.setdefault(stage, now)
+        eta = elapsed / done * (total - done) if done else None
+        emit(ev.Progress(job=job, stage=stage, done=done, total=total,
+                         elapsed_s=elapsed, eta_s=eta))  # fmt: skip
+
+    return progress
+
+
 def evaluate(
     run_dir: str | Path,
     *,
@@ -221,7 +239,7 @@ def evaluate(
     judge: bool = False,
     max_new_tokens: int | None = None,
     retention: bool = True,
-    progress: Callable[[int, int, str], None] = lambda done, total, stage: None,
+    progress: ProgressCallback = lambda done, total, stage: None,
 ) -> dict[str, Any]:
     """Answer the eval prompts with base and student, score them, write ``eval/report.*``.
 

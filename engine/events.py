@@ -1,9 +1,12 @@
 """Events: the one protocol between the engine and whoever watches it.
 
-A background job (training, teacher generation) emits small typed records; a
-run writes them to ``events.jsonl``, one JSON object a line, and the TUI, the
-headless CLI and the tests all read the same stream. Every job ends with
-exactly one terminal event: ``finished``, ``cancelled`` or ``error``.
+Every child job (``python -m engine JOB``: train, prepare, chat-serve, eval,
+export) and teacher generation emits small typed records, one JSON object a
+line: training into the run's ``events.jsonl``, the others on their stdout
+(see :mod:`engine.spawn`). The TUI, the headless CLI and the tests all read the
+same family. Every job ends with exactly one terminal event: ``finished``,
+``cancelled`` or ``error``; a reader that sees a child end without one
+synthesises an ``error`` (kind ``crashed``) from its exit status and log.
 
 Stdlib only: importing this module must stay cheap (no torch, no pydantic).
 """
@@ -36,8 +39,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Started(Event):
-    """A job began: what runs it, where, and which plan.
+    """A job began: what does the work, where, on which model, and which plan.
 
+    The fields mean the same for every job: ``backend`` is the software that does
+    the work (unsloth, hf, or api for a teacher endpoint), ``device`` where it runs
+    (cpu, cuda:0, or the endpoint's URL), ``model`` the model it runs or asks.
     ``attempt`` counts the runs of one run folder (1, then 2 for the first resume, ...),
     so a reader can tell the attempt it follows from the history before it.
     """
@@ -47,6 +53,7 @@ class Started(Event):
     backend: str = ""
     backend_reason: str = ""
     device: str = ""
+    model: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     plan_hash: str = ""
     max_steps: int | None = None
@@ -100,12 +107,17 @@ class GpuSample(Event):
 
 @dataclass(frozen=True)
 class Progress(Event):
-    """Progress of a job counted in items (teacher answers, eval prompts)."""
+    """Progress of a job counted in items (teacher answers, eval prompts).
+
+    ``stage`` names the part of a job with stages (eval: recall, then retention's);
+    ``elapsed_s`` and ``eta_s`` count from the start of that stage.
+    """
 
     type: ClassVar[str] = "progress"
     job: str
     done: int
     total: int
+    stage: str = ""
     failed: int = 0
     in_flight: int = 0
     prompt_tokens: int = 0
@@ -156,6 +168,57 @@ class DataReport(Event):
 
 
 @dataclass(frozen=True)
+class Ready(Event):
+    """A serving job (chat-serve) loaded its model and takes requests."""
+
+    type: ClassVar[str] = "ready"
+    job: str
+    run: str  # the run folder, as a path
+    backend: str = ""
+
+
+@dataclass(frozen=True)
+class Token(Event):
+    """A piece of an answer, as it streams."""
+
+    type: ClassVar[str] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class Answer(Event):
+    """A whole answer and how it ended: at the end-of-turn token, or cut by the budget."""
+
+    type: ClassVar[str] = "answer"
+    text: str
+    tokens: int = 0
+    cut: bool = False
+    ended_cleanly: bool = False
+    ttft_s: float | None = None  # time to first token
+    tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Refused(Event):
+    """A request a serving job could not answer; unlike ``error``, the job goes on."""
+
+    type: ClassVar[str] = "refused"
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Result(Event):
+    """What a job produced: the files it wrote (name -> path) and whether they need a look."""
+
+    type: ClassVar[str] = "result"
+    job: str
+    paths: dict[str, str] = field(default_factory=dict)
+    flagged: bool = False  # written, but something is wrong with it (an export's parity)
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     """Terminal: the job completed."""
 
@@ -177,13 +240,17 @@ class Cancelled(Event):
 
 @dataclass(frozen=True)
 class Error(Event):
-    """Terminal: the job failed. ``hint`` says what to do about it."""
+    """Terminal: the job failed. ``hint`` says what to do about it.
+
+    ``exit_code`` is the child's exit status where the reader saw it end.
+    """
 
     type: ClassVar[str] = "error"
     kind: str
     message: str
     hint: str = ""
     log_tail: str = ""
+    exit_code: int | None = None
 
 
 TERMINAL = frozenset({Finished.type, Cancelled.type, Error.type})
@@ -214,8 +281,9 @@ def decode(line: str | dict[str, Any]) -> Event:
             raise ValueError(f"{kind}.{name} cannot be {value!r}")
     if cls is GpuSample and "processes" in values:
         values["processes"] = tuple(GpuProcess(**p) for p in values["processes"])
-    if cls is Started and isinstance(values.get("versions"), dict):
-        values["versions"] = dict(values["versions"])
+    for name in ("versions", "paths"):
+        if isinstance(values.get(name), dict):
+            values[name] = dict(values[name])
     return cls(**values)
 
 

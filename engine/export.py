@@ -28,8 +28,8 @@ from engine.export_target import (
 )
 from engine.fileio import atomic_write_text
 from engine.i18n import N_, _
-from engine.plan import Plan, load_plan
-from engine.runs import PLAN_FILE
+from engine.plan import Plan
+from engine.run_dir import RunDir
 
 FORMATS = ("adapter", "merged", "gguf")
 PARITY_PROMPTS = 3
@@ -98,15 +98,14 @@ def export(
     ``out`` is checked first (:func:`check_export_target`) and again before the
     finished export is moved in; ``converter`` defaults to the one the user named.
     """
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     if format not in FORMATS:
         raise UserError(
             _("unknown export format {format!r}").format(format=format),
             hint=_("one of {FORMATS}").format(FORMATS=", ".join(FORMATS)),
         )
-    from engine.runs import trained_adapter
-
-    adapter = trained_adapter(run_dir)
+    adapter = run.adapter
     if adapter is None:
         raise UserError(
             _("{name} has no adapter to export").format(name=run_dir.name),
@@ -123,7 +122,7 @@ def export(
         )
     from engine.hub import student_on_disk
 
-    plan = student_on_disk(load_plan(run_dir / PLAN_FILE))  # a ModelScope student: its folder
+    plan = student_on_disk(run.plan())  # a ModelScope student: its folder
     partial = new_partial(final)
     try:
         result = ExportResult(final, format)
@@ -376,7 +375,7 @@ def ollama_modelfile(tokenizer: Any, gguf_name: str) -> str:
 def model_card(plan: Plan, run_dir: Path, format: str, parity: Parity | None) -> str:
     """README.md for the export: base model, training settings, data size, eval metrics."""
     summary = _read_json(run_dir / "summary.json")
-    report = _read_json(run_dir / "eval" / "report.json")
+    report = _read_json(RunDir(run_dir).eval_dir / "report.json")
     s, lora, t = plan.student, plan.lora, plan.training
     lines = [
         "---",

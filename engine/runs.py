@@ -1,15 +1,16 @@
-"""Run directories: create, start detached, read state, follow, cancel.
+"""Run directories: create, start detached, read state, find, cancel, resume.
 
 A run directory holds ``plan.toml`` (the plan as trained), ``events.jsonl``,
 ``train.log`` (library output), ``pid``, ``trainer.lock``, ``checkpoints/``,
-``adapter/`` and ``summary.json``. Training runs in a child process started in
-a new session, writing only to files there, so closing the terminal, losing SSH
-or killing the follower never stops it. One run folder has at most one trainer
+``adapter/`` and ``summary.json`` (:class:`~engine.run_dir.RunDir` names them).
+Training runs in a child process started in a new session (:mod:`engine.spawn`),
+writing only to files there, so closing the terminal, losing SSH or killing the
+follower never stops it. One run folder has at most one trainer
 (:mod:`engine.run_lock`). Each launch of the trainer is an attempt, numbered on
 its ``started`` event; state comes from the newest attempt plus whether its
-child is alive, and a child that died without a terminal event is reported as
-``crashed`` with the tail of its log. The ``pid`` file names the child by pid
-and start time, so a recycled pid is never taken for it.
+child is alive (:mod:`engine.trainer_process`), and a child that died without a
+terminal event is reported as ``crashed`` with the tail of its log. Following a
+run's events is :mod:`engine.run_follow`'s.
 
 Stdlib + psutil only: the CLI and the TUI import this.
 """
@@ -18,33 +19,39 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine import events as ev
-from engine import run_events, run_lock
+from engine import run_events, run_lock, spawn
 from engine.errors import UserError
-from engine.fileio import atomic_write_text, cannot_write
+from engine.fileio import cannot_write
 from engine.plan import Plan, load_plan, save_plan
+from engine.run_dir import ADAPTER_DIR, CANCEL_FILE, LOG_FILE, PID_FILE, PLAN_FILE, RunDir
 from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
+from engine.run_follow import crash_event, current_attempt, follow, history, log_tail, read_events
+from engine.trainer_process import (
+    Trainer,
+    child_alive,
+    read_pid,
+    read_trainer,
+    started_text,
+    trainer_process,
+    write_pid,
+)
 
-if TYPE_CHECKING:
-    import psutil
+# Callers find a run's names and its trainer and follower here, as well as in the modules
+# that define them (engine.run_dir, engine.trainer_process, engine.run_follow).
+__all__ = [
+    "ADAPTER_DIR", "CANCEL_FILE", "EVENTS_FILE", "LOG_FILE", "PID_FILE", "PLAN_FILE",
+    "crash_event", "current_attempt", "follow", "history", "log_tail", "read_events",
+    "read_pid", "write_pid",
+]  # fmt: skip
 
 STATES = ("starting", "running", "finished", "failed", "cancelled", "crashed", "unreadable")
 LIVE = frozenset({"starting", "running"})
-
-PLAN_FILE = "plan.toml"
-ADAPTER_DIR = "adapter"
-LOG_FILE = "train.log"
-PID_FILE = "pid"
-CANCEL_FILE = "cancel"
 EXIT_WAIT_S = 30.0  # a trainer that wrote its ending may take this long to exit (CPU torch)
 
 
@@ -142,26 +149,16 @@ def start(run_dir: Path, *, probe: bool = False, env: dict[str, str] | None = No
     try:
         attempt = run_events.next_attempt(run_events.load(run_dir).events)
         (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-        repo_root = str(Path(__file__).resolve().parent.parent)
-        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (repo_root, child_env.get("PYTHONPATH", "")) if p
+        args = [str(run_dir), "--attempt", str(attempt), "--lock-fd", str(fd)]
+        child = spawn.start_detached(
+            "train",
+            [*args, "--probe"] if probe else args,
+            log=run_dir / LOG_FILE,
+            append=True,
+            cwd=run_dir,
+            pass_fds=(fd,),
+            env=env,
         )
-        command = [sys.executable, "-m", "engine", "train", str(run_dir)]
-        command += ["--attempt", str(attempt), "--lock-fd", str(fd)]
-        if probe:
-            command.append("--probe")
-        with open(run_dir / LOG_FILE, "ab") as log:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=child_env,
-                cwd=str(run_dir),
-                pass_fds=(fd,),
-            )
         return write_pid(run_dir, child.pid, attempt)
     finally:
         os.close(fd)  # the child's copy keeps the lock
@@ -175,95 +172,6 @@ def _lock_once_ended(run_dir: Path, wait_s: float = EXIT_WAIT_S) -> int | None:
             return None
         time.sleep(0.2)
     return fd
-
-
-@dataclass(frozen=True)
-class Trainer:
-    """The run's training process as recorded at launch: pid, start time, attempt."""
-
-    pid: int
-    created: float  # psutil's create_time; 0 when it could not be read
-    attempt: int | None = None
-
-
-def write_pid(run_dir: Path, pid: int, attempt: int | None = None) -> Trainer:
-    """``pid start-time attempt``: the start time tells our child from a recycled pid."""
-    trainer = Trainer(pid, _create_time(pid) or 0.0, attempt)
-    fields = [str(pid), repr(trainer.created)] + ([str(attempt)] if attempt else [])
-    atomic_write_text(Path(run_dir) / PID_FILE, " ".join(fields) + "\n")
-    return trainer
-
-
-def read_trainer(run_dir: Path) -> Trainer | None:
-    """The trainer recorded at launch (alive or not); older files carry no attempt."""
-    try:
-        parts = (Path(run_dir) / PID_FILE).read_text(encoding="utf-8").split()
-        attempt = int(parts[2]) if len(parts) > 2 else None
-        return Trainer(int(parts[0]), float(parts[1]) if len(parts) > 1 else 0.0, attempt)
-    except (OSError, ValueError, IndexError, UnicodeDecodeError):
-        return None
-
-
-def read_pid(run_dir: Path) -> int | None:
-    """The training child's pid as recorded at start (alive or not)."""
-    trainer = read_trainer(run_dir)
-    return trainer.pid if trainer else None
-
-
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def trainer_process(run_dir: Path) -> psutil.Process | None:
-    """The process that is verifiably this run's trainer now, else ``None``.
-
-    Verified by the pid and start time recorded at launch (a record without a start
-    time verifies nothing); a process that trains another run folder (a copied run
-    folder names its original's trainer) is never this run's.
-    """
-    import psutil
-
-    trainer = read_trainer(run_dir)
-    if trainer is None or not trainer.created:
-        return None
-    try:
-        process = psutil.Process(trainer.pid)
-        if abs(process.create_time() - trainer.created) > 1.0:
-            return None
-        if process.status() == psutil.STATUS_ZOMBIE or _trains_elsewhere(process, run_dir):
-            return None
-    except psutil.Error:
-        return None
-    return process
-
-
-def _trains_elsewhere(process: psutil.Process, run_dir: Path) -> bool:
-    """Whether ``process`` is a Stillroom trainer (``-m engine train DIR``) of another folder."""
-    import psutil
-
-    try:
-        args = process.cmdline()
-    except psutil.Error:
-        return False
-    for i in range(len(args) - 3):
-        if args[i : i + 3] == ["-m", "engine", "train"]:
-            return Path(args[i + 3]).resolve() != Path(run_dir).resolve()
-    return False
-
-
-def child_alive(run_dir: Path) -> bool:
-    """Whether this run's training process is still running (zombies count as dead)."""
-    return trainer_process(run_dir) is not None
-
-
-def started_text(created: float) -> str:
-    """When a process started, as a person reads it."""
-    return datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def busy_error(run_dir: Path) -> UserError:
@@ -285,40 +193,6 @@ def busy_error(run_dir: Path) -> UserError:
         f"{name} is being trained by {holder}; a run folder has one trainer at a time",
         hint=f"Follow it: `stillroom attach {run_dir}`; stop it: `stillroom cancel {run_dir}`.",
     )
-
-
-def trained_adapter(run_dir: Path) -> Path | None:
-    """The run's adapter folder once training (or a cancel) saved it whole, else ``None``.
-
-    The one answer to "is this run trained?": the adapter is written aside and
-    swapped in complete, so its config file means the folder is whole.
-    """
-    adapter = Path(run_dir) / ADAPTER_DIR
-    return adapter if (adapter / "adapter_config.json").is_file() else None
-
-
-def read_events(run_dir: Path) -> list[ev.Event]:
-    """Every readable event of the run, all attempts (damaged lines skipped)."""
-    return run_events.load(Path(run_dir)).events
-
-
-def crash_event(run_dir: Path) -> ev.Error:
-    """What a child that died without a word left behind."""
-    return ev.Error(
-        kind="crashed",
-        message="the training process ended without finishing (killed, out of host memory, "
-        "or a crash in native code)",
-        hint=f"`stillroom train --resume {run_dir}` continues from the newest whole checkpoint.",
-        log_tail=log_tail(run_dir),
-    )
-
-
-def log_tail(run_dir: Path, lines: int = 40) -> str:
-    try:
-        text = (Path(run_dir) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def status(run_dir: Path) -> RunStatus:
@@ -372,7 +246,7 @@ def list_runs(runs_dir: str | Path) -> list[RunStatus]:
     """Every run under ``runs_dir``, newest first."""
     root = Path(runs_dir)
     try:
-        folders = [p for p in root.iterdir() if (p / PLAN_FILE).is_file()]
+        folders = [p for p in root.iterdir() if RunDir(p).is_run]
     except OSError:  # no runs folder yet (or not one we may read)
         return []
     found = [status(p) for p in folders]
@@ -398,100 +272,22 @@ def find_run(ref: str, runs_dir: str | Path = "runs") -> Path:
     raise UserError(f"no run {ref!r} in {root}/", hint="`stillroom runs` lists them.")
 
 
+def newest_trained(runs_dir: str | Path, name: str = "") -> Path | None:
+    """The newest run (named ``name-…`` when a name is given) that is trained and not
+    training now: what chat, eval and export take when no run is named."""
+    for run in list_runs(runs_dir):
+        if run.state not in LIVE and run.name.startswith(f"{name}-" if name else ""):
+            if RunDir(run.path).trained:
+                return Path(run.path)
+    return None
+
+
 def latest_live_run(runs_dir: str | Path = "runs") -> Path | None:
     """The newest run still training, for re-attaching."""
     for run in list_runs(runs_dir):
         if run.state in LIVE:
             return Path(run.path)
     return None
-
-
-def current_attempt(run_dir: Path) -> int:
-    """The attempt a follower of the run follows: the live child's, else the newest one."""
-    trainer = read_trainer(run_dir)
-    if trainer is not None and trainer.attempt and child_alive(run_dir):
-        return trainer.attempt
-    try:
-        found = run_events.attempts(read_events(run_dir))
-    except EventsUnreadable:
-        return 1
-    return max(1, found[-1].number) if found else 1
-
-
-def history(run_dir: Path, attempt: int) -> list[Attempt]:
-    """The attempts before ``attempt``, oldest first (none if the events cannot be read)."""
-    try:
-        found = run_events.attempts(read_events(run_dir))
-    except EventsUnreadable:
-        return []
-    return [a for a in found if 0 < a.number < attempt]
-
-
-def follow(
-    run_dir: Path,
-    *,
-    attempt: int | None = None,
-    poll_s: float = 0.5,
-    stop: Callable[[], bool] = lambda: False,
-) -> Iterator[ev.Event]:
-    """Every event of one attempt (by default the current one), as it is written, until its end.
-
-    Earlier attempts are history (:func:`history`), never replayed. If the child is
-    gone and no terminal event came, the ending ``summary.json`` records is used (a
-    last line cut short), else a ``crashed`` error is synthesised (not written to
-    the file: the next resume may still write the real ending). A damaged line is
-    skipped (the first one with a warning); a file that cannot be read ends the
-    following with an ``unreadable`` error. ``stop()`` true ends the following at
-    the next poll (a follower that goes away while the run trains on).
-    """
-    run_dir = Path(run_dir)
-    target = attempt or current_attempt(run_dir)
-    reader = run_events.LineReader(run_dir / EVENTS_FILE)
-    number, followed, warned = 0, Attempt(target), False
-    quiet_since = time.monotonic()
-    while not stop():
-        try:
-            read = reader.read()
-        except EventsUnreadable as error:
-            yield ev.Error(kind="unreadable", message=error.message, hint=error.hint)
-            return
-        for event in read:
-            if isinstance(event, ev.Started):
-                number = run_events.number_of(event, number)
-                if number > target:  # a later attempt began: the followed one ended unheard
-                    yield _lost_ending(run_dir, followed)
-                    return
-            if number != target:
-                continue
-            if event is None:
-                if not warned:
-                    warned = True
-                    yield _damaged_warning(run_dir)
-                continue
-            followed.events.append(event)
-            yield event
-            if event.type in ev.TERMINAL:
-                return
-        if read:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 2 * poll_s and not child_alive(run_dir):
-            if reader.behind():
-                continue  # it wrote its ending as it went: read that, it is no crash
-            yield _lost_ending(run_dir, followed)
-            return
-        time.sleep(poll_s)
-
-
-def _lost_ending(run_dir: Path, attempt: Attempt) -> ev.Event:
-    """An attempt that ended without its ending in the file: summary.json's, else a crash."""
-    return run_events.ending_from_summary(run_dir, attempt) or crash_event(run_dir)
-
-
-def _damaged_warning(run_dir: Path) -> ev.Warning:
-    return ev.Warning(
-        message=f"a damaged line in {run_dir / EVENTS_FILE} was skipped",
-        hint="Training is not affected; `stillroom runs` counts the damaged lines.",
-    )
 
 
 def cancel(run_dir: Path) -> None:

@@ -1,89 +1,95 @@
-"""Run a ``stillroom`` subcommand in a child process and follow what it prints.
+"""A child job seen from the TUI: every event it writes arrives as one message, JobEvent.
 
-The TUI never imports the ML stack, so evaluation and export run as the real
-CLI in a child. The child writes to a log file only, never to a pipe that a
-closed screen could leave undrained, so it finishes even when nobody watches;
-:func:`follow` tails that file line by line.
+The TUI never imports the ML stack, so chat serving, evaluation and export run
+as ``python -m engine JOB`` children (started by :mod:`engine.spawn`). A thread
+worker reads the child's events and posts each as a :class:`JobEvent`; a screen
+or widget handles that one message type, whatever the job. Every job's last
+message is its terminal event (``finished`` or ``error``, the reader synthesising
+a ``crashed`` error for a child that died without a word), so an error always
+reaches the screen with its hint.
 """
 
 from __future__ import annotations
 
-import codecs
-import os
-import re
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-POLL_S = 0.1
-_LINE_END = re.compile(r"\r\n|\r|\n")  # \r too: progress such as "answered 3/6" rewrites a line
+from textual.message import Message
+
+from engine import events as ev
+from engine import spawn
+from engine.run_dir import RunDir
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Why a child failed, in words: the CLI's message and its hint."""
+@dataclass(frozen=True, eq=False)
+class ChildJob:
+    """One started child: its process, the run it works on and where its output goes."""
 
-    message: str
-    hint: str
-
-
-def child_env() -> dict[str, str]:
-    """This environment, unbuffered, with the source tree importable (no install needed)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return env
+    job: str
+    process: subprocess.Popen
+    run_dir: Path
+    log: Path
 
 
-def start_cli(args: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``stillroom ARGS`` in its own session, so it outlives the screen; output to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=child_env(), start_new_session=True,
-        )  # fmt: skip
+class JobEvent(Message):
+    """One event of a child job (``job`` None: said for a job that never started)."""
+
+    def __init__(self, event: ev.Event, job: ChildJob | None = None) -> None:
+        super().__init__()
+        self.event = event
+        self.job = job
 
 
-def follow(
-    child: subprocess.Popen[bytes],
-    log_path: Path,
-    on_line: Callable[[str], None],
+def run_detached(
+    job: str, args: Sequence[str], run_dir: Path, post: Callable[[JobEvent], None],
     stop: Callable[[], bool],
-) -> int | None:
-    """Pass each non-blank line the child writes to ``on_line`` until it exits.
+) -> None:  # fmt: skip
+    """Start ``job`` detached (it outlives the screen) and post its events until it ends.
 
-    Returns its exit code, or ``None`` once ``stop()`` says nobody is watching any more.
+    Its library output goes to ``RUN/JOB.log``, its events to ``RUN/JOB.events.jsonl``;
+    ``stop()`` true ends the following, not the child.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    pending = ""
-    with open(log_path, "rb") as log:
-        while True:
-            exited = child.poll() is not None  # checked before reading, so no output is missed
-            *lines, pending = _LINE_END.split(pending + decoder.decode(log.read()))
-            for line in lines:
-                if line.strip():
-                    on_line(line)
-            if exited:
-                break
-            if stop():
-                return None
-            time.sleep(POLL_S)
-    if pending.strip():
-        on_line(pending)
-    return child.returncode
+    run = RunDir(run_dir)
+    log = run.job_log(job)
+    try:
+        process = spawn.start_detached(job, args, log=log, events=run.job_events(job))
+    except OSError as error:
+        post(JobEvent(cannot_start(error)))
+        return
+    child = ChildJob(job, process, run.path, log)
+    for event in spawn.follow_file(process, run.job_events(job), log, stop):
+        post(JobEvent(event, child))
 
 
-def failure(lines: Sequence[str], log_path: Path) -> Failure:
-    """What went wrong as the CLI said it (``stillroom: …`` and ``hint: …``), else the
-    traceback's last line and where the whole output is."""
-    said = [line.removeprefix("stillroom: ") for line in lines if line.startswith("stillroom: ")]
-    hints = [line.strip().removeprefix("hint: ") for line in lines if line.startswith("  hint: ")]
-    if said:
-        return Failure(said[-1], hints[-1] if hints else "")
-    last = next((line.strip() for line in reversed(lines) if line.strip()), "it printed nothing")
-    return Failure(last, f"The whole output is in {log_path}.")
+def run_serving(job: str, run_dir: Path, log: Path, post: Callable[[JobEvent], None]) -> None:
+    """Start a serving ``job`` for ``run_dir`` and post its events until it exits.
+
+    Every message carries the child, so the receiver can write requests to its
+    stdin, or end it, from the first event (``started``) on.
+    """
+    try:
+        process = spawn.start_piped(job, [str(run_dir)], log=log, requests=True)
+    except OSError as error:
+        post(JobEvent(cannot_start(error)))
+        return
+    child = ChildJob(job, process, Path(run_dir), log)
+    for event in spawn.read_pipe(process, log):
+        post(JobEvent(event, child))
+
+
+def cannot_start(error: OSError) -> ev.Error:
+    return ev.Error(kind="exception", message=str(error), hint="Check the run folder.")
+
+
+def stop_serving(child: ChildJob) -> None:
+    """Ask a serving child to go: stdin closed (it exits after loading) and SIGTERM now."""
+    process = child.process
+    try:
+        if process.stdin is not None:
+            process.stdin.close()
+    except OSError:
+        pass
+    if process.poll() is None:
+        process.terminate()

@@ -37,6 +37,16 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def progress_words(event: ev.Progress) -> str:
+    """A stage's progress in items: ``recall: answered 3/6, about 0:40 to go``."""
+    stage, done, total = event.stage or event.job, event.done, event.total
+    if done < total:
+        return _("{stage}: answered {done}/{total}, about {time} to go").format(
+            stage=stage, done=done, total=total, time=duration(event.eta_s)
+        )
+    return _("{stage}: answered {done}/{total}").format(stage=stage, done=done, total=total)
+
+
 def data_words(event: ev.DataReport) -> str:
     """The data report as ``stillroom inspect`` words its counts."""
     words = Tally(event.records, event.usable, event.unusable, event.problems).words()

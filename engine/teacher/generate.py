@@ -398,9 +398,10 @@ class _Job:
             self.emit(
                 ev.Started(
                     job=JOB,
-                    backend=teacher.provider,
-                    backend_reason=teacher.base_url,
-                    device=teacher.model,
+                    backend="api",
+                    backend_reason=f"the plan's {teacher.provider} endpoint",
+                    device=teacher.base_url,
+                    model=teacher.model,
                     plan_hash=hashlib.sha256(teacher.model_dump_json().encode()).hexdigest()[:12],
                     max_steps=len(prompts),
                     pid=os.getpid(),

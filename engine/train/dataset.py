@@ -13,8 +13,6 @@ import json
 import math
 import pickle
 import random
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,42 +207,39 @@ def load_eval_split(run_dir: Path) -> list[Conversation] | None:
     return [Conversation(r["messages"], r["row"], r.get("reasoning")) for r in read_jsonl(path)]
 
 
-def prepare_rows_apart(plan_path: Path, run_dir: Path, log: Path) -> TrainRows:
-    """:func:`prepare_rows` in a separate process, for the unsloth backend.
+def prepare_rows_apart(plan_path: Path, run_dir: Path, log: Path, emit) -> TrainRows:
+    """:func:`prepare_rows` in a separate process (``python -m engine prepare``), for unsloth.
 
     Rendering needs transformers' tokenizer, and Unsloth must be imported before
     transformers to patch it fully (and, imported first, it changed how the same
     rendering came out on an H100). Rendering apart keeps this process free of
-    transformers until Unsloth is in. Warnings reach ``events.jsonl`` directly.
+    transformers until Unsloth is in. The child's events (the data report,
+    warnings) are passed on to ``emit``; its ``error`` comes back as the user's
+    mistake (:class:`UserError`) or a failure; the rows come in a file.
     """
+    from engine import spawn
+
     out = run_dir / ROWS_FILE
     out.unlink(missing_ok=True)
-    with open(log, "a", encoding="utf-8") as handle:
-        done = subprocess.run(
-            [sys.executable, "-m", "engine", "prepare", str(plan_path), str(run_dir)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"rendering the dataset failed (exit {done.returncode}); see {log}")
+    child = spawn.start_piped("prepare", [str(plan_path), str(run_dir)], log=log)
+    for event in spawn.read_pipe(child, log):
+        if isinstance(event, ev.Error):
+            if event.kind == "user":
+                raise UserError(event.message, hint=event.hint)
+            raise RuntimeError(f"rendering the dataset failed: {event.message} (see {log})")
+        if event.type not in ev.TERMINAL:
+            emit(event)
     with open(out, "rb") as handle:
-        result = pickle.load(handle)
+        rows = pickle.load(handle)
     out.unlink()
-    if isinstance(result, tuple):  # (message, hint) of the user's mistake
-        raise UserError(*result)
-    return result
+    return rows
 
 
 def prepare_rows_to_file(plan: Plan, run_dir: Path, emit) -> None:
-    """The other side of :func:`prepare_rows_apart`: rows, or the user's mistake, pickled."""
-    try:
-        result: TrainRows | tuple[str, str] = prepare_rows(plan, emit)
-    except UserError as error:
-        result = (error.message, error.hint)
+    """The other side of :func:`prepare_rows_apart`: the rows, for the parent to load."""
+    rows = prepare_rows(plan, emit)
     with open(run_dir / ROWS_FILE, "wb") as handle:
-        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(rows, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def describe(plan: Plan, setup, data: TrainRows) -> list[str]:

@@ -64,7 +64,7 @@ def run(
         plan = student_on_disk(plan)
         stage = "dataset"
         if backend == "unsloth":
-            data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
+            data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE, emit)
             import unsloth  # noqa: F401 - first, before transformers, trl and peft
         else:
             data = prepare_rows(plan, emit)
@@ -92,6 +92,7 @@ def started_event(
         backend=backend,
         backend_reason=reason,
         device=device,
+        model=plan.student.model,
         versions=_versions(),
         plan_hash=plan.fingerprint(),
         max_steps=plan.training.max_steps,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from engine import events as ev
 from engine.data.types import Conversation
 from engine.evaluate import parse_scores, rouge_l, token_f1, tokens
 from engine.train.dataset import load_eval_split, save_eval_split
-from tests.engine.training import stillroom
+from tests.engine.training import REPO, stillroom
 
 
 @pytest.mark.parametrize(
@@ -99,3 +103,43 @@ def test_a_tiny_held_out_set_is_called_too_small(tmp_path):
                                              {"role": "assistant", "content": "a"}], 0, None)])  # fmt: skip
     notes = eval_set(tmp_path).notes
     assert notes and "too few for these scores to mean much" in notes[0]
+
+
+def engine_job(*args: str) -> tuple[subprocess.CompletedProcess[str], list[ev.Event]]:
+    """``python -m engine ARGS`` as the wizard starts it, and the events on its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=REPO,
+        timeout=240,
+    )  # fmt: skip
+    return done, [ev.decode(line) for line in done.stdout.splitlines()]  # nothing but events
+
+
+def test_the_eval_job_reports_progress_with_time_to_go_then_where_the_report_is(facts_run):
+    done, events = engine_job(
+        "eval", str(facts_run), "--n", "2", "--max-new-tokens", "8", "--no-retention"
+    )
+    assert done.returncode == 0, done.stderr
+    started, *progress, result, finished = events
+    assert isinstance(started, ev.Started) and started.job == "eval" and started.model
+    assert [(p.stage, p.done, p.total) for p in progress] == [("recall", 1, 2), ("recall", 2, 2)]
+    assert progress[0].eta_s is not None and progress[-1].eta_s == 0
+    assert isinstance(result, ev.Result) and result.summary.startswith("learned")
+    assert json.loads(Path(result.paths["report"]).read_text())["rows"] == 2
+    assert isinstance(finished, ev.Finished)
+
+
+def test_the_export_job_names_what_it_wrote_or_says_what_to_do(facts_run, tmp_path, monkeypatch):
+    done, events = engine_job(
+        "export", str(facts_run), "--format", "adapter", "--out", str(tmp_path / "a")
+    )
+    assert done.returncode == 0, done.stderr
+    result, finished = events[-2:]
+    assert isinstance(result, ev.Result) and not result.flagged
+    assert result.paths == {"adapter": str(tmp_path / "a")} and isinstance(finished, ev.Finished)
+
+    monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
+    done, events = engine_job("export", str(facts_run), "--format", "gguf")
+    error = events[-1]
+    assert done.returncode == 1 and isinstance(error, ev.Error) and error.kind == "user"
+    assert "no GGUF converter found" in error.message and "LLAMA_CPP_DIR" in error.hint
+    assert "Traceback" not in done.stderr

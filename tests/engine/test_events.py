@@ -18,6 +18,7 @@ SAMPLES = [
         plan_hash="abc",
         max_steps=60,
         pid=42,
+        model="Qwen/Qwen2.5-1.5B-Instruct",
     ),
     ev.Step(
         step=3,
@@ -44,6 +45,7 @@ SAMPLES = [
     ),
     ev.Progress(
         job="generate",
+        stage="answers",
         done=5,
         total=10,
         failed=1,
@@ -65,9 +67,15 @@ SAMPLES = [
         problems={"malformed_line": 10, "duplicate": 2},
         max_unusable_share=0.2,
     ),
+    ev.Ready(job="chat-serve", run="runs/x", backend="hf"),
+    ev.Token(text="Par"),
+    ev.Answer(text="Paris.", tokens=3, cut=False, ended_cleanly=True, ttft_s=0.2, tokens_per_s=9.0),
+    ev.Refused(message="bad request: not JSON", hint="One JSON object a line."),
+    ev.Result(job="eval", paths={"report": "runs/x/eval/report.json"}, summary="learned 3 of 5"),
     ev.Finished(adapter_path="runs/x/adapter", train_loss=0.5, runtime_s=12.0, steps=60),
     ev.Cancelled(step=10, adapter_path="runs/x/adapter"),
     ev.Error(kind="oom", message="CUDA out of memory", hint="lower batch_size", log_tail="..."),
+    ev.Error(kind="crashed", message="Killed", hint="See eval.log.", exit_code=-9),
 ]
 
 

@@ -12,6 +12,7 @@ from engine.chat import load_student, resolve_run
 from engine.errors import UserError
 from engine.export import export
 from engine.plan import Plan
+from engine.run_dir import RunDir
 
 
 def finished_run(runs_dir, name: str, *, whole: bool):
@@ -32,8 +33,8 @@ def test_a_half_written_adapter_is_not_a_trained_run(tmp_path):
     trained = finished_run(tmp_path, "whole", whole=True)
     time.sleep(1.1)  # a newer run, whose adapter was never finished
     broken = finished_run(tmp_path, "broken", whole=False)
-    assert runs.trained_adapter(trained) == trained / "adapter"
-    assert runs.trained_adapter(broken) is None
+    assert RunDir(trained).adapter == trained / "adapter" and RunDir(trained).trained
+    assert RunDir(broken).adapter is None and not RunDir(broken).trained
     assert resolve_run(None, tmp_path) == trained
     with pytest.raises(UserError, match="has no adapter"):
         load_student(broken)

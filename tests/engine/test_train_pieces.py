@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from engine import events as ev
-from engine import runs
+from engine import run_follow, runs
 from engine.train.checkpoints import mark_complete, prepare_resume
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
 def test_the_schema_doc_names_every_event_and_field():
-    text = DOC.read_text()
-    for name, cls in ev.event_types().items():
-        assert f"`{name}`" in text, name
+    """docs/events.md has a row for each event type, no row for a type that is gone, and
+    names each field in its own type's row."""
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| (.*)\|$", DOC.read_text(), re.MULTILINE))
+    types = ev.event_types()
+    assert set(rows) == set(types), "a type missing from the doc, or one that is gone"
+    for name, cls in types.items():
         for field in dataclasses.fields(cls):
-            assert f"`{field.name}`" in text, f"{name}.{field.name}"
+            assert field.name == "t" or f"`{field.name}`" in rows[name], f"{name}.{field.name}"
+
+
+def test_the_schema_doc_lists_every_child_job_and_error_kind():
+    """Each job `python -m engine` runs, and each error kind the code says, is documented."""
+    from engine.__main__ import parser
+
+    text = DOC.read_text()
+    (jobs,) = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for job in jobs.choices:
+        assert f"| `{job} " in text, job
+    root = Path(__file__).resolve().parents[2]
+    said = {
+        kind
+        for folder in ("engine", "tui")
+        for path in (root / folder).rglob("*.py")
+        for kind in re.findall(r'ev\.Error\(\s*kind="(\w+)"', path.read_text())
+    }
+    assert {"user", "no_run", "exception"} <= said  # the pattern finds them
+    kinds = text[text.index("Error kinds:") :]
+    for kind in said | {"student", "dataset", "plan", "crashed"}:
+        assert f"`{kind}`" in kinds, kind
 
 
 def test_resume_takes_the_newest_whole_checkpoint_and_drops_torn_ones(tmp_path):
@@ -101,14 +127,20 @@ def test_rendering_apart_gives_the_same_rows_and_the_same_mistakes(tiny_model_di
 
     plan = load_plan(write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path)))
     run_dir = runs.create_run(plan)
-    apart = prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
-    here = prepare_rows(plan, lambda event: None)
-    assert apart.rows == here.rows and apart.source_rows == here.source_rows
+    passed_on: list[ev.Event] = []
+    apart = prepare_rows_apart(
+        run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE, passed_on.append
+    )
+    here: list[ev.Event] = []
+    assert prepare_rows(plan, here.append).rows == apart.rows
+    assert [type(e) for e in passed_on] == [type(e) for e in here]  # the data report reaches us
+    assert not (run_dir / "rows.pkl").exists()
 
     (tmp_path / "facts.jsonl").write_text('{"instruction": "only a question"}\n')
     with pytest.raises(UserError) as caught:
-        prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE)
+        prepare_rows_apart(run_dir / runs.PLAN_FILE, run_dir, run_dir / runs.LOG_FILE, print)
     assert caught.value.hint
+    assert "Traceback" not in (run_dir / runs.LOG_FILE).read_text()
 
 
 def test_training_child_turns_on_expandable_segments_unless_the_user_chose(monkeypatch):
@@ -155,8 +187,8 @@ def test_an_ending_written_as_the_child_exits_is_not_taken_for_a_crash(tmp_path,
         write(cancelled)
         return False
 
-    monkeypatch.setattr(runs, "child_alive", exits_after_writing_its_ending)
-    followed = list(runs.follow(tmp_path, poll_s=0.01))
+    monkeypatch.setattr(run_follow, "child_alive", exits_after_writing_its_ending)
+    followed = list(run_follow.follow(tmp_path, poll_s=0.01))
     assert [e.type for e in followed] == ["started", "cancelled"]
 
 

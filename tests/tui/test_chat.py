@@ -117,7 +117,7 @@ async def test_the_student_streams_its_learned_answer_and_the_base_model_differs
         assert child is not None
         await pilot.press("ctrl+p")
         await until(pilot, lambda: app.current_mode == "train")
-        assert child.wait(timeout=10) is not None  # leaving the step ends the child
+        assert child.process.wait(timeout=10) is not None  # leaving the step ends the child
         assert screen.child is None
 
 
@@ -262,3 +262,32 @@ async def test_a_run_named_on_the_command_line_is_talked_to_and_the_draft_kept(m
         assert screen.history[-1]["content"] == learned
         assert app.plan.output.name == "my-draft"
     assert Path("stillroom-plan.toml").read_text() == draft
+
+
+async def test_a_chat_child_that_cannot_load_or_dies_says_why_and_how_to_retry(
+    make_app, facts_run, tmp_path
+):
+    """The child's own error comes with its hint; a child killed mid-session is said to have
+    stopped, with its exit status, and the step does not wait for it forever."""
+    untrained = tmp_path / "runs" / "t-untrained"
+    untrained.mkdir(parents=True)
+    (untrained / "plan.toml").write_text((facts_run / "plan.toml").read_text())
+    app = make_app(chat_run=untrained)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "failed", timeout_s=120)
+        said = transcript(screen)
+        assert "✗ t-untrained has no adapter yet" in said and "→ It appears when" in said
+        assert "(exit 1)" in text_of(screen, "#chat-state")
+
+    app = make_app(chat_run=facts_run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.state == "ready", timeout_s=120)
+        assert screen.child is not None
+        screen.child.process.kill()
+        await until(pilot, lambda: screen.state == "failed", timeout_s=30)
+        assert screen.child is None and "(exit -9)" in text_of(screen, "#chat-state")
+        assert "Leave and reopen the step to retry" in text_of(screen, "#chat-state")

@@ -304,6 +304,8 @@ async def test_the_train_log_wraps_at_the_width_it_has_and_can_be_unwrapped(make
 
 
 async def test_a_childs_output_in_the_eval_dialog_wraps_instead_of_being_cut(make_app, project):
+    from engine import events as ev
+    from tui.child import JobEvent
     from tui.screens.results import EvalScreen
     from tui.widgets.child_log import ChildLog
 
@@ -315,7 +317,7 @@ async def test_a_childs_output_in_the_eval_dialog_wraps_instead_of_being_cut(mak
         await open_dialog(app, pilot, dialog)
         output = dialog.query_one(ChildLog)
         output.add_class("-shown")
-        output.post_message(ChildLog.Printed(line))
+        output.post_message(JobEvent(ev.Log(line=line)))
         await pilot.pause()
         await pilot.pause()
         rows = [getattr(strip, "text", strip).rstrip() for strip in output.lines]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
+from engine import events as ev
 from engine.errors import UserError
 from engine.i18n import _
 from tui.commands.chat import add_run_arguments
@@ -59,29 +59,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
-    from engine.evaluate import evaluate, headline, metric_lines, retention_lines
+    from engine.evaluate import evaluate, headline, metric_lines, progress_events, retention_lines
     from engine.stdout import chatter_to_stderr
-    from tui.wording import duration
+    from tui.wording import progress_words
 
     run_dir = resolve_run(args.run, args.runs_dir)
     if args.n is not None and args.n < 1:
         raise UserError(
             _("--n {n}: evaluate at least one prompt").format(n=args.n), hint=_("e.g. --n 20")
         )
-    began: dict[str, float] = {}  # stage -> when it started, for its own time to go
+    stages: list[str] = []
 
-    def progress(done: int, total: int, stage: str) -> None:
-        if stage not in began:
-            print(file=sys.stderr, end="\n" if began else "")
-            began[stage] = time.monotonic()
-        left = (time.monotonic() - began[stage]) / done * (total - done)
-        if done < total:
-            line = _("{stage}: answered {done}/{total}, about {time} to go").format(
-                stage=stage, done=done, total=total, time=duration(left)
-            )
-        else:
-            line = _("{stage}: answered {done}/{total}").format(stage=stage, done=done, total=total)
-        print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+    def show(event: ev.Event) -> None:
+        assert isinstance(event, ev.Progress)
+        if event.stage not in stages:  # a new stage starts a new line
+            print(file=sys.stderr, end="\n" if stages else "")
+            stages.append(event.stage)
+        print(f"\r{progress_words(event)}   ", end="", file=sys.stderr, flush=True)
+
+    progress = progress_events(show, "eval")
 
     with chatter_to_stderr():
         report = evaluate(

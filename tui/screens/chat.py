@@ -3,9 +3,10 @@ and compare it with its base and teacher.
 
 The student loads in a child process (``python -m engine chat-serve``), so the
 TUI never imports torch. A thread worker finds the run, starts the child and
-posts each JSON line it writes as :class:`ChatScreen.Served`; the screen owns
-the history and writes requests to the child's stdin. Leaving the step or
-quitting ends the child; coming back loads the student again.
+posts each event it writes as a :class:`~tui.child.JobEvent`, the message every
+child job's events arrive as; the screen owns the history and writes requests
+to the child's stdin. Leaving the step or quitting ends the child; coming back
+loads the student again.
 
 In compare mode one prompt is answered in turn by the student, the base model
 (the same child, adapter off) and the plan's teacher through its API (a thread
@@ -16,9 +17,6 @@ system prompt and temperature live on the screen for the session, not in the pla
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +29,11 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from engine import events as ev
 from engine.chat_options import ChatOptions
 from engine.i18n import N_, _
-from tui.child import child_env
+from engine.run_dir import CHAT_LOG, RunDir
+from tui.child import ChildJob, JobEvent, run_serving, stop_serving
 from tui.screens.base import StepScreen
 from tui.screens.results import ChildScreen, EvalScreen, ExportScreen
 from tui.widgets.chat_log import ChatLog
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from engine.chat import TeacherAnswer
     from engine.plan import TeacherPlan
 
-LOG_FILE = "chat.log"
+LOG_FILE = CHAT_LOG
 FIELDS = ("budget", "system", "temperature")  # the options dialog's inputs, in parse order
 
 
@@ -93,22 +93,6 @@ class ChatScreen(StepScreen):
     }
     """
 
-    class Started(Message):
-        """The child for ``run_dir`` is loading; ``child`` takes requests on its stdin."""
-
-        def __init__(self, run_dir: Path, child: subprocess.Popen[str]) -> None:
-            super().__init__()
-            self.run_dir = run_dir
-            self.child = child
-
-    class Served(Message):
-        """One line from the child (or ``no-run`` / ``exited``, said for it)."""
-
-        def __init__(self, event: dict[str, Any], child: subprocess.Popen[str] | None) -> None:
-            super().__init__()
-            self.event = event
-            self.child = child
-
     class TeacherAnswered(Message):
         """The teacher's answer (or why there is none) to ``turn``."""
 
@@ -125,7 +109,8 @@ class ChatScreen(StepScreen):
         self.history: list[dict[str, str]] = []
         self.turn: Turn | None = None
         self.run_dir: Path | None = None
-        self.child: subprocess.Popen[str] | None = None
+        self.child: ChildJob | None = None
+        self.let_go: set[ChildJob] = set()  # children the screen ended: their last words are moot
         self.shown = False
 
     def compose(self) -> ComposeResult:
@@ -161,33 +146,19 @@ class ChatScreen(StepScreen):
     @work(thread=True, exit_on_error=False, exclusive=True, group="chat")
     def _serve(self, runs_dir: str, name: str, pinned: Path | None) -> None:
         """Find the run (``pinned``, else the newest trained one named ``name-…``), start its
-        child, relay its lines."""
+        child, relay its events."""
         run_dir = pinned or _trained_run(runs_dir, name)
         if run_dir is None:
-            self.post_message(self.Served({"type": "no-run", "runs_dir": runs_dir}, None))
+            nothing = ev.Error(
+                kind="no_run",
+                message=_("no trained run of {name!r} in {runs_dir}/").format(
+                    name=name, runs_dir=runs_dir
+                ),
+                hint=_("Train one in the Train step, or `stillroom chat RUN` talks to any run."),
+            )
+            self.post_message(JobEvent(nothing))
             return
-        try:
-            with open(run_dir / LOG_FILE, "ab") as log:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "engine", "chat-serve", str(run_dir)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                    text=True, encoding="utf-8", bufsize=1, env=child_env(),
-                )  # fmt: skip
-        except OSError as error:
-            failed = {"type": "error", "message": str(error), "hint": _("Check the run folder.")}
-            self.post_message(self.Served(failed, None))
-            return
-        self.post_message(self.Started(run_dir, child))
-        assert child.stdout is not None
-        for line in child.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.post_message(self.Served(event, child))
-        code = child.wait()
-        tail = "".join(deque(_read_lines(run_dir / LOG_FILE), maxlen=6)).strip()
-        self.post_message(self.Served({"type": "exited", "code": code, "log": tail}, child))
+        run_serving("chat-serve", run_dir, RunDir(run_dir).job_log("chat"), self.post_message)
 
     @work(thread=True, exit_on_error=False, group="teacher")
     def _ask_teacher(self, teacher: TeacherPlan, turn: Turn) -> None:
@@ -199,44 +170,56 @@ class ChatScreen(StepScreen):
 
     # Handlers: they own the state.
 
-    @on(Started)
-    def _started(self, message: Started) -> None:
-        if not self.shown:  # left the step while the worker was starting it
-            _terminate(message.child)
-            return
-        self.child, self.run_dir = message.child, message.run_dir
-        self._show_state("loading")
-
-    @on(Served)
-    def _served(self, message: Served) -> None:
-        event, kind = message.event, message.event.get("type")
-        if message.child is not None and message.child is not self.child:
-            return  # a child this screen already let go
+    @on(JobEvent)
+    def _job_event(self, message: JobEvent) -> None:
+        """The chat child's events, in order: started, ready, then token… answer per request."""
+        event, child = message.event, message.job
+        if child is not None and child is not self.child:
+            if child in self.let_go:
+                if event.type in ev.TERMINAL:
+                    self.let_go.discard(child)
+                return
+            if self.child is not None or not self.shown:
+                self._stop(child)  # the step was left while it started, or one serves already
+                return
+            self.child, self.run_dir = child, child.run_dir  # its first word: it is ours
+            self._show_state("loading")
         log = self.query_one(ChatLog)
         turn = self.turn
-        if kind == "ready":
-            self._show_state("ready")
-        elif kind == "token" and turn is not None:
-            log.add_piece(event["text"])
-        elif kind == "answer" and turn is not None:
-            if turn.pending.pop(0) == turn.kept:
-                self.history.append({"role": "assistant", "content": event["text"]})
-            meta = _meta(event, turn.options.max_new_tokens)
-            log.finish(event["text"], meta, cut=event["cut"])
-            self._next_answer()
-        elif kind == "error":
-            hint = f"\n→ {event['hint']}" if event.get("hint") else ""
-            log.note(f"✗ {event['message']}{hint}", error=True)
-            if turn is not None:
-                self._end_turn(unanswered=turn.pending[0] == turn.kept)
-        elif kind == "no-run":
-            self._show_state("no-run", event["runs_dir"])
-        elif kind == "exited":
-            self.child, self.turn = None, None
-            if self.state in ("loading", "ready", "answering"):
-                if event["log"]:
-                    log.note(event["log"], error=True)
-                self._show_state("failed", str(event["code"]))
+        match event:
+            case ev.Started():
+                pass  # taken above: the child that serves this screen now
+            case ev.Ready():
+                self._show_state("ready")
+            case ev.Token() if turn is not None:
+                log.add_piece(event.text)
+            case ev.Answer() if turn is not None:
+                if turn.pending.pop(0) == turn.kept:
+                    self.history.append({"role": "assistant", "content": event.text})
+                log.finish(event.text, _meta(event, turn.options.max_new_tokens), cut=event.cut)
+                self._next_answer()
+            case ev.Refused():
+                log.note(f"✗ {event.message}{_hint(event.hint)}", error=True)
+                if turn is not None:
+                    self._end_turn(unanswered=turn.pending[0] == turn.kept)
+            case ev.Error(kind="no_run"):
+                self._show_state("no-run", self.app.runs_dir)
+            case ev.Error() | ev.Finished():
+                self._child_ended(event)
+
+    def _child_ended(self, ending: ev.Error | ev.Finished) -> None:
+        """The child is gone: say why, and that leaving and reopening the step retries."""
+        self.child, self.turn = None, None
+        if self.state not in ("loading", "ready", "answering"):
+            return
+        log = self.query_one(ChatLog)
+        if isinstance(ending, ev.Error):
+            log.note(f"✗ {ending.message}{_hint(ending.hint)}", error=True)
+            tail = "\n".join(ending.log_tail.splitlines()[-6:]).strip()
+            if tail and tail != ending.message:
+                log.note(tail, error=True)
+        code = ending.exit_code if isinstance(ending, ev.Error) else 0
+        self._show_state("failed", "?" if code is None else str(code))
 
     @on(TeacherAnswered)
     def _teacher_answered(self, message: TeacherAnswered) -> None:
@@ -298,7 +281,7 @@ class ChatScreen(StepScreen):
 
     def _send(self, request: dict[str, Any]) -> bool:
         """Write one request line to the child; False when it has gone."""
-        stdin = self.child.stdin if self.child is not None else None
+        stdin = self.child.process.stdin if self.child is not None else None
         if stdin is None:
             return False
         try:
@@ -365,7 +348,11 @@ class ChatScreen(StepScreen):
     def _stop_child(self) -> None:
         child, self.child = self.child, None
         if child is not None:
-            _terminate(child)
+            self._stop(child)
+
+    def _stop(self, child: ChildJob) -> None:
+        self.let_go.add(child)
+        stop_serving(child)
 
     # Actions
 
@@ -492,47 +479,28 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
 
 
 def _trained_run(runs_dir: str, name: str) -> Path | None:
-    """The newest run named ``name-…`` that has finished (or been cancelled) with an adapter."""
-    from engine.runs import list_runs, trained_adapter
+    """The newest trained run named ``name-…`` (:func:`engine.runs.newest_trained`)."""
+    from engine.runs import newest_trained
 
-    for run in list_runs(runs_dir):
-        path = Path(run.path)
-        if run.name.startswith(f"{name}-") and run.state in ("finished", "cancelled"):
-            if trained_adapter(path):
-                return path
-    return None
+    return newest_trained(runs_dir, name)
 
 
-def _terminate(child: subprocess.Popen[str]) -> None:
-    """Ask the child to go: stdin closed (it exits after loading) and SIGTERM now."""
-    try:
-        if child.stdin is not None:
-            child.stdin.close()
-    except OSError:
-        pass
-    if child.poll() is None:
-        child.terminate()
+def _hint(hint: str) -> str:
+    return f"\n→ {hint}" if hint else ""
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-    except OSError:
-        return []
-
-
-def _meta(answer: dict[str, Any], budget: int) -> str:
+def _meta(answer: ev.Answer, budget: int) -> str:
     """How the answer ended, and how fast it came."""
     speed = []
-    if answer.get("ttft_s") is not None:
-        speed.append(_("{seconds} s to first token").format(seconds=f"{answer['ttft_s']:.2f}"))
-    if answer.get("tokens_per_s"):
-        speed.append(f"{answer['tokens_per_s']:.0f} tok/s")
-    if answer["cut"]:
+    if answer.ttft_s is not None:
+        speed.append(_("{seconds} s to first token").format(seconds=f"{answer.ttft_s:.2f}"))
+    if answer.tokens_per_s:
+        speed.append(f"{answer.tokens_per_s:.0f} tok/s")
+    if answer.cut:
         ending = _("✂ cut by the budget of {budget} tokens (the answer is unfinished)").format(
             budget=budget
         )
-    elif answer["ended_cleanly"]:
+    elif answer.ended_cleanly:
         ending = _("✓ ended cleanly")
     else:
         ending = _("stopped")

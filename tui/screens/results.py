@@ -1,8 +1,9 @@
 """What a trained run is worth and how to ship it: the evaluation report and the export.
 
-Both run the real CLI (``stillroom eval`` / ``stillroom export``) in a child
-process through :class:`ChildLog`, so the TUI never imports torch; the screens
-read only what the child leaves behind (``eval/report.json``, ``parity.json``).
+Both run as a child job (``python -m engine eval`` / ``export``) through
+:class:`ChildLog`, so the TUI never imports torch. The child's events arrive as
+:class:`~tui.child.JobEvent`; on ``finished`` the screens read what it left behind
+(``eval/report.json``, ``parity.json``), and an ``error`` is shown with its hint.
 A child outlives its screen: closing one while it runs lets it finish.
 """
 
@@ -23,6 +24,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, RadioSet, Static
 
+from engine import events as ev
 from engine.chat import DEFAULT_MAX_NEW_TOKENS
 from engine.errors import UserError
 from engine.evaluate import (
@@ -36,6 +38,8 @@ from engine.evaluate import (
 from engine.export import FORMATS
 from engine.export_target import check_export_target, default_export_dir
 from engine.i18n import N_, _
+from engine.run_dir import RunDir
+from tui.child import JobEvent
 from tui.widgets.chat_log import WHO
 from tui.widgets.child_log import ChildLog
 from tui.widgets.choice_button import ChoiceButton
@@ -102,15 +106,16 @@ class ChildScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape", "close", N_("Close"))]
     WHAT = ""  # the child's job in words (N_), for the notice when the screen closes on it
-    LOG_FILE = ""  # in the run folder: the child's whole output
+    JOB = ""  # python -m engine JOB; its whole output goes to RUN/JOB.log
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.result: ev.Result | None = None
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / self.LOG_FILE
+        return RunDir(self.run_dir).job_log(self.JOB)
 
     @property
     def running(self) -> bool:
@@ -118,9 +123,10 @@ class ChildScreen(ModalScreen[None]):
 
     def start(self, args: list[str], doing: str) -> None:
         self.show_status(_("{doing} in its own process; output below.").format(doing=doing))
+        self.result = None
         output = self.query_one(ChildLog)
         output.add_class("-shown")
-        output.start(args, self.log_path)
+        output.start(self.JOB, args, self.run_dir)
         self.refresh_bindings()
 
     def show_status(self, text: str, state: str = "") -> None:
@@ -129,22 +135,29 @@ class ChildScreen(ModalScreen[None]):
         status.set_class(state == "error", "-error")
         status.set_class(state == "ok", "-ok")
 
-    def show_failure(self, message: ChildLog.Finished) -> None:
-        assert message.failure is not None
-        hint = f"\n→ {message.failure.hint}" if message.failure.hint else ""
-        self.show_status(f"✗ {message.failure.message}{hint}", "error")
+    def show_failure(self, error: ev.Error) -> None:
+        hint = f"\n→ {error.hint}" if error.hint else ""
+        self.show_status(f"✗ {error.message}{hint}", "error")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run" and self.running:
             return None  # shown dimmed: one child at a time
         return True
 
-    @on(ChildLog.Finished)
-    def _child_finished(self, message: ChildLog.Finished) -> None:
-        self.refresh_bindings()
-        self.child_finished(message)
+    @on(JobEvent)
+    def _job_event(self, message: JobEvent) -> None:
+        event = message.event
+        if isinstance(event, ev.Result):
+            self.result = event
+        elif isinstance(event, ev.Error):
+            self.refresh_bindings()
+            self.show_failure(event)
+        elif isinstance(event, ev.Finished):
+            self.refresh_bindings()
+            self.child_finished()
 
-    def child_finished(self, message: ChildLog.Finished) -> None:
+    def child_finished(self) -> None:
+        """The child finished its work; :attr:`result` says what it wrote."""
         raise NotImplementedError
 
     def action_close(self) -> None:
@@ -168,7 +181,7 @@ class EvalScreen(ChildScreen):
     """
     BINDINGS = [Binding("ctrl+r", "run", N_("Evaluate"))]
     WHAT = N_("evaluation")
-    LOG_FILE = "eval.log"
+    JOB = "eval"
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(run_dir)
@@ -219,7 +232,7 @@ class EvalScreen(ChildScreen):
         )
 
     def action_run(self) -> None:
-        args = ["eval", str(self.run_dir)]
+        args = [str(self.run_dir)]
         for field, flag in (("#eval-rows", "--n"), ("#eval-tokens", "--max-new-tokens")):
             value = self.query_one(field, Input).value.strip()
             if value:
@@ -232,13 +245,11 @@ class EvalScreen(ChildScreen):
             ),
         )
 
-    def child_finished(self, message: ChildLog.Finished) -> None:
-        if message.code:
-            self.show_failure(message)
-            return
+    def child_finished(self) -> None:
+        assert self.result is not None  # the eval job says where it wrote before it finishes
         self.load_report()
         self.query_one(ChildLog).remove_class("-shown")
-        report = shown(self.run_dir / EVAL_DIR / "report.md")
+        report = shown(Path(self.result.paths["markdown"]))
         warning = self.too_few()
         done = _("✓ evaluated; the report is also in {report}.").format(report=report)
         self.show_status(done + warning, "error" if warning else "ok")
@@ -273,9 +284,10 @@ def render_report(report: dict[str, Any]) -> RenderableType:
     )
     notes = [Text(f"• {note}", style="yellow") for note in report["notes"]]
     forgetting = (report.get("retention") or {}).get("forgetting")
+    lines = retention_lines(report)  # when forgetting is flagged, its line comes last
     kept = [
-        Text(line, style="bold red" if line.startswith("Forgetting") else "")
-        for line in retention_lines(report)
+        Text(line, style="bold red" if forgetting and n == len(lines) - 1 else "")
+        for n, line in enumerate(lines)
     ]
     examples = [_example(n, item) for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1)]
     title = Text(headline(report).capitalize(), style="bold")
@@ -320,7 +332,7 @@ class ExportScreen(ChildScreen):
     """
     BINDINGS = [Binding("ctrl+r", "run", N_("Export"))]
     WHAT = N_("export")
-    LOG_FILE = "export.log"
+    JOB = "export"
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__(run_dir)
@@ -370,18 +382,15 @@ class ExportScreen(ChildScreen):
             self.show_status(f"✗ {error}\n→ {error.hint}", "error")
             return
         self.out = out
-        args = ["export", str(self.run_dir), "--format", self.chosen_format, "--out", str(out)]
+        args = [str(self.run_dir), "--format", self.chosen_format, "--out", str(out)]
         doing = _("Exporting {format} to {folder}").format(
             format=self.chosen_format, folder=shown(self.out)
         )
         self.start(args, doing)
 
-    def child_finished(self, message: ChildLog.Finished) -> None:
+    def child_finished(self) -> None:
         assert self.out is not None
         verdict, flagged = parity_verdict(self.out)
-        if message.code and not (message.code == 1 and flagged):  # 1 also: written, but flagged
-            self.show_failure(message)
-            return
         mark, state = ("!", "error") if flagged else ("✓", "ok")
         written = _("{mark} written to {folder}").format(mark=mark, folder=shown(self.out))
         self.show_status(f"{written}\n{verdict}", state)

@@ -1,4 +1,4 @@
-"""ChildLog: the live output of a ``stillroom`` child process, and one message when it ends."""
+"""ChildLog: what a ``python -m engine JOB`` child reports, as it reports it."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
-from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine import events as ev
 from engine.i18n import _
-from tui.child import Failure, failure, follow, start_cli
+from tui.child import JobEvent, run_detached
 from tui.widgets.wrapped_log import WrappedLog
+from tui.wording import progress_words
 from tui.worker_errors import ForwardsWorkerErrors
-
-TRACEBACK = "Traceback (most recent call last):"
 
 
 class ChildLog(ForwardsWorkerErrors, WrappedLog):
-    """Lines a child prints, as it prints them (wrapped); a traceback stays in the log file only.
+    """A child job's log lines, progress and warnings (wrapped); its events bubble on to the
+    screen, which takes the result and the ending. Library output stays in the job's log file.
 
     Closing the screen stops the following, not the child: it finishes on its own.
     """
@@ -33,75 +33,43 @@ class ChildLog(ForwardsWorkerErrors, WrappedLog):
     }
     """
 
-    class Printed(Message):
-        """One line of the child's output (handled by the log itself)."""
-
-        bubble = False
-
-        def __init__(self, line: str) -> None:
-            super().__init__()
-            self.line = line
-
-    class Finished(Message):
-        """The child exited with ``code``; ``failure`` says why when it is not 0."""
-
-        def __init__(self, child_log: ChildLog, code: int, failure: Failure | None) -> None:
-            super().__init__()
-            self.child_log = child_log
-            self.code = code
-            self.failure = failure
-
-        @property
-        def control(self) -> ChildLog:
-            return self.child_log
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(max_lines=500, id=id)
         self.running = False
-        self._in_traceback = False
 
-    def start(self, args: Sequence[str], log_path: Path) -> None:
-        """Run ``stillroom ARGS`` (output kept in ``log_path``) and show what it prints."""
+    def start(self, job: str, args: Sequence[str], run_dir: Path) -> None:
+        """Run ``python -m engine JOB ARGS`` for ``run_dir`` and show what it reports."""
         self.clear()
         self.running = True
-        self._in_traceback = False
-        self._follow(list(args), log_path)
+        self._follow(job, list(args), run_dir)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="child")
-    def _follow(self, args: list[str], log_path: Path) -> None:
+    def _follow(self, job: str, args: list[str], run_dir: Path) -> None:
         worker = get_current_worker()
-        try:
-            child = start_cli(args, log_path)
-        except OSError as error:
-            why = Failure(str(error), _("Check the run folder."))
-            self.post_message(self.Finished(self, 1, why))
-            return
-        lines: list[str] = []
-
-        def printed(line: str) -> None:
-            lines.append(line)
-            self.post_message(self.Printed(line))
-
-        code = follow(child, log_path, printed, lambda: worker.is_cancelled)
-        if code is not None:
-            self.post_message(self.Finished(self, code, failure(lines, log_path) if code else None))
+        run_detached(job, args, run_dir, self.post_message, lambda: worker.is_cancelled)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Following failed (the app shows the error too): no longer running, so ctrl+r works."""
+        super().on_worker_state_changed(event)
         if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            why = Failure(
-                _("following the child failed: {error}").format(error=repr(error)),
-                _("Its output is in the log file."),
+            failed = ev.Error(
+                kind="exception",
+                message=_("following the child failed: {error}").format(
+                    error=repr(event.worker.error)
+                ),
+                hint=_("Its output is in the log file."),
             )
-            self.post_message(self.Finished(self, 1, why))
+            self.post_message(JobEvent(failed))
 
-    @on(Printed)
-    def _printed(self, message: Printed) -> None:
-        self._in_traceback = self._in_traceback or message.line.startswith(TRACEBACK)
-        if not self._in_traceback:
-            self.say(Text(message.line))
-
-    @on(Finished)
-    def _finished(self, message: Finished) -> None:
-        self.running = False
+    @on(JobEvent)
+    def _event(self, message: JobEvent) -> None:
+        """Say what is worth a line; the message bubbles on to the screen either way."""
+        event = message.event
+        if isinstance(event, ev.Log):
+            self.say(Text(event.line))
+        elif isinstance(event, ev.Progress):
+            self.say(Text(progress_words(event)))
+        elif isinstance(event, ev.Warning):
+            self.say(Text(f"! {event.message}" + (f" ({event.hint})" if event.hint else "")))
+        elif event.type in ev.TERMINAL:
+            self.running = False
