@@ -91,6 +91,16 @@ class TeacherPlan(_Section):
     prompts: str = Field("", description="Prompt file: text (one a line), JSONL or any dataset.")
     topic: str = Field("", description="Or: the teacher first writes `count` questions on this.")
     count: int = Field(100, ge=1, le=1_000_000, description="Questions to write for `topic`.")
+    documents: list[str] = Field(
+        default_factory=list,
+        description="Or: files and folders (.txt .md .pdf .docx .html) to write questions from.",
+    )
+    questions_per_chunk: int = Field(
+        5, ge=1, le=50, description="Documents: questions the teacher writes on each chunk."
+    )
+    chunk_tokens: int = Field(
+        600, ge=64, le=8192, description="Documents: size of a chunk of text, in tokens."
+    )
     limit: int | None = Field(None, ge=1, description="Answer at most this many prompts.")
     output: str = Field("teacher.jsonl", description="Append-only JSONL of finished answers.")
     stream: bool = Field(
@@ -153,8 +163,8 @@ class TeacherPlan(_Section):
     def _needs(self) -> TeacherPlan:
         if not self.base_url:
             raise ValueError("base_url: a custom provider needs its endpoint's URL")
-        if self.prompts and self.topic:
-            raise ValueError("set prompts or topic, not both")
+        if sum(map(bool, (self.prompts, self.topic, self.documents))) > 1:
+            raise ValueError("set one of prompts, topic or documents")
         return self
 
     @field_validator("api_key_env")

@@ -19,6 +19,7 @@ from engine.errors import UserError
 from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
 
 if TYPE_CHECKING:
+    from engine.teacher.documents.job import DocumentsEstimate
     from engine.teacher.generate import Estimate, Summary
 
 # flag -> TeacherPlan key, for the flags that map one to one
@@ -34,6 +35,9 @@ _FLAGS = {
     "prompts": "prompts",
     "topic": "topic",
     "count": "count",
+    "docs": "documents",
+    "questions_per_chunk": "questions_per_chunk",
+    "chunk_tokens": "chunk_tokens",
     "out": "output",
     "budget": "budget_usd",
     "limit": "limit",
@@ -60,6 +64,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--topic", metavar="TEXT", help="let the teacher write questions on this")
     source.add_argument("--count", type=int, metavar="N", help="questions to write for --topic")
     source.add_argument("--limit", type=int, metavar="N", help="answer only the first N prompts")
+    docs = parser.add_argument_group(
+        "documents",
+        "have the teacher write questions on your files, then answer each from its passage",
+    )
+    docs.add_argument(
+        "--docs",
+        nargs="+",
+        metavar="PATH",
+        help="files or folders (.txt .md .pdf .docx .html), read recursively",
+    )
+    docs.add_argument(
+        "--questions-per-chunk", type=int, metavar="N", help="questions per chunk (default 5)"
+    )
+    docs.add_argument(
+        "--chunk-tokens", type=int, metavar="T", help="chunk size in tokens (default 600)"
+    )
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--plan", metavar="PLAN", help="take the [teacher] settings from a plan")
     teacher.add_argument(
@@ -116,10 +136,11 @@ def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
     written: dict[str, Any] = plan.teacher.model_dump(exclude_unset=True) if plan else {}
     given = {key: getattr(args, flag) for flag, key in _FLAGS.items()}
     given = {key: value for key, value in given.items() if value is not None}
-    if given.get("prompts"):
-        written.pop("topic", None)
-    if given.get("topic"):
-        written.pop("prompts", None)
+    sources = {"prompts", "topic", "documents"}
+    for chosen in sources:  # a source given on the command line replaces the plan's
+        if given.get(chosen):
+            for other in sources - {chosen}:
+                written.pop(other, None)
     source = f"{args.plan} with the command line" if args.plan else "the command line"
     try:
         return TeacherPlan.model_validate(layered(written, given))
@@ -137,6 +158,15 @@ def main(args: argparse.Namespace) -> int:
     teacher = teacher_from_args(args)
     if args.list_models:
         return _list_models(teacher, as_json=args.json)
+    if args.dry_run and teacher.documents:
+        from engine.teacher.documents.job import estimate as estimate_documents
+
+        forecast_docs = estimate_documents(teacher)
+        if args.json:
+            print(json.dumps(_documents_json(teacher, forecast_docs), indent=2))
+        else:
+            _print_documents_estimate(teacher, forecast_docs)
+        return 0
     if args.dry_run:
         from engine.teacher.generate import estimate
 
@@ -196,6 +226,80 @@ def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
         "cost_usd": estimate.cost_usd(),
         "cost_max_usd": estimate.cost_max_usd,
     }
+
+
+def _documents_json(teacher: TeacherPlan, estimate: DocumentsEstimate) -> dict[str, Any]:
+    """The documents dry run as plain data: what was read, then both stages' tokens and cost."""
+    from engine.teacher.providers import PRICES_AS_OF
+
+    corpus, price = estimate.corpus, estimate.price
+    return {
+        "model": teacher.model,
+        "base_url": teacher.base_url,
+        "documents": len(corpus.documents),
+        "pages": corpus.pages,
+        "chunks": len(corpus.chunks),
+        "tokens": corpus.tokens,
+        "skipped": [
+            {"file": s.file, "reason": s.reason, "scanned": s.scanned} for s in corpus.skipped
+        ],
+        "questions": {
+            "chunks_done": estimate.chunks_done,
+            "requests": estimate.question_requests,
+            "prompt_tokens": estimate.question_prompt_tokens,
+            "completion_tokens": estimate.question_completion_tokens,
+        },
+        "answers": {
+            "questions_known": estimate.questions_known,
+            "already_answered": estimate.answers_done,
+            "to_send": estimate.answers_to_send,
+            "prompt_tokens": estimate.answer_prompt_tokens,
+            "answer_tokens_each": estimate.answer_tokens_each,
+            "answer_tokens_measured": estimate.answer_tokens_measured,
+        },
+        "prompt_tokens": estimate.prompt_tokens,
+        "completion_tokens": estimate.completion_tokens,
+        "price_per_mtok": None
+        if price is None
+        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
+        "prices_as_of": PRICES_AS_OF,
+        "cost_usd": estimate.cost_usd(),
+        "cost_max_usd": estimate.cost_max_usd,
+    }
+
+
+def _print_documents_estimate(teacher: TeacherPlan, estimate: DocumentsEstimate) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    corpus = estimate.corpus
+    table = Table(title=f"Dry run: {teacher.model} at {teacher.base_url}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("documents", f"{len(corpus.documents):,} ({corpus.pages:,} PDF pages)")
+    table.add_row("chunks", f"{len(corpus.chunks):,} of ~{teacher.chunk_tokens} tokens")
+    table.add_row("text tokens", f"~{corpus.tokens:,}")
+    for skipped in corpus.skipped:
+        table.add_row("skipped", escape(f"{skipped.file}: {skipped.reason}"))
+    table.add_row(
+        "questions",
+        f"{estimate.question_requests:,} chunks to ask ({estimate.chunks_done:,} asked before), "
+        f"{teacher.questions_per_chunk} questions each",
+    )
+    table.add_row(
+        "answers",
+        f"~{estimate.answers_to_send:,} to send ({estimate.answers_done:,} answered before)",
+    )
+    table.add_row("input tokens", f"~{estimate.prompt_tokens:,} (both stages)")
+    basis = "mean of earlier answers" if estimate.answer_tokens_measured else "assumed"
+    table.add_row(
+        "output tokens",
+        f"~{estimate.completion_tokens:,} ({estimate.answer_tokens_each:,} an answer, {basis})",
+    )
+    table.add_row("expected cost", _money(estimate.cost_usd()))
+    table.add_row("at most", f"{_money(estimate.cost_max_usd)} (every reply at max_tokens)")
+    Console().print(table)
 
 
 def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:
@@ -293,9 +397,11 @@ def _generate(teacher: TeacherPlan) -> int:
         return 130
     if not summary.complete:
         missing = summary.total - summary.done
+        what = f"{missing} of {summary.total} prompts are not answered yet"
+        if summary.failed_chunks:
+            what += f" and {summary.failed_chunks} chunks have no questions yet"
         console.print(
-            f"[red]{missing} of {summary.total} prompts are not answered yet "
-            f"({summary.stopped}).[/] Run the same command again to finish them."
+            f"[red]{what} ({summary.stopped}).[/] Run the same command again to finish them."
         )
         return 1
     return 0
@@ -314,6 +420,10 @@ def _print_summary(console: Any, summary: Summary) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("output", summary.output)
+    if summary.corpus is not None:
+        table.add_row("documents", summary.corpus.describe())
+        if summary.failed_chunks:
+            table.add_row("chunks failed", f"{summary.failed_chunks:,} (no usable questions)")
     table.add_row("prompts", f"{summary.total:,}")
     table.add_row(
         "answered", f"{summary.done:,} ({summary.already:,} earlier, {summary.answered:,} now)"
