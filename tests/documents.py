@@ -73,6 +73,7 @@ def write_folder(folder: Path) -> Path:
         "<html><head><title>Milk Handbook</title><script>var x = 1;</script></head><body>"
         f"<h1>Milk Handbook</h1><h2>Steaming</h2><p>{' '.join([HTML_FACT] * 6)}</p></body></html>"
     )
-    (folder / "蒸馏.txt").write_text(ZH_FACT * 40, encoding="utf-8")
+    zh = "".join(f"第{i}条：{ZH_FACT}" for i in range(40))  # no spaces, as Chinese is written
+    (folder / "蒸馏.txt").write_text(zh, encoding="utf-8")
     (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return folder
