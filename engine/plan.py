@@ -159,6 +159,14 @@ class TeacherPlan(_Section):
             )
         return value
 
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        """The wizard's field gives one path as text; a plan or the command line, a list."""
+        if isinstance(value, str):
+            return [value] if value.strip() else []
+        return value
+
     @model_validator(mode="after")
     def _needs(self) -> TeacherPlan:
         if not self.base_url:

@@ -7,7 +7,14 @@ engine skips every prompt already answered in the output file.
 
 The footer has room for the step's keys at 80 columns because it shows only
 those that apply now: Generate or Pause, and a field's own key (ctrl+l lists
-models from the Model field, ctrl+f browses from the Prompt file field).
+models from the Model field, ctrl+f browses from the Prompt file and Documents
+fields).
+
+Prompts come from one of three sources: a prompt file, a topic, or documents
+(files or a folder the teacher writes questions on, then answers from). For
+documents, a preview of the first chunks and their heading paths is read in a
+thread worker whenever the path changes, so the user sees what the teacher will
+be shown before paying for it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -28,23 +36,32 @@ from textual.widgets import Button, Footer, OptionList, ProgressBar, Static
 from engine import events as ev
 from engine.teacher.providers import PRESETS, endpoint_for
 from tui.screens.base import StepScreen
-from tui.screens.file_picker import FilePicker, fill
+from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
 from tui.widgets.knob import Knob
 
 if TYPE_CHECKING:
     from engine.errors import UserError
     from engine.plan import TeacherPlan
+    from engine.teacher.documents.job import Corpus
     from engine.teacher.generate import Summary
 
-# action -> the knob whose key it is: active (and in the footer) while that field has focus
-FIELD_KEYS = {"list_models": "#knob-teacher-model", "browse": "#knob-teacher-prompts"}
+# action -> the knobs whose key it is: active (and in the footer) while one of them has focus
+FIELD_KEYS = {
+    "list_models": ("#knob-teacher-model",),
+    "browse": ("#knob-teacher-prompts", "#knob-teacher-documents"),
+}
+PREVIEW_CHUNKS = 3  # chunks the documents preview shows, one line each
+PREVIEW_WIDTH = 76  # characters of a preview line: one line at 80 columns
 # The keys a test call or a generation error is about: changing one makes that error stale.
 ENDPOINT_KEYS = {"teacher.provider", "teacher.model", "teacher.base_url", "teacher.api_key_env"}
 # The engine's hints name `stillroom generate` flags; in the wizard they are fields (or keys).
 FIELDS = [
     (r"--api-key-env ''", "an empty Key variable field"),
     (r"`stillroom generate --list-models` shows the ids", "ctrl+l in Model lists the ids"),
-    (r"--prompts FILE, or --topic TEXT --count N", "a Prompt file, or a topic and Questions"),
+    (
+        r"--prompts FILE, or --topic TEXT --count N",
+        "a Prompt file, a topic and Questions, or Documents",
+    ),
     (r"--api-key-env", "the Key variable field"),
     (r"--base-url", "the Base URL field"),
     (r"--model", "the Model field"),
@@ -79,6 +96,14 @@ class TeacherScreen(StepScreen):
                 and isinstance(message.event, ev.Progress)
                 and isinstance(self.event, ev.Progress)
             )
+
+    class Previewed(Message):
+        """The documents preview came back: what was read, or ``error`` (one line)."""
+
+        def __init__(self, corpus: Corpus | None, error: str | None = None) -> None:
+            super().__init__()
+            self.corpus = corpus
+            self.error = error
 
     class Generated(Message):
         """The generation job ended (complete, paused, or failed)."""
@@ -128,6 +153,9 @@ class TeacherScreen(StepScreen):
         yield Knob("teacher.prompts", "Prompt file", "text/JSONL/dataset; ctrl+f browses")
         yield Knob("teacher.topic", "…or a topic", "the teacher writes questions on it")
         yield Knob("teacher.count", "Questions", "questions to write on the topic")
+        yield PathsKnob("teacher.documents", "…or documents", "a folder or file; ctrl+f browses")
+        yield Knob("teacher.questions_per_chunk", "Questions/chunk", "on each piece of text")
+        yield Static("", id="documents-preview", markup=False)
         yield Knob("teacher.output", "Output", "append-only JSONL; reruns resume it")
         yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
         yield Knob("teacher.max_tokens", "Max tokens", "answer budget; too low cuts answers")
@@ -146,8 +174,11 @@ class TeacherScreen(StepScreen):
     def show_plan(self) -> None:
         super().show_plan()
         self._show_key_status()
+        self._preview_documents()
 
     def plan_changed(self, key: str) -> None:
+        if key in ("teacher.documents", "teacher.chunk_tokens"):
+            self._preview_documents()
         if key == "teacher.provider":
             teacher = self.app.plan.teacher
             self.app.change("teacher", **endpoint_for(teacher.provider, teacher.base_url))
@@ -213,7 +244,7 @@ class TeacherScreen(StepScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in FIELD_KEYS:
-            return self.query_one(FIELD_KEYS[action]).has_focus_within
+            return any(self.query_one(knob).has_focus_within for knob in FIELD_KEYS[action])
         if action == "generate":
             return not self.running
         if action == "pause":
@@ -261,18 +292,50 @@ class TeacherScreen(StepScreen):
         result.remove_class("-error")
 
     def action_browse(self) -> None:
-        self.app.push_screen(FilePicker(), self._prompts_picked)
+        if self.query_one("#knob-teacher-documents").has_focus_within:
+            picker = FilePicker(suffixes=DOCUMENT_SUFFIXES, folders=True)
+            self.app.push_screen(picker, self._picked("#knob-teacher-documents"))
+        else:
+            self.app.push_screen(FilePicker(), self._picked("#knob-teacher-prompts"))
 
-    def _prompts_picked(self, path: str | None) -> None:
-        if path is not None:
-            fill(self.query_one(FIELD_KEYS["browse"], Knob), path)
+    def _picked(self, knob: str) -> Callable[[str | None], None]:
+        def fill_in(path: str | None) -> None:
+            if path is not None and fill(self.query_one(knob, Knob), path):
+                self.plan_changed(self.query_one(knob, Knob).key)
+
+        return fill_in
+
+    def _preview_documents(self) -> None:
+        preview = self.query_one("#documents-preview", Static)
+        preview.display = bool(self.app.plan.teacher.documents)
+        if preview.display:
+            preview.update("Reading the documents…")
+            self._read_documents(self.app.plan.teacher)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="documents")
+    def _read_documents(self, teacher: TeacherPlan) -> None:
+        from engine.errors import UserError
+        from engine.teacher.documents.job import read_corpus
+
+        try:
+            self.post_message(self.Previewed(read_corpus(teacher)))
+        except UserError as error:
+            self.post_message(self.Previewed(None, f"✗ {worded(error, teacher)}"))
+
+    @on(Previewed)
+    def _previewed(self, message: Previewed) -> None:
+        preview = self.query_one("#documents-preview", Static)
+        preview.set_class(message.corpus is None, "-error")
+        preview.update(message.error or documents_preview(message.corpus))
 
     @on(Button.Pressed, "#generate")
     def action_generate(self) -> None:
         teacher = self.app.plan.teacher
-        if not teacher.prompts and not teacher.topic:
+        if not teacher.prompts and not teacher.topic and not teacher.documents:
             self.notify(
-                "Give a prompt file or a topic first.", title="No prompts", severity="error"
+                "Give a prompt file, a topic or documents first.",
+                title="No prompts",
+                severity="error",
             )
             return
         if self.running:
@@ -428,11 +491,36 @@ def worded(error: UserError, teacher: TeacherPlan) -> str:
     return text
 
 
+class PathsKnob(Knob):
+    """A knob for a list of paths: shows them joined; what is typed is one path."""
+
+    def show(self, value: object) -> None:
+        super().show(", ".join(value) if isinstance(value, list) else value)
+
+
+def documents_preview(corpus: Corpus | None) -> str:
+    """What was read, then the first chunks, each under its heading path."""
+    if corpus is None:
+        return ""
+    lines = [corpus.describe()]
+    for skipped in corpus.skipped[:3]:
+        lines.append(f"skipped {skipped.file}: {skipped.reason}")
+    for chunk in corpus.chunks[:PREVIEW_CHUNKS]:
+        page = f" (p. {chunk.page})" if chunk.page else ""
+        line = f"▸ {chunk.heading}{page}: {' '.join(chunk.text.split())}"
+        lines.append(line if len(line) <= PREVIEW_WIDTH else line[: PREVIEW_WIDTH - 1] + "…")
+    return "\n".join(lines)
+
+
 def progress_line(event: ev.Progress) -> str:
-    """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns."""
+    """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns.
+
+    While a documents job asks for questions (``job == "questions"``), it counts chunks.
+    """
     tokens = event.prompt_tokens + event.completion_tokens
     eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
+    done = "chunks asked" if event.job == "questions" else "done"
     return (
-        f"{event.done}/{event.total} done · {event.failed} failed · {event.in_flight} in flight"
+        f"{event.done}/{event.total} {done} · {event.failed} failed · {event.in_flight} in flight"
         f" · {tokens:,} tok · ${event.cost_usd:.4f} · ETA {eta}"
     )

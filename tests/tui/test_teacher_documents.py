@@ -1,0 +1,57 @@
+"""The Teacher step's third source: a folder of documents, previewed, then generated from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.plan import load_plan
+from tests.documents import write_folder
+from tests.teacher_server import TeacherServer
+from tui.screens.file_picker import FilePicker
+
+from .conftest import SIZE
+from .scenes import until
+from .test_file_picker import browse, listed
+
+pytestmark = pytest.mark.anyio
+KEY_VAR = "STILLROOM_TUI_TEST_KEY"
+
+
+def text_of(pilot, selector: str) -> str:
+    return str(pilot.app.screen.query_one(selector).render())
+
+
+async def test_a_picked_folder_is_previewed_with_headings_then_generated_with_sources(
+    make_app, project, monkeypatch
+):
+    write_folder(project / "docs")
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, server.api_key)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
+                       api_key_env=KEY_VAR, output="out.jsonl", questions_per_chunk=2)  # fmt: skip
+            app.screen.show_plan()
+
+            tree = await browse(pilot, "knob-teacher-documents")
+            assert listed(tree)[0] == "docs"
+            await pilot.press("ctrl+o")  # the folder under the cursor
+            await until(pilot, lambda: not isinstance(app.screen, FilePicker))
+            assert app.screen.query_one("#knob-teacher-documents Input").value == "docs"
+            assert load_plan("stillroom-plan.toml").teacher.documents == ["docs"]
+            await until(pilot, lambda: "▸" in text_of(pilot, "#documents-preview"))
+            preview = text_of(pilot, "#documents-preview")
+            assert "5 documents" in preview and "scanned PDF" in preview
+            assert "▸ Grinder Guide > Burrs > Replacement: The grinder burrs" in preview
+            assert "▸ Espresso Machine Manual > Operation (p. 1): The boiler runs" in preview
+
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: text_of(pilot, "#progress").startswith("Done"))
+            assert "failed" in text_of(pilot, "#progress")
+    records = [json.loads(line) for line in open(project / "out.jsonl")]
+    assert records and all(r["meta"]["source"]["file"].startswith("docs/") for r in records)
+    assert load_plan("stillroom-plan.toml").dataset.source == "out.jsonl"
