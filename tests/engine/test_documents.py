@@ -190,3 +190,17 @@ def test_dry_run_counts_both_stages_without_sending(make, server):
     again = estimate(teacher)
     assert (again.question_requests, again.answers_to_send) == (0, 0)
     assert again.answers_done == again.questions_known > 0
+
+
+def test_questions_held_out_per_document_are_never_trained_on(make):
+    from engine.data.inspect import check_source
+    from engine.train.dataset import _split
+
+    teacher = make()
+    run(teacher, lambda event: None)
+    marked = {r["messages"][1]["content"] for r in records(teacher) if r["meta"]["heldout"]}
+    assert marked
+    conversations = check_source(teacher.output).usable
+    train, held_out = _split(conversations, 0.05, seed=3)
+    assert marked <= {c.messages[1]["content"] for c in held_out}
+    assert not marked & {c.messages[1]["content"] for c in train}
