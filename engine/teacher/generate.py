@@ -25,6 +25,7 @@ from typing import Any
 from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import append_jsonl, read_jsonl
+from engine.i18n import _
 from engine.plan import TeacherPlan
 from engine.teacher import quality
 from engine.teacher.client import (
@@ -626,7 +627,7 @@ class _Job:
             if s.failed:
                 what.append(f"{s.failed} prompts failed after {self.teacher.max_retries} retries")
             if s.failed_chunks:
-                what.append(f"{s.failed_chunks} chunks got no usable questions")
+                what.append(_("{n} chunks got no usable questions").format(n=s.failed_chunks))
             self.emit(
                 ev.Error(
                     kind="incomplete",

@@ -16,6 +16,7 @@ import signal
 from typing import TYPE_CHECKING, Any, get_args
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
 
 if TYPE_CHECKING:
@@ -65,20 +66,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--count", type=int, metavar="N", help="questions to write for --topic")
     source.add_argument("--limit", type=int, metavar="N", help="answer only the first N prompts")
     docs = parser.add_argument_group(
-        "documents",
-        "have the teacher write questions on your files, then answer each from its passage",
+        _("documents"),
+        _("have the teacher write questions on your files, then answer each from its passage"),
     )
     docs.add_argument(
         "--docs",
         nargs="+",
         metavar="PATH",
-        help="files or folders (.txt .md .pdf .docx .html), read recursively",
+        help=_("files or folders (.txt .md .pdf .docx .html), read recursively"),
     )
     docs.add_argument(
-        "--questions-per-chunk", type=int, metavar="N", help="questions per chunk (default 5)"
+        "--questions-per-chunk", type=int, metavar="N", help=_("questions per chunk (default 5)")
     )
     docs.add_argument(
-        "--chunk-tokens", type=int, metavar="T", help="chunk size in tokens (default 600)"
+        "--chunk-tokens", type=int, metavar="T", help=_("chunk size in tokens (default 600)")
     )
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument("--plan", metavar="PLAN", help="take the [teacher] settings from a plan")
@@ -274,31 +275,52 @@ def _print_documents_estimate(teacher: TeacherPlan, estimate: DocumentsEstimate)
     from rich.table import Table
 
     corpus = estimate.corpus
-    table = Table(title=f"Dry run: {teacher.model} at {teacher.base_url}", show_header=False)
+    title = _("Dry run: {model} at {url}").format(model=teacher.model, url=teacher.base_url)
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("documents", f"{len(corpus.documents):,} ({corpus.pages:,} PDF pages)")
-    table.add_row("chunks", f"{len(corpus.chunks):,} of ~{teacher.chunk_tokens} tokens")
-    table.add_row("text tokens", f"~{corpus.tokens:,}")
-    for skipped in corpus.skipped:
-        table.add_row("skipped", escape(f"{skipped.file}: {skipped.reason}"))
-    table.add_row(
-        "questions",
-        f"{estimate.question_requests:,} chunks to ask ({estimate.chunks_done:,} asked before), "
-        f"{teacher.questions_per_chunk} questions each",
-    )
-    table.add_row(
-        "answers",
-        f"~{estimate.answers_to_send:,} to send ({estimate.answers_done:,} answered before)",
-    )
-    table.add_row("input tokens", f"~{estimate.prompt_tokens:,} (both stages)")
-    basis = "mean of earlier answers" if estimate.answer_tokens_measured else "assumed"
-    table.add_row(
-        "output tokens",
-        f"~{estimate.completion_tokens:,} ({estimate.answer_tokens_each:,} an answer, {basis})",
-    )
-    table.add_row("expected cost", _money(estimate.cost_usd()))
-    table.add_row("at most", f"{_money(estimate.cost_max_usd)} (every reply at max_tokens)")
+    rows = [
+        (
+            _("documents"),
+            _("{n} ({pages} PDF pages)").format(n=len(corpus.documents), pages=corpus.pages),
+        ),
+        (
+            _("chunks"),
+            _("{n} of ~{size} tokens").format(n=len(corpus.chunks), size=teacher.chunk_tokens),
+        ),
+        (_("text tokens"), f"~{corpus.tokens:,}"),
+        *((_("skipped"), escape(f"{s.file}: {s.reason}")) for s in corpus.skipped),
+        (
+            _("questions"),
+            _("{n} chunks to ask ({done} asked before), {each} questions each").format(
+                n=estimate.question_requests,
+                done=estimate.chunks_done,
+                each=teacher.questions_per_chunk,
+            ),
+        ),
+        (
+            _("answers"),
+            _("~{n} to send ({done} answered before)").format(
+                n=estimate.answers_to_send, done=estimate.answers_done
+            ),
+        ),
+        (_("input tokens"), _("~{n} (both stages)").format(n=f"{estimate.prompt_tokens:,}")),
+        (
+            _("output tokens"),
+            (
+                _("~{n} ({each} an answer, mean of earlier answers)")
+                if estimate.answer_tokens_measured
+                else _("~{n} ({each} an answer, assumed)")
+            ).format(n=f"{estimate.completion_tokens:,}", each=estimate.answer_tokens_each),
+        ),
+        (_("expected cost"), _money(estimate.cost_usd())),
+        (
+            _("at most"),
+            _("{cost} (every reply at max_tokens)").format(cost=_money(estimate.cost_max_usd)),
+        ),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
     Console().print(table)
 
 
@@ -397,11 +419,12 @@ def _generate(teacher: TeacherPlan) -> int:
         return 130
     if not summary.complete:
         missing = summary.total - summary.done
-        what = f"{missing} of {summary.total} prompts are not answered yet"
         if summary.failed_chunks:
-            what += f" and {summary.failed_chunks} chunks have no questions yet"
+            line = _("{n} chunks have no questions yet: the teacher's reply held none.")
+            console.print(f"[red]{line.format(n=summary.failed_chunks)}[/]")
         console.print(
-            f"[red]{what} ({summary.stopped}).[/] Run the same command again to finish them."
+            f"[red]{missing} of {summary.total} prompts are not answered yet "
+            f"({summary.stopped}).[/] Run the same command again to finish them."
         )
         return 1
     return 0
@@ -421,9 +444,10 @@ def _print_summary(console: Any, summary: Summary) -> None:
     table.add_column()
     table.add_row("output", summary.output)
     if summary.corpus is not None:
-        table.add_row("documents", summary.corpus.describe())
+        table.add_row(_("documents"), summary.corpus.describe())
         if summary.failed_chunks:
-            table.add_row("chunks failed", f"{summary.failed_chunks:,} (no usable questions)")
+            failed = _("{n} (no usable questions)").format(n=summary.failed_chunks)
+            table.add_row(_("chunks failed"), failed)
     table.add_row("prompts", f"{summary.total:,}")
     table.add_row(
         "answered", f"{summary.done:,} ({summary.already:,} earlier, {summary.answered:,} now)"

@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Footer, Input, Static
 
+from engine.i18n import _
 from tui.widgets.knob import Knob
 
 # What prompt files and datasets are usually stored as.
@@ -96,7 +97,7 @@ class FilePicker(ModalScreen[str | None]):
             yield tree
             hint = "Enter picks a file or opens a folder."
             if self.folders:
-                hint = (
+                hint = _(
                     "Enter picks a file or opens a folder; ctrl+o uses the folder under the cursor."
                 )
             yield Static(hint, classes="hint")

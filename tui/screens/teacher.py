@@ -34,6 +34,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, OptionList, ProgressBar, Static
 
 from engine import events as ev
+from engine.i18n import _
 from engine.teacher.providers import PRESETS, endpoint_for
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
@@ -153,8 +154,10 @@ class TeacherScreen(StepScreen):
         yield Knob("teacher.prompts", "Prompt file", "text/JSONL/dataset; ctrl+f browses")
         yield Knob("teacher.topic", "…or a topic", "the teacher writes questions on it")
         yield Knob("teacher.count", "Questions", "questions to write on the topic")
-        yield PathsKnob("teacher.documents", "…or documents", "a folder or file; ctrl+f browses")
-        yield Knob("teacher.questions_per_chunk", "Questions/chunk", "on each piece of text")
+        yield PathsKnob(
+            "teacher.documents", _("…or documents"), _("a folder or file; ctrl+f browses")
+        )
+        yield Knob("teacher.questions_per_chunk", _("Questions/chunk"), _("on each piece of text"))
         yield Static("", id="documents-preview", markup=False)
         yield Knob("teacher.output", "Output", "append-only JSONL; reruns resume it")
         yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
@@ -309,7 +312,7 @@ class TeacherScreen(StepScreen):
         preview = self.query_one("#documents-preview", Static)
         preview.display = bool(self.app.plan.teacher.documents)
         if preview.display:
-            preview.update("Reading the documents…")
+            preview.update(_("Reading the documents…"))
             self._read_documents(self.app.plan.teacher)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="documents")
@@ -333,8 +336,8 @@ class TeacherScreen(StepScreen):
         teacher = self.app.plan.teacher
         if not teacher.prompts and not teacher.topic and not teacher.documents:
             self.notify(
-                "Give a prompt file, a topic or documents first.",
-                title="No prompts",
+                _("Give a prompt file, a topic or documents first."),
+                title=_("No prompts"),
                 severity="error",
             )
             return
@@ -504,9 +507,9 @@ def documents_preview(corpus: Corpus | None) -> str:
         return ""
     lines = [corpus.describe()]
     for skipped in corpus.skipped[:3]:
-        lines.append(f"skipped {skipped.file}: {skipped.reason}")
+        lines.append(_("skipped {file}: {reason}").format(file=skipped.file, reason=skipped.reason))
     for chunk in corpus.chunks[:PREVIEW_CHUNKS]:
-        page = f" (p. {chunk.page})" if chunk.page else ""
+        page = _(" (p. {page})").format(page=chunk.page) if chunk.page else ""
         line = f"▸ {chunk.heading}{page}: {' '.join(chunk.text.split())}"
         lines.append(line if len(line) <= PREVIEW_WIDTH else line[: PREVIEW_WIDTH - 1] + "…")
     return "\n".join(lines)
@@ -519,7 +522,7 @@ def progress_line(event: ev.Progress) -> str:
     """
     tokens = event.prompt_tokens + event.completion_tokens
     eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
-    done = "chunks asked" if event.job == "questions" else "done"
+    done = _("chunks asked") if event.job == "questions" else "done"
     return (
         f"{event.done}/{event.total} {done} · {event.failed} failed · {event.in_flight} in flight"
         f" · {tokens:,} tok · ${event.cost_usd:.4f} · ETA {eta}"

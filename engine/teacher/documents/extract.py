@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.i18n import N_, _
+
 SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html")
 ALIASES = {".text": ".txt", ".markdown": ".md", ".htm": ".html"}
-OCR_HINT = "run OCR on it first (for example `ocrmypdf scan.pdf text.pdf`), then read that file"
+OCR_HINT = N_("run OCR on it first (for example `ocrmypdf scan.pdf text.pdf`), then read that file")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ def find_files(paths: Iterable[str | Path], exclude: Iterable[Path] = ()) -> lis
         root = Path(given)
         if not root.exists():
             raise UserError(
-                f"{given} does not exist",
-                hint="Give files or folders of documents (.txt .md .pdf .docx .html).",
+                _("{path} does not exist").format(path=given),
+                hint=_("Give files or folders of documents ({kinds}).").format(kinds=_KINDS),
             )
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
@@ -83,16 +85,18 @@ def read(path: Path) -> Document | Skipped:
     suffix = ALIASES.get(path.suffix.lower(), path.suffix.lower())
     reader = _READERS.get(suffix)
     if reader is None:
-        shown = suffix or "no extension"
-        return Skipped(str(path), f"not a document type read here ({shown}; reads {_KINDS})")
+        shown = suffix or _("no extension")
+        reason = _("not a document type read here ({kind}; reads {kinds})")
+        return Skipped(str(path), reason.format(kind=shown, kinds=_KINDS))
     try:
         result = reader(path)
     except UnicodeDecodeError:
-        return Skipped(str(path), "not UTF-8 text; save it as UTF-8")
+        return Skipped(str(path), _("not UTF-8 text; save it as UTF-8"))
     except Exception as error:  # noqa: BLE001 - a broken file is skipped with the library's reason
-        return Skipped(str(path), f"cannot be read as {suffix[1:].upper()} ({error})")
+        reason = _("cannot be read as {kind} ({error})")
+        return Skipped(str(path), reason.format(kind=suffix[1:].upper(), error=error))
     if isinstance(result, Document) and not any(s.text.strip() for s in result.sections):
-        return Skipped(str(path), "has no text")
+        return Skipped(str(path), _("has no text"))
     return result
 
 
@@ -130,7 +134,7 @@ def markdown_document(file: str, text: str, fallback_title: str) -> Document:
     title = first_h1 or fallback_title
 
     def path() -> tuple[str, ...]:
-        names = tuple(name for _, name in stack)
+        names = tuple(name for _level, name in stack)
         return names if stack and stack[0][0] == 1 else (title, *names)
 
     def close() -> None:
@@ -191,7 +195,7 @@ def _read_docx(path: Path) -> Document:
     def close() -> None:
         body = "\n".join(lines).strip()
         if body:
-            names = tuple(name for _, name in stack)
+            names = tuple(name for _level, name in stack)
             sections.append(Section((title or fallback, *names), body))
         lines.clear()
 
@@ -229,7 +233,7 @@ def _read_pdf(path: Path) -> Document | Skipped:
 
     reader = PdfReader(str(path))
     if reader.is_encrypted and not reader.decrypt(""):
-        return Skipped(str(path), "is encrypted; save an unprotected copy")
+        return Skipped(str(path), _("is encrypted; save an unprotected copy"))
     title = str((reader.metadata or {}).get("/Title") or "").strip() or _title(path)
     texts = [page.extract_text() or "" for page in reader.pages]
     image_only = [
@@ -239,13 +243,14 @@ def _read_pdf(path: Path) -> Document | Skipped:
     ]
     if not any(t.strip() for t in texts):
         if image_only:
-            return Skipped(
-                str(path),
-                f"is a scanned PDF: its {len(reader.pages)} page(s) are images with no text "
-                f"layer; {OCR_HINT}",
-                scanned=True,
+            reason = _(
+                "is a scanned PDF: its {pages} page(s) are images with no text layer; {advice}"
             )
-        return Skipped(str(path), "has no text")
+            advice = _(OCR_HINT)
+            return Skipped(
+                str(path), reason.format(pages=len(reader.pages), advice=advice), scanned=True
+            )
+        return Skipped(str(path), _("has no text"))
     marks = _outline(reader)
     sections: list[Section] = []
     current: tuple[str, ...] = (title,)

@@ -20,6 +20,7 @@ from typing import Any
 from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import append_jsonl, read_jsonl
+from engine.i18n import _
 from engine.plan import TeacherPlan
 from engine.teacher.client import (
     PromptRejected,
@@ -68,10 +69,15 @@ class Corpus:
         return list(seen.values())
 
     def describe(self) -> str:
-        pages = f", {self.pages} PDF pages" if self.pages else ""
-        return (
-            f"{len(self.documents)} documents{pages}, {len(self.chunks)} chunks, "
-            f"~{self.tokens:,} tokens; {len(self.skipped)} files skipped"
+        return _(
+            "{documents} documents ({pages} PDF pages), {chunks} chunks, ~{tokens} tokens; "
+            "{skipped} files skipped"
+        ).format(
+            documents=len(self.documents),
+            pages=self.pages,
+            chunks=len(self.chunks),
+            tokens=f"{self.tokens:,}",
+            skipped=len(self.skipped),
         )
 
 
@@ -89,9 +95,10 @@ def read_corpus(teacher: TeacherPlan) -> Corpus:
     if not corpus.chunks:
         reasons = "; ".join(f"{s.file}: {s.reason}" for s in corpus.skipped[:5])
         raise UserError(
-            f"no text to write questions from in {', '.join(teacher.documents)}"
-            + (f" ({reasons})" if reasons else " (no files found)"),
-            hint="Give .txt, .md, .pdf, .docx or .html files that hold text.",
+            _("no text to write questions from in {paths} ({reasons})").format(
+                paths=", ".join(teacher.documents), reasons=reasons or _("no files found")
+            ),
+            hint=_("Give .txt, .md, .pdf, .docx or .html files that hold text."),
         )
     return corpus
 
@@ -164,20 +171,18 @@ class DocumentsJob(_Job):
     async def prompts(self) -> tuple[list[Prompt], Diversity]:
         teacher = self.teacher
         corpus = self.summary.corpus = read_corpus(teacher)
-        self.emit(ev.Log(line=f"documents: {corpus.describe()}"))
+        self.emit(ev.Log(line=_("documents: {what}").format(what=corpus.describe())))
         for skipped in corpus.skipped:
-            hint = "" if skipped.scanned else "It is left out of the questions."
-            self.emit(ev.Warning(message=f"skipped {skipped.file}: {skipped.reason}", hint=hint))
+            hint = "" if skipped.scanned else _("It is left out of the questions.")
+            message = _("skipped {file}: {reason}").format(file=skipped.file, reason=skipped.reason)
+            self.emit(ev.Warning(message=message, hint=hint))
         for document in corpus.documents:
             if document.image_pages:
-                pages = ", ".join(map(str, document.image_pages[:10]))
-                self.emit(
-                    ev.Warning(
-                        message=f"{document.file}: page(s) {pages} are scanned images with no "
-                        "text; they are left out",
-                        hint="Run OCR on the file (for example ocrmypdf) to include them.",
-                    )
-                )
+                message = _(
+                    "{file}: page(s) {pages} are scanned images with no text; they are left out"
+                ).format(file=document.file, pages=", ".join(map(str, document.image_pages[:10])))
+                hint = _("Run OCR on the file (for example ocrmypdf) to include them.")
+                self.emit(ev.Warning(message=message, hint=hint))
         path = questions_path(teacher)
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(path)
@@ -231,9 +236,8 @@ class DocumentsJob(_Job):
         except TeacherError as error:
             if error.kind == "request" and self.json_mode:
                 self.json_mode = False
-                self.emit(
-                    ev.Log(line=f"the endpoint refused response_format ({error}); asking without")
-                )
+                line = _("the endpoint refused response_format ({error}); asking without it")
+                self.emit(ev.Log(line=line.format(error=error)))
                 return await self._questions_for(chunk)
             self.fatal = self.fatal or error
             return None
@@ -241,9 +245,8 @@ class DocumentsJob(_Job):
         answer = split_reasoning(reply.content, reply.reasoning_content)[0]
         questions = parse_questions_json(answer)
         if questions is None:
-            return self._chunk_failed(
-                f'{chunk.id}: the reply held no {{"questions": [...]}} JSON: {answer[:80]!r}'
-            )
+            why = _('{chunk}: the reply held no {{"questions": [...]}} JSON: {reply}')
+            return self._chunk_failed(why.format(chunk=chunk.id, reply=repr(answer[:80])))
         return questions[:n]
 
     def _chunk_failed(self, why: str) -> None:
@@ -328,7 +331,7 @@ def estimate(teacher: TeacherPlan) -> DocumentsEstimate:
     def tokens(messages: list[dict[str, str]]) -> int:
         return sum(estimate_tokens(m["content"]) + 4 for m in messages)
 
-    prompts, _, origin = question_prompts(teacher, corpus, asked)
+    prompts, _diversity, origin = question_prompts(teacher, corpus, asked)
     done = answered_keys(teacher.output)
     pending = [p for p in prompts if prompt_key(origin[p.user][0].hash, p.user) not in done]
     answer_in = sum(
