@@ -159,25 +159,28 @@ def main(args: argparse.Namespace) -> int:
     teacher = teacher_from_args(args)
     if args.list_models:
         return _list_models(teacher, as_json=args.json)
-    if args.dry_run and teacher.documents:
+    if args.dry_run:
+        return _dry_run(teacher, as_json=args.json)
+    return _generate(teacher)
+
+
+def _dry_run(teacher: TeacherPlan, *, as_json: bool) -> int:
+    """Forecast without sending: the documents job's two stages, or the prompts' answers."""
+    if teacher.documents:
         from engine.teacher.documents.job import estimate as estimate_documents
 
-        forecast_docs = estimate_documents(teacher)
-        if args.json:
-            print(json.dumps(_documents_json(teacher, forecast_docs), indent=2))
-        else:
-            _print_documents_estimate(teacher, forecast_docs)
-        return 0
-    if args.dry_run:
+        forecast: Any = estimate_documents(teacher)
+        data, show = _documents_json, _print_documents_estimate
+    else:
         from engine.teacher.generate import estimate
 
         forecast = estimate(teacher)
-        if args.json:
-            print(json.dumps(_estimate_json(teacher, forecast), indent=2))
-        else:
-            _print_estimate(teacher, forecast)
-        return 0
-    return _generate(teacher)
+        data, show = _estimate_json, _print_estimate
+    if as_json:
+        print(json.dumps(data(teacher, forecast), indent=2))
+    else:
+        show(teacher, forecast)
+    return 0
 
 
 def _list_models(teacher: TeacherPlan, *, as_json: bool = False) -> int:
@@ -205,11 +208,23 @@ def _money(value: float | None) -> str:
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
-def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
-    """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
+def _cost_json(estimate: Estimate | DocumentsEstimate) -> dict[str, Any]:
+    """The price used and what a forecast costs, as the end of a dry run's JSON."""
     from engine.teacher.providers import PRICES_AS_OF
 
     price = estimate.price
+    return {
+        "price_per_mtok": None
+        if price is None
+        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
+        "prices_as_of": PRICES_AS_OF,
+        "cost_usd": estimate.cost_usd(),
+        "cost_max_usd": estimate.cost_max_usd,
+    }
+
+
+def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
+    """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
     return {
         "model": teacher.model,
         "base_url": teacher.base_url,
@@ -220,20 +235,13 @@ def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
         "completion_tokens": estimate.completion_tokens,
         "answer_tokens_each": estimate.answer_tokens_each,
         "answer_tokens_measured": estimate.answer_tokens_measured,
-        "price_per_mtok": None
-        if price is None
-        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
-        "prices_as_of": PRICES_AS_OF,
-        "cost_usd": estimate.cost_usd(),
-        "cost_max_usd": estimate.cost_max_usd,
+        **_cost_json(estimate),
     }
 
 
 def _documents_json(teacher: TeacherPlan, estimate: DocumentsEstimate) -> dict[str, Any]:
     """The documents dry run as plain data: what was read, then both stages' tokens and cost."""
-    from engine.teacher.providers import PRICES_AS_OF
-
-    corpus, price = estimate.corpus, estimate.price
+    corpus = estimate.corpus
     return {
         "model": teacher.model,
         "base_url": teacher.base_url,
@@ -260,12 +268,7 @@ def _documents_json(teacher: TeacherPlan, estimate: DocumentsEstimate) -> dict[s
         },
         "prompt_tokens": estimate.prompt_tokens,
         "completion_tokens": estimate.completion_tokens,
-        "price_per_mtok": None
-        if price is None
-        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
-        "prices_as_of": PRICES_AS_OF,
-        "cost_usd": estimate.cost_usd(),
-        "cost_max_usd": estimate.cost_max_usd,
+        **_cost_json(estimate),
     }
 
 
