@@ -346,7 +346,6 @@ class TeacherScreen(StepScreen):
         self._stop.clear()
         self._set_running(True)
         self.query_one("#progress", Static).update("Starting…")
-        self.query_one("#progress").scroll_visible()
         self._generate(teacher)
 
     @on(Button.Pressed, "#pause")
@@ -359,8 +358,9 @@ class TeacherScreen(StepScreen):
 
     def _set_running(self, running: bool) -> None:
         self.running = running
-        if running:
+        if running:  # show the bar and the line under it (below the settings at 80x24)
             self.query_one("#generation-bar").display = True
+            self.call_after_refresh(self.query_one("#progress").scroll_visible, animate=False)
         self.query_one("#generate", Button).disabled = running
         self.query_one("#pause", Button).disabled = not running
         self.refresh_bindings()
