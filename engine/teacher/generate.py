@@ -333,6 +333,10 @@ class _Job:
 
     # -- hooks ------------------------------------------------------------------------
 
+    def check_input(self) -> None:
+        """Refuse bad input before the endpoint is called (a typo fails at once, for free)."""
+        refuse_output_over_prompts(self.teacher)
+
     async def prompts(self) -> tuple[list[Prompt], Diversity]:
         """What to answer: the teacher's own questions on a topic, or the prompt file's."""
         if self.teacher.topic:
@@ -361,7 +365,7 @@ class _Job:
 
     async def main(self) -> None:
         teacher = self.teacher
-        refuse_output_over_prompts(teacher)
+        self.check_input()
         if teacher.budget_usd is not None and self.price is None:
             raise UserError(
                 f"budget_usd is set but the price of {teacher.model} is unknown",

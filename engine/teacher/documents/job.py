@@ -30,7 +30,14 @@ from engine.teacher.client import (
     estimate_tokens,
 )
 from engine.teacher.documents.chunk import Chunk, chunk_document
-from engine.teacher.documents.extract import Document, Skipped, find_files, read
+from engine.teacher.documents.extract import (
+    ALIASES,
+    SUFFIXES,
+    Document,
+    Skipped,
+    find_files,
+    read,
+)
 from engine.teacher.documents.questions import (
     answer_request,
     parse_questions_json,
@@ -43,6 +50,7 @@ from engine.teacher.store import Store, prompt_key, repair_tail
 
 HELD_OUT_EVERY = 20  # about one question in 20 of each document is kept for eval
 HELD_OUT_MIN_QUESTIONS = 4  # a document with this many questions holds out at least one
+SKIPPED_SHOWN = 10  # skipped files warned about one by one; the rest are counted
 
 
 @dataclass
@@ -168,14 +176,33 @@ class DocumentsJob(_Job):
         self.origin: dict[str, tuple[Chunk, bool]] = {}
         self.json_mode = True  # off once the endpoint refuses response_format
 
+    def check_input(self) -> None:
+        """Read the documents before the endpoint is called: a wrong path fails at once.
+
+        An output file named like a document is refused: answers are appended to it,
+        and it may be one of the user's documents.
+        """
+        output = Path(self.teacher.output)
+        if output.suffix.lower() in (*SUFFIXES, *ALIASES):
+            raise UserError(
+                _(
+                    "the output file {path} is named like a document: answers would be appended to it"
+                ).format(path=output),
+                hint=_("Give the answers their own file: --out teacher.jsonl."),
+            )
+        self.summary.corpus = read_corpus(self.teacher)
+
     async def prompts(self) -> tuple[list[Prompt], Diversity]:
         teacher = self.teacher
-        corpus = self.summary.corpus = read_corpus(teacher)
+        corpus: Corpus = self.summary.corpus
         self.emit(ev.Log(line=_("documents: {what}").format(what=corpus.describe())))
-        for skipped in corpus.skipped:
+        for skipped in corpus.skipped[:SKIPPED_SHOWN]:
             hint = "" if skipped.scanned else _("It is left out of the questions.")
             message = _("skipped {file}: {reason}").format(file=skipped.file, reason=skipped.reason)
             self.emit(ev.Warning(message=message, hint=hint))
+        if len(corpus.skipped) > SKIPPED_SHOWN:
+            more = _("{n} more files skipped (`--dry-run` lists them all)")
+            self.emit(ev.Warning(message=more.format(n=len(corpus.skipped) - SKIPPED_SHOWN)))
         for document in corpus.documents:
             if document.image_pages:
                 message = _(
