@@ -1,4 +1,4 @@
-"""The Teacher step's third source: a folder of documents, previewed, then generated from."""
+"""The Teacher step's third source: a folder of documents, previewed, generated, paused, resumed."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def text_of(pilot, selector: str) -> str:
     return str(pilot.app.screen.query_one(selector).render())
 
 
+def answering(pilot) -> bool:
+    """The answers stage has written at least one answer (the questions stage counts chunks)."""
+    line = text_of(pilot, "#progress")
+    return " done · " in line and not line.startswith("0/")
+
+
 async def test_a_picked_folder_is_previewed_with_headings_then_generated_with_sources(
     make_app, project, monkeypatch
 ):
@@ -34,7 +40,8 @@ async def test_a_picked_folder_is_previewed_with_headings_then_generated_with_so
             await pilot.press("n")
             await pilot.pause()
             app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
-                       api_key_env=KEY_VAR, output="out.jsonl", questions_per_chunk=2)  # fmt: skip
+                       api_key_env=KEY_VAR, output="out.jsonl", questions_per_chunk=2,
+                       concurrency=1)  # fmt: skip
             app.screen.show_plan()
 
             tree = await browse(pilot, "knob-teacher-documents")
@@ -49,9 +56,18 @@ async def test_a_picked_folder_is_previewed_with_headings_then_generated_with_so
             assert "▸ Grinder Guide > Burrs > Replacement: The grinder burrs" in preview
             assert "▸ Espresso Machine Manual > Operation (p. 1): The boiler runs" in preview
 
+            server.latency_s = 0.1  # slow enough to pause among the answers
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: answering(pilot))
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: text_of(pilot, "#progress").startswith("Paused"))
+            paused = len(open(project / "out.jsonl").readlines())
+            server.latency_s = 0.0
             await pilot.press("ctrl+r")
             await until(pilot, lambda: text_of(pilot, "#progress").startswith("Done"))
-            assert "failed" in text_of(pilot, "#progress")
     records = [json.loads(line) for line in open(project / "out.jsonl")]
-    assert records and all(r["meta"]["source"]["file"].startswith("docs/") for r in records)
+    assert 0 < paused < len(records)
+    assert all(r["meta"]["source"]["file"].startswith("docs/") for r in records)
+    keys = [(r["meta"]["source"]["chunk_hash"], r["messages"][1]["content"]) for r in records]
+    assert len(keys) == len(set(keys))  # paused and resumed: each question answered once
     assert load_plan("stillroom-plan.toml").dataset.source == "out.jsonl"
