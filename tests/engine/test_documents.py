@@ -95,6 +95,18 @@ def test_chinese_text_is_cut_between_sentences_within_the_size(make):
         assert sentences.startswith("第") and sentences.endswith(ZH_FACT[-4:])
 
 
+def test_long_sections_overlap_a_little_and_no_chunk_repeats_the_one_before(make, tmp_path):
+    rule = "The boiler pressure is checked daily and the descaling cycle runs every ninety days. "
+    paragraphs = [f"Paragraph {i}. {rule * 8}" for i in range(5)]
+    (tmp_path / "long.md").write_text("# Boiler\n\n" + "\n\n".join(paragraphs))
+    # semchunk cuts this into three windows, the third wholly inside the second: it is dropped
+    chunks = read_corpus(make([str(tmp_path / "long.md")], chunk_tokens=600)).chunks
+    assert len(chunks) == 2 and all(c.tokens <= 600 for c in chunks)
+    before, after = chunks
+    assert after.text not in before.text
+    assert after.text[:40] in before.text  # it starts inside the one before: the overlap
+
+
 def test_a_scanned_pdf_and_an_unknown_file_are_reported_with_the_reason(make):
     skipped = {Path(s.file).name: s for s in read_corpus(make()).skipped}
     assert set(skipped) == {"warranty-scan.pdf", "photo.png"}
