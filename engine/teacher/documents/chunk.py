@@ -75,10 +75,8 @@ def chunk_document(document: Document, chunk_tokens: int) -> list[Chunk]:
         pieces = semchunk.chunk(
             text, chunk_size=chunk_tokens, token_counter=estimate_tokens, overlap=OVERLAP
         )
-        previous = ""
         for piece in pieces:
-            # semchunk's last window can lie wholly inside the one before: it adds nothing
-            if piece.strip() and piece not in previous:
+            if piece.strip():
                 chunks.append(
                     Chunk(
                         document.file,
@@ -89,5 +87,4 @@ def chunk_document(document: Document, chunk_tokens: int) -> list[Chunk]:
                         piece.strip(),
                     )
                 )
-            previous = piece
     return chunks
