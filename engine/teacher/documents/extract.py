@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.i18n import N_, _
+from engine.i18n import _
 
 SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html")
 ALIASES = {".text": ".txt", ".markdown": ".md", ".htm": ".html"}
-OCR_HINT = N_("run OCR on it first (for example `ocrmypdf scan.pdf text.pdf`), then read that file")
 
 
 @dataclass(frozen=True)
@@ -244,12 +243,10 @@ def _read_pdf(path: Path) -> Document | Skipped:
     if not any(t.strip() for t in texts):
         if image_only:
             reason = _(
-                "is a scanned PDF: its {pages} page(s) are images with no text layer; {advice}"
+                "is a scanned PDF: its {pages} page(s) are images with no text layer; run OCR "
+                "on it first (for example `ocrmypdf scan.pdf text.pdf`), then read that file"
             )
-            advice = _(OCR_HINT)
-            return Skipped(
-                str(path), reason.format(pages=len(reader.pages), advice=advice), scanned=True
-            )
+            return Skipped(str(path), reason.format(pages=len(reader.pages)), scanned=True)
         return Skipped(str(path), _("has no text"))
     marks = _outline(reader)
     sections: list[Section] = []
