@@ -229,3 +229,13 @@ def test_a_wrong_path_or_an_output_named_like_a_document_fails_before_anything_i
     summary = run(make(output=str(notes)), lambda event: None)
     assert "named like a document" in str(summary.error) and notes.read_text() == before
     assert not server.requests and not server.hits  # not even the model list was asked
+
+
+def test_an_endpoint_refusing_response_format_is_asked_without_it(make, server):
+    server.fault("status", status=400, match="<excerpt>", message="response_format: unsupported")
+    events = []
+    summary = run(make(concurrency=1), events.append)
+    assert summary.complete and summary.failed_chunks == 0
+    asks = [r["body"] for r in server.requests if "<excerpt>" in r["user"]]
+    assert "response_format" in asks[0] and not any("response_format" in b for b in asks[1:])
+    assert any(e.type == "log" and "refused response_format" in e.line for e in events)
