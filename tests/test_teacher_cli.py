@@ -200,9 +200,3 @@ def test_dry_run_json_counts_documents_pages_chunks_and_cost(server, tmp_path):
     assert forecast["questions"]["requests"] > 0
     assert forecast["answers"]["to_send"] == 4 * forecast["questions"]["requests"]
     assert not server.requests
-
-
-def test_a_missing_folder_is_a_clear_mistake(server, tmp_path):
-    result = generate_docs(server, tmp_path)
-    assert result.returncode == 2 and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "out.jsonl").exists()

@@ -219,18 +219,6 @@ def test_questions_held_out_per_document_are_never_trained_on(make):
     assert not marked & {c.messages[1]["content"] for c in train}
 
 
-def test_a_wrong_path_or_an_output_named_like_a_document_fails_before_anything_is_sent(
-    make, server, library
-):
-    summary = run(make(["no-such-folder"]), lambda event: None)
-    assert "no-such-folder does not exist" in str(summary.error)
-    notes = library / "guides" / "grinder.md"
-    before = notes.read_text()
-    summary = run(make(output=str(notes)), lambda event: None)
-    assert "named like a document" in str(summary.error) and notes.read_text() == before
-    assert not server.requests and not server.hits  # not even the model list was asked
-
-
 def test_an_endpoint_refusing_response_format_is_asked_without_it(make, server):
     server.fault("status", status=400, match="<excerpt>", message="response_format: unsupported")
     events = []
