@@ -49,15 +49,14 @@ def _sample_gpu(emit, stop) -> None:
     """GpuSample events every few seconds while training runs, if there is a GPU."""
     import threading
 
-    from engine.gpu import available, sample
+    from engine.gpu import available, pid_tree, sample
 
     if not available()[0]:
         return
-    own = frozenset({os.getpid()})
 
     def loop() -> None:
         while not stop.wait(3.0):
-            for event in sample(own):
+            for event in sample(pid_tree(os.getpid())):  # the ranks too, on several cards
                 emit(event)
 
     threading.Thread(target=loop, name="gpu-sampler", daemon=True).start()
@@ -93,10 +92,10 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
     plan = load_plan(run_dir / runs.PLAN_FILE)
     sampler_stop = threading.Event()
     _sample_gpu(emit, sampler_stop)
-    from engine.train.job import run
+    from engine.train.distributed import train as train_plan
 
     try:
-        run(plan, run_dir, emit, should_stop, probe=probe, attempt=attempt)
+        train_plan(plan, run_dir, emit, should_stop, probe=probe, attempt=attempt)
     finally:
         sampler_stop.set()
     return 0
@@ -105,10 +104,12 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
 def prepare(plan_path: Path, run_dir: Path) -> int:
     """Render the plan's dataset into the run directory (see ``prepare_rows_apart``)."""
     from engine import runs
+    from engine.hub import student_on_disk
     from engine.plan import load_plan
     from engine.train.dataset import prepare_rows_to_file
 
-    prepare_rows_to_file(load_plan(plan_path), run_dir, runs.EventWriter(run_dir))
+    plan = student_on_disk(load_plan(plan_path))  # the trainer fetched it already
+    prepare_rows_to_file(plan, run_dir, runs.EventWriter(run_dir))
     return 0
 
 

@@ -227,8 +227,10 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     from engine.cpu_threads import let_idle_threads_sleep
 
     let_idle_threads_sleep()  # before torch loads in this process (chat, eval, export)
+    from engine.hub import student_on_disk
+
     run_dir = Path(run_dir)
-    plan = load_plan(run_dir / PLAN_FILE)
+    plan = student_on_disk(load_plan(run_dir / PLAN_FILE))  # a ModelScope student: its folder
     adapter = trained_adapter(run_dir)
     if not base_only and adapter is None:
         raise UserError(

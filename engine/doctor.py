@@ -8,6 +8,7 @@ without a GPU is a warning, because the CPU path still runs. Imports torch
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -16,8 +17,10 @@ from typing import Any, Literal
 
 from engine import gpu
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 from engine.train.backend_choice import choose_backend
+from engine.train.distributed import rank_plan
 from engine.train.memory import estimate
 from engine.train.presets import preset_for
 
@@ -61,7 +64,9 @@ def _gpu_checks(plan: Plan) -> list[Check]:
             f"{versions.get('cuda_driver', '?')}",
         )
     ]
-    for reading in gpu.sample():
+    readings = gpu.sample()
+    used = _cards_in_use(plan, len(readings))
+    for reading in readings:
         free_mb = reading.mem_total_mb - reading.mem_used_mb
         others = sum(p.mem_used_mb for p in reading.processes)
         detail = (
@@ -73,22 +78,110 @@ def _gpu_checks(plan: Plan) -> list[Check]:
             )
         )
         checks.append(Check(f"gpu {reading.index}", "ok", detail))
-        if reading.index == 0:
-            checks.append(_fit_check(plan, reading.mem_total_mb, free_mb))
+        if reading.index in used:
+            checks.append(
+                _fit_check(rank_plan(plan, len(used)), reading.mem_total_mb, free_mb, reading.index)
+            )
     return checks
 
 
-def _fit_check(plan: Plan, total_mb: float, free_mb: float) -> Check:
+def _cards_in_use(plan: Plan, visible: int) -> list[int]:
+    """The cards the plan's ``training.gpus`` trains on here (card 0 if it names none here)."""
+    from engine.train.distributed import resolve
+
+    try:
+        world = resolve(plan.training.gpus, visible)
+    except UserError:
+        return [0]
+    return list(world.gpu_ids or range(world.processes))
+
+
+def _processes_check(plan: Plan, visible: int) -> Check | None:
+    """How many processes ``training.gpus`` starts here, and whether NCCL can join the cards."""
+    import torch
+
+    from engine.train.distributed import resolve
+
+    try:
+        world = resolve(plan.training.gpus, visible)
+    except UserError as error:
+        return Check("processes", "fail", error.message, error.hint)
+    if world.processes == 1 and visible <= 1:
+        return None
+    gpus, n = json.dumps(plan.training.gpus), world.processes
+    if world.device == "cpu":
+        return Check(
+            "processes",
+            "ok",
+            _("training.gpus = {gpus}: {n} process(es) on the CPU, joined by gloo").format(
+                gpus=gpus, n=n
+            ),
+        )
+    if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
+        return Check(
+            "processes",
+            "fail" if world.processes > 1 else "warn",
+            _(
+                "training.gpus = {gpus}: {n} process(es), but this torch has no NCCL to join "
+                "the cards"
+            ).format(gpus=gpus, n=n),
+            _(
+                "Install a CUDA build of torch from pytorch.org (it ships NCCL), or set "
+                "training.gpus = 1."
+            ),
+        )
+    cards = list(world.gpu_ids or range(world.processes))
+    if len(cards) == 1:
+        return Check(
+            "processes",
+            "ok",
+            _("training.gpus = {gpus}: {n} process(es) on card {card}").format(
+                gpus=gpus, n=n, card=cards[0]
+            ),
+        )
+    pairs = [(a, b) for a in cards for b in cards if a < b]
+    direct = [p for p in pairs if torch.cuda.can_device_access_peer(*p)]
+    nccl = ".".join(map(str, torch.cuda.nccl.version()))
+    names = {"gpus": gpus, "n": n, "nccl": nccl, "cards": ", ".join(map(str, cards))}
+    if len(direct) < len(pairs):
+        return Check(
+            "processes",
+            "warn",
+            _(
+                "training.gpus = {gpus}: {n} process(es), NCCL {nccl} across cards {cards}; "
+                "{indirect} pair(s) of cards have no direct path (NCCL goes through host "
+                "memory there, slower)"
+            ).format(indirect=len(pairs) - len(direct), **names),
+            _(
+                "`nvidia-smi topo -m` shows the links; cards on one NVLink or PCIe switch scale "
+                "best."
+            ),
+        )
+    return Check(
+        "processes",
+        "ok",
+        _(
+            "training.gpus = {gpus}: {n} process(es), NCCL {nccl} across cards {cards}, every "
+            "pair peer-to-peer"
+        ).format(**names),
+    )
+
+
+def _fit_check(plan: Plan, total_mb: float, free_mb: float, index: int = 0) -> Check:
     try:
         result = estimate(plan, gpu_total_mb=total_mb, gpu_free_mb=free_mb)
     except UserError as error:
-        return Check("memory fit", "warn", str(error), error.hint)
+        return Check(_fit_name(index), "warn", str(error), error.hint)
     status: Status = {"fits": "ok", "tight": "warn"}.get(result.verdict, "fail")
     preset = preset_for(total_mb)
     hint = f"Preset for this card: {preset.name} ({preset.why})"
     if result.suggestions:
         hint = "Try " + " or ".join(str(s) for s in result.suggestions) + ". " + hint
-    return Check("memory fit", status, f"{plan.student.model}: {result.summary()}", hint)
+    return Check(_fit_name(index), status, f"{plan.student.model}: {result.summary()}", hint)
+
+
+def _fit_name(index: int) -> str:
+    return "memory fit" if index == 0 else f"memory fit gpu {index}"
 
 
 # A CPU step of a model this size takes seconds; past it, minutes (2-core box, fp32).
@@ -157,7 +250,7 @@ def _student_check(plan: Plan) -> Check:
     from engine.hub import locate_model
 
     try:
-        source = locate_model(plan.student.model)
+        source = locate_model(plan.student.model, source=plan.student.source)
     except UserError as error:
         return Check("student model", "fail", error.message, error.hint)
     return Check("student model", "ok", f"{source.model}: {source.detail}")
@@ -226,8 +319,10 @@ def diagnose(plan: Plan | None = None) -> list[Check]:
     """Every check, in the order a user reads them."""
     plan = plan or Plan()
     torch_check, cuda = _torch_check()
+    processes = _processes_check(plan, _visible_gpus() if cuda else 0)
     return [
         *_gpu_checks(plan),
+        *([processes] if processes else []),
         torch_check,
         _precision_check(plan, cuda),
         _backend_check(plan, cuda),
@@ -236,6 +331,12 @@ def diagnose(plan: Plan | None = None) -> list[Check]:
         _api_key_check(plan),
         _offline_check(),
     ]
+
+
+def _visible_gpus() -> int:
+    from engine.train.distributed import visible_gpus
+
+    return visible_gpus()
 
 
 def as_json(checks: list[Check]) -> list[dict[str, Any]]:

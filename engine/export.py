@@ -111,7 +111,9 @@ def export(
         converter = find_gguf_converter()
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"unknown GGUF type {gguf_type!r}", hint=f"one of {', '.join(GGUF_TYPES)}")
-    plan = load_plan(run_dir / PLAN_FILE)
+    from engine.hub import student_on_disk
+
+    plan = student_on_disk(load_plan(run_dir / PLAN_FILE))  # a ModelScope student: its folder
     partial = new_partial(final)
     try:
         result = ExportResult(final, format)

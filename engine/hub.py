@@ -7,6 +7,12 @@ cache offline, or point ``student.model`` at a folder), and, when the hub is
 down but a cached copy exists, switches this process to the cache so the
 libraries stop retrying. The hub's answer is remembered for the process: a
 wizard session or a training child asks it once.
+
+The student can also come from ModelScope (``student.source = "modelscope"``),
+the hub mainland-China users reach: the ``modelscope`` package downloads it
+(not a dependency; asked for by name when missing), Unsloth is pointed there
+with ``UNSLOTH_USE_MODELSCOPE=1``, and ids the two hubs spell differently are
+translated (:data:`MODELSCOPE_IDS`).
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from engine.errors import UserError
+from engine.i18n import _
 
 HUB_TIMEOUT_S = 5.0
 # Asked about when any answer will do: a small public model that has long existed.
@@ -27,6 +34,20 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _FOLDER_HINT = "Point student.model at a local model folder (one holding config.json)"
 
 Kind = Literal["folder", "cached", "hub"]
+Source = Literal["huggingface", "modelscope"]
+
+# Hugging Face id -> ModelScope id, where the two hubs name the same weights differently.
+# Unsloth's 16-bit copies are Qwen's own weights, which ModelScope keeps under "Qwen/".
+# Checked 2026-11-30: Qwen/Qwen2.5-1.5B-Instruct is the id projects pass to ModelScope's
+# snapshot_download; the 0.5B/3B/7B rows follow the same naming, not checked one by one.
+# Ids not listed are asked for as they are.
+MODELSCOPE_IDS = {
+    "unsloth/Qwen2.5-0.5B-Instruct": "Qwen/Qwen2.5-0.5B-Instruct",
+    "unsloth/Qwen2.5-1.5B-Instruct": "Qwen/Qwen2.5-1.5B-Instruct",
+    "unsloth/Qwen2.5-3B-Instruct": "Qwen/Qwen2.5-3B-Instruct",
+    "unsloth/Qwen2.5-7B-Instruct": "Qwen/Qwen2.5-7B-Instruct",
+}
+MODELSCOPE_PIP = "pip install modelscope"
 
 
 @dataclass(frozen=True)
@@ -54,10 +75,11 @@ def offline() -> bool:
     )
 
 
-def needs_network(model: str) -> bool:
+def needs_network(model: str, source: Source = "huggingface") -> bool:
     """Whether :func:`locate_model` (with ``ask_hub=False``) would have to ask the hub."""
     return (
-        not Path(model).expanduser().exists()
+        source == "huggingface"
+        and not Path(model).expanduser().exists()
         and bool(_HUB_ID.match(model))
         and not offline()
         and endpoint() not in _unreachable
@@ -65,16 +87,24 @@ def needs_network(model: str) -> bool:
     )
 
 
-def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> ModelSource:
+def locate_model(
+    model: str, *, ask_hub: bool = True, whole: bool = True, source: Source = "huggingface"
+) -> ModelSource:
     """Where ``model`` loads from; a :class:`UserError` naming the fix when nowhere.
 
     ``ask_hub=False`` takes a cached copy as it is, without asking whether the hub
     is up (enough to validate a plan; training asks, to stop the libraries' retries).
     ``whole=False`` accepts a local folder without config.json (a tokenizer alone).
+    ``source="modelscope"``: a hub id is fetched from ModelScope (not asked here).
     """
     folder = Path(model).expanduser()
     if folder.exists():
         return _local_folder(model, folder, whole)
+    if source == "modelscope" and _HUB_ID.match(model):
+        _modelscope()
+        named = modelscope_id(model)
+        detail = _("on ModelScope as {model}; downloaded at first use").format(model=named)
+        return ModelSource(named, "hub", detail)
     if not _HUB_ID.match(model):
         raise UserError(
             f"Student model {model!r}: no folder at that path.",
@@ -109,6 +139,55 @@ def locate_model(model: str, *, ask_hub: bool = True, whole: bool = True) -> Mod
             hint=_hint_for(reason),
         )
     return ModelSource(model, "hub", f"on the hub at {endpoint()}; downloaded at first use")
+
+
+def modelscope_id(model: str) -> str:
+    """The id ModelScope gives the weights Hugging Face calls ``model``."""
+    return MODELSCOPE_IDS.get(model, model)
+
+
+def _modelscope() -> Any:
+    """The ``modelscope`` package, or a :class:`UserError` with the command that installs it."""
+    try:
+        import modelscope
+    except ImportError:
+        raise UserError(
+            _(
+                'student.source = "modelscope" needs the modelscope package, which is not '
+                "installed."
+            ),
+            hint=_(
+                'Install it with `{command}`, or set student.source = "huggingface" '
+                "(with HF_ENDPOINT for a mirror)."
+            ).format(command=MODELSCOPE_PIP),
+        ) from None
+    return modelscope
+
+
+def from_modelscope(model: str) -> str:
+    """The local folder of ``model`` downloaded from ModelScope (a local path as it is).
+
+    Also sets ``UNSLOTH_USE_MODELSCOPE=1`` for this process and its children, so
+    Unsloth, imported after this, looks up anything it fetches there too.
+    """
+    if Path(model).expanduser().exists():
+        return model
+    snapshot = _modelscope().snapshot_download
+    os.environ["UNSLOTH_USE_MODELSCOPE"] = "1"
+    return str(snapshot(modelscope_id(model)))
+
+
+def student_on_disk(plan: Any) -> Any:
+    """``plan`` with a ModelScope student replaced by its downloaded folder (else as it is).
+
+    Called where training starts (the trainer and its dataset child), so both the
+    tokenizer and the weights load from the same folder, whichever backend trains.
+    """
+    student = plan.student
+    if student.source != "modelscope":
+        return plan
+    folder = from_modelscope(student.model)
+    return plan.model_copy(update={"student": student.model_copy(update={"model": folder})})
 
 
 def _hint_for(reason: str) -> str:

@@ -12,12 +12,13 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -33,7 +34,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-Provider = Literal["deepseek", "openai", "local", "custom"]
+Provider = Literal[
+    "deepseek", "openai", "qwen", "moonshot", "zhipu", "siliconflow", "local", "custom"
+]
 DatasetFormat = Literal["auto", "alpaca", "sharegpt", "messages", "pair", "text"]
 Backend = Literal["auto", "unsloth", "hf"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -69,7 +72,7 @@ class _Section(BaseModel):
 class TeacherPlan(_Section):
     """The large model that writes the training data, over an OpenAI-compatible API."""
 
-    provider: Provider = Field("deepseek", description="deepseek | openai | local | custom")
+    provider: Provider = Field("deepseek", description=" | ".join(get_args(Provider)))
     model: str = Field("deepseek-v4-flash", description="Model id; list them from the endpoint.")
     base_url: str = Field("https://api.deepseek.com", description="OpenAI-compatible endpoint.")
     api_key_env: str = Field(
@@ -212,6 +215,11 @@ class StudentPlan(_Section):
     """The small model that learns."""
 
     model: str = Field("unsloth/Qwen2.5-1.5B-Instruct", description="Hub id or local folder.")
+    source: Literal["huggingface", "modelscope"] = Field(
+        "huggingface",
+        description="Hub a model id is fetched from: huggingface (HF_ENDPOINT for a mirror) "
+        "| modelscope (needs `pip install modelscope`).",
+    )
     max_seq_length: int = Field(2048, ge=16, le=131072)
     load_in_4bit: bool = True
     dtype: Dtype = Field("auto", description="auto picks bf16 where supported, else fp16.")
@@ -258,6 +266,12 @@ class TrainingPlan(_Section):
         "on a GPU; on H100/H200-class cards also fused AdamW with full-precision states in place "
         "of adamw_8bit). false = the notebook's batching, sampling and optimizer, exactly.",
     )
+    gpus: Literal["auto"] | StrictInt | list[StrictInt] = Field(
+        "auto",
+        description="Processes that train together (PyTorch DDP through torchrun): auto = every "
+        "visible GPU (one process where there is one GPU or none); N = N processes (on a CPU, N "
+        "gloo processes); [ids] = those GPUs. Samples per step stay batch_size x grad_accum.",
+    )
     gradient_checkpointing: Literal["auto", "unsloth", "on", "off"] = Field(
         "auto",
         description="auto = off where the memory estimate says the run fits with room (about "
@@ -274,6 +288,21 @@ class TrainingPlan(_Section):
                 raise ValueError("set max_steps or epochs, not both")
             data = {**data, "max_steps": None}
         return data
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        """One message for every wrong shape (a union would list one per alternative)."""
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        ids = isinstance(value, list) and all(type(i) is int and i >= 0 for i in value)
+        if ids and value and len(set(value)) == len(value):
+            return value
+        raise PydanticCustomError(
+            "gpus",
+            'must be "auto", a number of processes (1 or more), or a list of GPU ids named '
+            "once each, e.g. [0, 1]",
+        )
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainingPlan:

@@ -51,11 +51,14 @@ ARGPARSE_MESSAGES = (
     N_("ambiguous option: %(option)s could match %(matches)s"),
 )
 
+
 # The wizard draws a full screen and reads keys: without a terminal it would wait forever.
-NO_TERMINAL = (
-    "stillroom: the wizard needs a terminal (stdin and stdout are not one); headless, use "
-    "`stillroom --help`, `stillroom demo --no-wizard` or `stillroom train PLAN`."
-)
+def no_terminal() -> str:
+    """Why the wizard cannot start here, and what to run instead."""
+    return _(
+        "stillroom: the wizard needs a terminal (stdin and stdout are not one); headless, use "
+        "`stillroom --help`, `stillroom demo --no-wizard` or `stillroom train PLAN`."
+    )
 
 
 def _version() -> str:
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan",
         dest="wizard_plan",
         metavar="PATH",
-        help="the wizard's draft plan (default: ./stillroom-plan.toml)",
+        help=_("the wizard's draft plan (default: ./stillroom-plan.toml)"),
     )
     parser.add_argument(
         "--lang",
@@ -92,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--theme",
         choices=("dark", "light"),
-        help="the wizard's colours; both are readable on any terminal "
-        "(default: $STILLROOM_THEME, else dark)",
+        help=_(
+            "the wizard's colours; both are readable on any terminal "
+            "(default: $STILLROOM_THEME, else dark)"
+        ),
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -106,8 +111,8 @@ def wizard_theme(choice: str | None) -> str:
     theme = choice or os.environ.get("STILLROOM_THEME", "dark")
     if theme not in ("dark", "light"):
         raise UserError(
-            f"STILLROOM_THEME={theme!r} is not a theme",
-            hint="Set it to dark or light, or unset it.",
+            _("STILLROOM_THEME={value} is not a theme").format(value=repr(theme)),
+            hint=_("Set it to dark or light, or unset it."),
         )
     return theme
 
@@ -116,7 +121,7 @@ def report_user_error(error: UserError) -> None:
     """Print a user mistake as a message and a hint, never a traceback."""
     print(f"stillroom: {error}", file=sys.stderr)
     if error.hint:
-        print(f"  hint: {error.hint}", file=sys.stderr)
+        print("  " + _("hint: {hint}").format(hint=error.hint), file=sys.stderr)
 
 
 def take_language(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not getattr(args, "func", None):
             if not (sys.stdin.isatty() and sys.stdout.isatty()):
-                print(NO_TERMINAL, file=sys.stderr)
+                print(no_terminal(), file=sys.stderr)
                 return 2
             from tui.app import run_wizard
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         report_user_error(error)
         return 2
     except KeyboardInterrupt:
-        print("stillroom: interrupted", file=sys.stderr)
+        print("stillroom: " + _("interrupted"), file=sys.stderr)
         return 130
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from engine import events as ev
+from engine.i18n import _
 from engine.runs import current_attempt, follow, history
 from tui.wording import describe, describe_attempt, duration
 
@@ -38,25 +39,36 @@ class _Board:
         elif isinstance(event, ev.GpuSample):
             self.gpu = event
         elif isinstance(event, ev.Started):
-            self.backend = f"{event.backend} on {event.device}"
+            self.backend = _("{backend} on {device}").format(
+                backend=event.backend, device=event.device
+            )
 
     def line(self) -> str:
         s = self.step
         if s is None:
-            return f"{self.name}: loading ({self.backend or 'starting'})"
+            return _("{run}: loading ({what})").format(
+                run=self.name, what=self.backend or _("starting")
+            )
         loss = f"{s.loss:.4f}" if s.loss is not None else "-"
         lr = f"{s.lr:.2e}" if s.lr is not None else "-"
         tps = f"{s.tokens_per_s:,.0f}" if s.tokens_per_s is not None else "-"
-        return (
-            f"step {s.step}/{s.max_steps}  loss {loss}  lr {lr}  tok/s {tps}  "
-            f"ETA {duration(s.eta_s)}  GPU {self._memory()}"
+        return _(
+            "step {step}/{total}  loss {loss}  lr {lr}  tok/s {tps}  ETA {eta}  GPU {memory}"
+        ).format(
+            step=s.step,
+            total=s.max_steps,
+            loss=loss,
+            lr=lr,
+            tps=tps,
+            eta=duration(s.eta_s),
+            memory=self._memory(),
         )
 
     def _memory(self) -> str:
         if self.gpu is not None:
             return f"{self.gpu.mem_used_mb / 1024:.1f}/{self.gpu.mem_total_mb / 1024:.0f} GB"
         if self.step and self.step.mem_reserved_mb is not None:
-            return f"{self.step.mem_reserved_mb / 1024:.1f} GB reserved"
+            return _("{size} GB reserved").format(size=f"{self.step.mem_reserved_mb / 1024:.1f}")
         return "-"
 
     def table(self) -> Table:
@@ -90,8 +102,9 @@ def follow_run(run_dir: Path, console: Console | None = None, attempt: int | Non
                     console.print(board.line(), highlight=False)
     except KeyboardInterrupt:
         console.print(
-            f"Detached; training goes on. Re-attach: stillroom attach {run_dir}   "
-            f"Stop it: stillroom cancel {run_dir}"
+            _("Detached; training goes on. Re-attach: {attach}   Stop it: {cancel}").format(
+                attach=f"stillroom attach {run_dir}", cancel=f"stillroom cancel {run_dir}"
+            )
         )
         return 0
     if last is None:

@@ -11,7 +11,22 @@ from rich.markup import escape
 
 from engine import events as ev
 from engine.data.problems import Tally
+from engine.i18n import _
 from engine.run_events import Attempt
+
+
+def state_name(state: str) -> str:
+    """A run's state (``engine.runs.STATES``) as a reader sees it; the JSON keeps the word."""
+    names = {
+        "starting": _("starting"),
+        "running": _("running"),
+        "finished": _("finished"),
+        "failed": _("failed"),
+        "cancelled": _("cancelled"),
+        "crashed": _("crashed"),
+        "unreadable": _("unreadable"),
+    }
+    return names.get(state, state)
 
 
 def duration(seconds: float | None) -> str:
@@ -24,7 +39,8 @@ def duration(seconds: float | None) -> str:
 
 def data_words(event: ev.DataReport) -> str:
     """The data report as ``stillroom inspect`` words its counts."""
-    return "data: " + Tally(event.records, event.usable, event.unusable, event.problems).words()
+    words = Tally(event.records, event.usable, event.unusable, event.problems).words()
+    return _("data: {counts}").format(counts=words)
 
 
 def describe(event: ev.Event) -> str | None:
@@ -34,23 +50,33 @@ def describe(event: ev.Event) -> str | None:
     if isinstance(event, ev.Log):
         return escape(event.line)
     if isinstance(event, ev.Warning):
-        hint = f" ({escape(event.hint)})" if event.hint else ""
-        return f"[yellow]warning:[/] {escape(event.message)}{hint}"
+        label = "[yellow]" + _("warning:") + "[/]"
+        if event.hint:
+            return _("{label} {message} ({hint})").format(
+                label=label, message=escape(event.message), hint=escape(event.hint)
+            )
+        return f"{label} {escape(event.message)}"
     if isinstance(event, ev.Checkpoint):
-        return f"checkpoint at step {event.step}"
+        return _("checkpoint at step {step}").format(step=event.step)
     if isinstance(event, ev.Finished):
-        adapter = f"; adapter: {event.adapter_path}" if event.adapter_path else ""
-        return f"[green]finished[/] {event.steps} steps in {duration(event.runtime_s)}{adapter}"
+        done = _("[green]finished[/] {steps} steps in {time}").format(
+            steps=event.steps, time=duration(event.runtime_s)
+        )
+        if event.adapter_path:
+            return _("{finished}; adapter: {path}").format(finished=done, path=event.adapter_path)
+        return done
     if isinstance(event, ev.Cancelled):
-        return (
-            f"[yellow]cancelled[/] at step {event.step}; adapter of that step: {event.adapter_path}"
+        return _("[yellow]cancelled[/] at step {step}; adapter of that step: {path}").format(
+            step=event.step, path=event.adapter_path
         )
     if isinstance(event, ev.Error):
-        text = f"[red]error ({event.kind}):[/] {escape(event.message)}"
+        text = _("[red]error ({kind}):[/] {message}").format(
+            kind=event.kind, message=escape(event.message)
+        )
         if event.hint:
-            text += f"\n  hint: {escape(event.hint)}"
+            text += "\n  " + _("hint: {hint}").format(hint=escape(event.hint))
         if event.kind in ("crashed", "exception") and event.log_tail:
-            text += "\n  last lines of train.log:\n" + escape(event.log_tail[-1500:])
+            text += "\n  " + _("last lines of train.log:") + "\n" + escape(event.log_tail[-1500:])
         return text
     return None
 
@@ -58,12 +84,24 @@ def describe(event: ev.Event) -> str | None:
 def describe_attempt(attempt: Attempt) -> str:
     """An earlier attempt in one line of history: how far it got and how it ended."""
     step, ending = attempt.last_step, attempt.ending
-    reached = f"reached step {step.step}/{step.max_steps}" if step else "ran no step"
-    loss = f", loss {step.loss:.4f}" if step and step.loss is not None else ""
-    if isinstance(ending, ev.Error):
-        how = f"failed ({ending.kind})" if ending.kind != "crashed" else "crashed"
-    elif ending is not None:
-        how = ending.type
+    if step is None:
+        reached = _("ran no step")
+    elif step.loss is None:
+        reached = _("reached step {step}/{total}").format(step=step.step, total=step.max_steps)
     else:
-        how = "stopped without an ending (killed or crashed)"
-    return f"attempt {attempt.number} (history): {reached}{loss}; {how}"
+        reached = _("reached step {step}/{total}, loss {loss}").format(
+            step=step.step, total=step.max_steps, loss=f"{step.loss:.4f}"
+        )
+    if isinstance(ending, ev.Error):
+        how = (
+            _("failed ({kind})").format(kind=ending.kind)
+            if ending.kind != "crashed"
+            else _("crashed")
+        )
+    elif ending is not None:
+        how = state_name(ending.type)
+    else:
+        how = _("stopped without an ending (killed or crashed)")
+    return _("attempt {number} (history): {reached}; {how}").format(
+        number=attempt.number, reached=reached, how=how
+    )

@@ -49,6 +49,15 @@ class Preset:
     models: tuple[str, ...] = ()
     prices: dict[str, Price] = field(default_factory=dict)
     source: str = ""
+    prices_as_of: str = PRICES_AS_OF  # the day ``prices`` were read off ``source``
+
+
+CNY_PER_USD = 7.1  # for the providers that publish CNY prices only; plan keys override
+
+
+def _cny(input_per_mtok: float, output_per_mtok: float) -> Price:
+    """A price published in CNY per million tokens, in the table's USD."""
+    return Price(round(input_per_mtok / CNY_PER_USD, 4), round(output_per_mtok / CNY_PER_USD, 4))
 
 
 PRESETS: dict[str, Preset] = {
@@ -77,6 +86,72 @@ PRESETS: dict[str, Preset] = {
             "gpt-4o-mini": Price(0.15, 0.60),
         },
         source="https://openai.com/api/pricing",
+    ),
+    # The mainland-China presets below were checked on 2026-11-30 against documentation
+    # search results: base URLs against the providers' own docs (DashScope, BigModel and
+    # SiliconFlow pages; Moonshot's .cn host from integrations, its docs show the .ai twin).
+    # Model ids and prices come from copies of the providers' price lists (integration
+    # catalogues, price trackers), not from the pages in ``source``, which are where to
+    # re-check them. They bill in CNY; CNY-only prices are converted at CNY_PER_USD.
+    # ``stillroom generate --list-models`` and the plan's price keys settle any doubt.
+    "qwen": Preset(
+        # Alibaba Cloud Model Studio (DashScope/Bailian), OpenAI-compatible mode, Beijing
+        # region (international: https://dashscope-intl.aliyuncs.com/compatible-mode/v1).
+        # URL: Model Studio's "OpenAI Chat 接口兼容" page; prices (CNY per million tokens,
+        # input up to 128K/32K): qwen-plus 0.8/2, qwen-flash 0.15/1.5, qwen3-max 2.5/10.
+        name="qwen",
+        base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
+        api_key_env="DASHSCOPE_API_KEY",
+        model="qwen-plus",
+        models=("qwen-plus", "qwen-flash", "qwen3-max"),
+        prices={
+            "qwen-plus": _cny(0.8, 2.0),
+            "qwen-flash": _cny(0.15, 1.5),
+            "qwen3-max": _cny(2.5, 10.0),
+        },
+        source="https://help.aliyun.com/zh/model-studio/models",
+        prices_as_of="2026-11-30",
+    ),
+    "moonshot": Preset(
+        # Moonshot (Kimi) open platform; international twin https://api.moonshot.ai/v1.
+        # The kimi-k2-0711/0905/turbo previews were retired in 2026; kimi-k2.6 is the
+        # general model. Price in USD as listed for kimi-k2.6 (0.95 in, 4.00 out).
+        name="moonshot",
+        base_url="https://api.moonshot.cn/v1",
+        api_key_env="MOONSHOT_API_KEY",
+        model="kimi-k2.6",
+        models=("kimi-k2.6",),
+        prices={"kimi-k2.6": Price(0.95, 4.0)},
+        source="https://platform.moonshot.cn/docs/pricing/chat",
+        prices_as_of="2026-11-30",
+    ),
+    "zhipu": Preset(
+        # Zhipu BigModel (GLM), OpenAI-compatible at /api/paas/v4 (docs.bigmodel.cn);
+        # international twin Z.ai at https://api.z.ai/api/paas/v4. USD prices as Z.ai
+        # publishes them: glm-4.6 0.60/2.20, glm-4.5-flash free.
+        name="zhipu",
+        base_url="https://open.bigmodel.cn/api/paas/v4",
+        api_key_env="ZHIPUAI_API_KEY",
+        model="glm-4.6",
+        models=("glm-4.6", "glm-4.5-flash"),
+        prices={"glm-4.6": Price(0.60, 2.20), "glm-4.5-flash": Price(0.0, 0.0)},
+        source="https://open.bigmodel.cn/pricing",
+        prices_as_of="2026-11-30",
+    ),
+    "siliconflow": Preset(
+        # SiliconFlow (硅基流动), base URL from docs.siliconflow.cn's quick start; model ids
+        # are hub-style (owner/name). USD as listed: DeepSeek-V3 0.25/1.00, R1 0.50/2.00.
+        name="siliconflow",
+        base_url="https://api.siliconflow.cn/v1",
+        api_key_env="SILICONFLOW_API_KEY",
+        model="deepseek-ai/DeepSeek-V3",
+        models=("deepseek-ai/DeepSeek-V3", "deepseek-ai/DeepSeek-R1"),
+        prices={
+            "deepseek-ai/DeepSeek-V3": Price(0.25, 1.0),
+            "deepseek-ai/DeepSeek-R1": Price(0.50, 2.0),
+        },
+        source="https://siliconflow.cn/pricing",
+        prices_as_of="2026-11-30",
     ),
     # vLLM's default port; Ollama serves http://localhost:11434/v1, LM Studio
     # http://localhost:1234/v1, llama.cpp's server http://localhost:8080/v1.

@@ -29,8 +29,8 @@ class Setup:
     device: str  # cuda | cpu
     precision: str  # bf16 | fp16 | fp32
     optimizer: str
-    micro_batch: int
-    grad_accum: int
+    micro_batch: int  # per process
+    grad_accum: int  # per process
     max_steps: int
     batching: str  # one of BATCHING
     group_by_length: bool = False  # similar lengths per micro-batch; off = the notebook's sampling
@@ -38,6 +38,8 @@ class Setup:
     save: bool = True
     checkpointing: str = "unsloth"  # GPU only: unsloth (offloaded) | on | off; see memory.py
     checkpointing_reason: str = ""  # why, for the run log
+    pad_multiple: int | None = None  # unsloth, padded: pad micro-batches to a multiple of this
+    processes: int = 1  # DDP ranks (engine.train.distributed); samples a step = micro x accum x this
 
 
 def precision_for(plan: Plan, cuda: bool) -> str:
@@ -93,6 +95,8 @@ def training_arguments(plan: Plan, setup: Setup, run_dir: Path) -> dict[str, Any
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        # Every LoRA weight takes part in every step: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False if setup.processes > 1 else None,
         # Similar lengths in one micro-batch: far less padding, same samples per step.
         train_sampling_strategy="group_by_length"
         if setup.group_by_length and setup.batching == "padded" and setup.micro_batch > 1
@@ -142,6 +146,7 @@ def _unsloth_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
         max_length=s.max_seq_length,
         packing=setup.batching == "packed",
         padding_free=setup.batching != "padded",
+        pad_to_multiple_of=setup.pad_multiple,
         dataset_num_proc=1,
         # SFTConfig turns the trainer's own checkpointing on unless told otherwise.
         gradient_checkpointing=setup.checkpointing != "off",
@@ -174,9 +179,9 @@ def _hf_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # the rank's card
     elif setup.device == "cuda":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(s.model, **kwargs)
     checkpointing = setup.checkpointing != "off"
     if quantized:

@@ -23,7 +23,6 @@ from engine.train.checkpoints import mark_complete
 Emit = Callable[[ev.Event], None]
 
 
-
 class CountingCollator:
     """Wraps a collator and counts the real (non-padding) tokens and rows it sees."""
 
@@ -129,8 +128,8 @@ class RunCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         self.saving = None
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
-            mark_complete(folder, state.global_step)
+        if folder.is_dir() and state.is_world_process_zero:  # the rank that wrote it, once done
+            mark_complete(folder, state.global_step, getattr(args.optim, "value", args.optim))
             self.emit(ev.Checkpoint(step=state.global_step, path=str(folder)))
         self._last_save = time.monotonic()
 
@@ -140,3 +139,38 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+class RankAgreement(TrainerCallback):
+    """Keeps DDP ranks in step: at each step's end one all-reduce of stop (a cancel seen by any
+    rank), save (wall time on any rank) and the tokens and rows collated since, so every rank
+    stops and saves at the same step and rank 0's rates count all ranks. Added after the
+    :class:`RunCallback` whose decisions it merges (see :mod:`engine.train.distributed`)."""
+
+    def __init__(self, run_callback: RunCallback, counter: CountingCollator, device: str):
+        self.run_callback, self.counter, self.device = run_callback, counter, device
+        self._tokens = self._rows = 0  # the counter's values after the last merge
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        local = torch.tensor(
+            [
+                float(self.run_callback.outcome == "stopped"),
+                float(control.should_save),
+                float(self.counter.tokens - self._tokens),
+                float(self.counter.rows - self._rows),
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        dist.all_reduce(local)
+        stop, save, tokens, rows = local.tolist()
+        if stop:
+            self.run_callback.outcome = "stopped"
+            control.should_training_stop = True
+        if save:
+            control.should_save = True
+            self.run_callback.saving = state.global_step
+        self.counter.tokens = self._tokens = self._tokens + int(tokens)
+        self.counter.rows = self._rows = self._rows + int(rows)

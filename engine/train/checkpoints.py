@@ -14,6 +14,7 @@ rotates old checkpoints only after a save succeeds, so the last whole one stays.
 from __future__ import annotations
 
 import errno
+import json
 import re
 import shutil
 from pathlib import Path
@@ -40,9 +41,75 @@ def _numbered(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def mark_complete(folder: Path, step: int) -> None:
-    """Declare ``folder`` whole; written last, atomically."""
-    atomic_write_text(folder / MARKER, f"{step}\n")
+def mark_complete(folder: Path, step: int, optimizer: str | None = None) -> None:
+    """Declare ``folder`` whole; written last, atomically, with the optimizer its states are of."""
+    atomic_write_text(folder / MARKER, json.dumps({"step": step, "optimizer": optimizer}) + "\n")
+
+
+def saved_optimizer(folder: Path) -> str | None:
+    """The optimizer a checkpoint's states were written by (None: not recorded, an older one)."""
+    try:
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("optimizer") if isinstance(record, dict) else None
+
+
+# Optimizers whose saved states load into each other: the same state layout.
+_STATE_LAYOUT = {
+    "adamw_torch": "adamw",
+    "adamw_torch_fused": "adamw",
+    "adamw_8bit": "adamw_8bit",
+    "paged_adamw_8bit": "adamw_8bit",
+}
+
+
+def resume_optimizer(saved: str | None, chosen: str, cuda: bool) -> tuple[str, bool, str]:
+    """``(optimizer, keep_states, log line)`` for resuming a checkpoint whose states ``saved``
+    wrote where this launch chose ``chosen`` (another card class, or an edited plan).
+
+    Another optimizer cannot read those states (a crash at the first step, or a silent
+    restart), so the checkpoint's own optimizer trains on where it runs here; only where
+    it cannot (8-bit states on a machine without CUDA) are the states dropped, and said so.
+    """
+    if saved is None or _STATE_LAYOUT.get(saved, saved) == _STATE_LAYOUT.get(chosen, chosen):
+        return chosen, True, ""
+    if cuda or "8bit" not in saved:
+        return (
+            saved,
+            True,
+            (
+                f"optimizer: the checkpoint's states are {saved}'s, so training goes on with {saved} "
+                f"in place of {chosen} (what this launch would choose), keeping them"
+            ),
+        )
+    return (
+        chosen,
+        False,
+        (
+            f"optimizer: the checkpoint's {saved} states need CUDA; training goes on with {chosen} "
+            "from fresh optimizer states (the adapter's weights, the step and the learning-rate "
+            "schedule carry on; the first steps rebuild the optimizer's running averages)"
+        ),
+    )
+
+
+def load_schedule_only(trainer) -> None:
+    """Make ``trainer`` resume its learning-rate schedule but not its optimizer's states."""
+    import torch
+
+    def load(checkpoint: str | None) -> None:
+        if checkpoint is None:
+            return
+        schedule = torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True)
+        trainer.lr_scheduler.load_state_dict(schedule)
+        for group, rate in zip(
+            trainer.optimizer.param_groups, trainer.lr_scheduler.get_last_lr(), strict=True
+        ):
+            group["lr"] = rate
+
+    # transformers loads both states in this one method (Trainer._inner_training_loop).
+    trainer._load_optimizer_and_scheduler = load
 
 
 def is_complete(folder: Path) -> bool:

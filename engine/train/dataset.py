@@ -238,7 +238,8 @@ def prepare_rows_to_file(plan: Plan, run_dir: Path, emit) -> None:
 def describe(plan: Plan, setup, data: TrainRows) -> list[str]:
     """What the run will do, in plain words, before any step is taken."""
     t = plan.training
-    samples = setup.micro_batch * setup.grad_accum
+    processes = setup.processes
+    samples = setup.micro_batch * setup.grad_accum * processes
     seen = setup.max_steps * samples
     n = len(data.rows)
     epochs = seen / n if n else 0.0
@@ -250,7 +251,9 @@ def describe(plan: Plan, setup, data: TrainRows) -> list[str]:
     lines = [
         f"max_steps={setup.max_steps} x {samples} samples per step {covers} "
         f"({epochs:.2f} epochs; {data.eval_rows:,} rows held out for eval)",
-        f"batches: {setup.micro_batch} x {setup.grad_accum} (micro-batch x grad-accum), "
+        f"batches: {setup.micro_batch} x {setup.grad_accum} (micro-batch x grad-accum)"
+        + (f" x {processes} processes" if processes > 1 else "")
+        + ", "
         f"{setup.batching}, {setup.precision}, {setup.optimizer} on {setup.device} via {setup.backend}",
     ]
     if setup.save:

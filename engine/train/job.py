@@ -15,11 +15,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
+from engine.hub import student_on_disk
 from engine.plan import Plan
 from engine.runs import ADAPTER_DIR, LOG_FILE, PLAN_FILE
 from engine.train.checkpoints import SaveFailed
@@ -54,22 +56,11 @@ def run(
         from engine.train.backend_choice import choose_backend
 
         backend, reason = choose_backend(plan)
-        emit(
-            ev.Started(
-                job="probe" if probe else "train",
-                backend=backend,
-                backend_reason=reason,
-                device=_device_name(),
-                versions=_versions(),
-                plan_hash=plan.fingerprint(),
-                max_steps=plan.training.max_steps,
-                pid=_pid(),
-                attempt=attempt,
-            )
-        )
+        emit(started_event(plan, backend, reason, _device_name(), probe=probe, attempt=attempt))
         stage = "student"
         for line in _student_source(plan):
             emit(ev.Log(line=line))
+        plan = student_on_disk(plan)
         stage = "dataset"
         if backend == "unsloth":
             data = prepare_rows_apart(run_dir / PLAN_FILE, run_dir, run_dir / LOG_FILE)
@@ -82,40 +73,58 @@ def run(
         setup = _setup(plan, backend, data, probe)
         for line in describe(plan, setup, data):
             emit(ev.Log(line=line))
-        for line in (setup.checkpointing_reason, _order_line(setup)):
+        for line in (setup.checkpointing_reason, _order_line(setup), _pad_line(setup)):
             if line:
                 emit(ev.Log(line=line))
         stage = "train"
         _train(plan, setup, data, run_dir, emit, should_stop, started, probe, attempt)
-    except SaveFailed as failed:
-        emit(failed.event())
-    except UserError as error:
-        emit(
-            ev.Error(
-                kind=stage if stage in ("student", "dataset") else "plan",
-                message=error.message,
-                hint=error.hint,
-            )
-        )
     except Exception as error:  # noqa: BLE001 - every failure must end in an event
-        if _is_oom(error):
-            emit(_oom_error(plan, error))
-            return
-        emit(
-            ev.Error(
-                kind="exception",
-                message=f"{type(error).__name__}: {error}",
-                hint="This looks like a bug or an environment problem; train.log has the details.",
-                log_tail="".join(traceback.format_exc()[-4000:]),
-            )
+        emit(error_event(error, plan, stage))
+
+
+def started_event(
+    plan: Plan, backend: str, reason: str, device: str, *, probe: bool, attempt: int
+) -> ev.Started:
+    """The attempt's first event (the multi-process launcher sends the same one)."""
+    return ev.Started(
+        job="probe" if probe else "train",
+        backend=backend,
+        backend_reason=reason,
+        device=device,
+        versions=_versions(),
+        plan_hash=plan.fingerprint(),
+        max_steps=plan.training.max_steps,
+        pid=_pid(),
+        attempt=attempt,
+    )
+
+
+def error_event(error: BaseException, plan: Plan, stage: str) -> ev.Error:
+    """The ending a failure at ``stage`` gets: the user's mistake with its hint, a failed
+    save, out of memory, or an unexpected exception with its traceback."""
+    if isinstance(error, SaveFailed):
+        return error.event()
+    if isinstance(error, UserError):
+        return ev.Error(
+            kind=stage if stage in ("student", "dataset") else "plan",
+            message=error.message,
+            hint=error.hint,
         )
+    if _is_oom(error):
+        return _oom_error(plan, error)
+    return ev.Error(
+        kind="exception",
+        message=f"{type(error).__name__}: {error}",
+        hint="This looks like a bug or an environment problem; train.log has the details.",
+        log_tail="".join(traceback.format_exception(error))[-4000:],
+    )
 
 
 def _student_source(plan: Plan) -> list[str]:
     """Where the student loads from, checked before any data or model work."""
     from engine.hub import locate_model
 
-    source = locate_model(plan.student.model)
+    source = locate_model(plan.student.model, source=plan.student.source)
     return [f"student model {source.model}: {source.detail}"]
 
 
@@ -142,7 +151,9 @@ def auto_batching(backend: str, rebatch: bool) -> str:
     return "padding_free" if backend == "unsloth" and not rebatch else "padded"
 
 
-def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
+def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool, processes: int = 1):
+    """Everything decided before the model loads; with ``processes`` > 1 the micro-batch and
+    accumulation are each rank's, so that all ranks together take the plan's samples a step."""
     import torch
 
     from engine.train.backends import Setup, precision_for
@@ -178,6 +189,10 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
             backend=backend,
             batching=batching,
         )
+    if processes > 1:
+        from engine.train.distributed import split_batch
+
+        micro, accum = split_batch(micro, accum, processes)
     samples = t.batch_size * t.grad_accum
     max_steps = t.max_steps or max(1, math.ceil(len(data.rows) * (t.epochs or 1) / samples))
     optimizer = t.optimizer
@@ -194,6 +209,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         optimizer=optimizer,
         micro_batch=micro,
         grad_accum=accum,
+        processes=processes,
         max_steps=min(max_steps, PROBE_STEPS) if probe else max_steps,
         planned_steps=max_steps,
         batching=batching,
@@ -204,6 +220,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool):
         save=not probe,
         checkpointing=checkpointing,
         checkpointing_reason=reason,
+        pad_multiple=choose_pad_multiple(backend, batching, t.rebatch, cuda and _device_name()),
     )
 
 
@@ -217,7 +234,53 @@ def _order_line(setup) -> str:
     return ""
 
 
+def _pad_line(setup) -> str:
+    """The run log's word on padding beyond the longest row of a micro-batch."""
+    if not setup.pad_multiple:
+        return ""
+    return (
+        f"micro-batches are padded to a multiple of {setup.pad_multiple} tokens: fewer "
+        "batch shapes for torch.compile to recompile for (padding tokens carry no loss)"
+    )
+
+
 MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"
+PAD_ENV = "STILLROOM_PAD_MULTIPLE"
+PAD_MULTIPLE = 64
+
+
+def choose_pad_multiple(backend: str, batching: str, rebatch: bool, card: str | bool) -> int | None:
+    """Pad Unsloth's padded micro-batches to a multiple of 64 tokens on launch-bound cards.
+
+    Every new batch length can make torch.compile recompile mid-run; multiples of 64
+    leave 15 shapes where the bench's 40 steps met 40. On an H200 that made steps 1.09x
+    faster for ~2 % more memory (docs/gpu.md); where arithmetic bounds the step, the
+    extra padding would cost, so those cards keep exact lengths. ``rebatch = false``
+    keeps the notebook's batches. ``$STILLROOM_PAD_MULTIPLE`` overrides it (0: off).
+    """
+    from engine.train.throughput import overhead_bound
+
+    if backend != "unsloth" or batching != "padded":
+        return None
+    chosen = pad_multiple_override()
+    if chosen is None:
+        chosen = PAD_MULTIPLE if rebatch and card and overhead_bound(str(card)) else 0
+    return chosen or None
+
+
+def pad_multiple_override() -> int | None:
+    """``$STILLROOM_PAD_MULTIPLE`` as a number of tokens (0 turns padding to a multiple off)."""
+    import os
+
+    value = os.environ.get(PAD_ENV, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UserError(
+            f"{PAD_ENV}={value!r} is not a whole number of tokens",
+            hint=f"Set it to e.g. {PAD_ENV}=64 (0 turns it off), or unset it.",
+        )
+    return int(value)
 
 
 def gpu_memory_mb() -> float:
@@ -230,7 +293,8 @@ def gpu_memory_mb() -> float:
 
     import torch
 
-    total = torch.cuda.get_device_properties(0).total_memory / 2**20
+    device = torch.cuda.current_device()  # each rank's own card
+    total = torch.cuda.get_device_properties(device).total_memory / 2**20
     cap = os.environ.get(MEMORY_CAP_ENV)
     if not cap:
         return total
@@ -242,39 +306,50 @@ def gpu_memory_mb() -> float:
             hint=f"Set it to the GPU memory this run may use, e.g. {MEMORY_CAP_ENV}=15, or unset it.",
         ) from None
     if cap_mb < total:
-        torch.cuda.set_per_process_memory_fraction(cap_mb / total, 0)
+        torch.cuda.set_per_process_memory_fraction(cap_mb / total, device)
     return min(cap_mb, total)
 
 
 def _train(
-    plan, setup, data, run_dir: Path, emit, should_stop, started: float, probe: bool, attempt: int
+    plan,
+    setup,
+    data,
+    run_dir: Path,
+    emit,
+    should_stop,
+    started: float,
+    probe: bool,
+    attempt: int,
+    ranks=None,
 ):
+    """Train and end the attempt; ``ranks`` (:class:`engine.train.distributed.Ranks`) when this
+    is one of several processes: all agree on each step's stop and save, only rank 0 writes."""
     import torch
 
     from engine.train import overhead
     from engine.train.backends import build_trainer, trainable_parameters
     from engine.train.callbacks import CountingCollator, RunCallback
-    from engine.train.checkpoints import prepare_resume
+    from engine.train.checkpoints import (
+        load_schedule_only,
+        prepare_resume,
+        resume_optimizer,
+        saved_optimizer,
+    )
 
-    if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
-        emit(
-            ev.Log(
-                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
-                "states (adamw_torch_fused), the same update with faster steps on this card; "
-                "rebatch = false keeps the notebook's 8-bit states"
-            )
-        )
-    elif setup.optimizer != plan.training.optimizer:
-        emit(
-            ev.Warning(
-                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
-                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
-            )
-        )
     resume = None if probe else prepare_resume(run_dir)
+    keep_states, resume_line = True, ""
+    if resume:
+        optimizer, keep_states, resume_line = resume_optimizer(
+            saved_optimizer(resume[1]), setup.optimizer, setup.device == "cuda"
+        )
+        setup = replace(setup, optimizer=optimizer)
     if resume:
         emit(ev.Log(line=f"resuming from the checkpoint of step {resume[0]}"))
+    for event in [ev.Log(line=resume_line)] if resume_line else _optimizer_notice(plan, setup):
+        emit(event)
     trainer, tokenizer = build_trainer(plan, setup, data.rows, run_dir)
+    if not keep_states:
+        load_schedule_only(trainer)
     trainable, total = trainable_parameters(trainer.model)
     emit(
         ev.Log(
@@ -289,6 +364,8 @@ def _train(
         flops.wrap(emit), counter, should_stop, None if probe else plan.training.save_minutes * 60
     )
     trainer.add_callback(meter.wrap_callback(callback))
+    if ranks is not None:
+        trainer.add_callback(ranks.agreement(callback, counter))
     profile = overhead.profiler_callback(setup.max_steps) if setup.device == "cuda" else None
     if profile is not None:
         trainer.add_callback(profile)
@@ -307,6 +384,8 @@ def _train(
         overhead.sampler_cost(meter, trainer)
     costs = meter.report(step, step_s)
     emit(ev.Log(line=overhead.describe(costs)))
+    if ranks is not None and not ranks.main:
+        return  # rank 0 writes the summary, the adapter and the ending
     summary = {
         "attempt": attempt,
         "state": {"done": "finished", "stopped": "cancelled", "nan": "failed"}[callback.outcome],
@@ -317,6 +396,7 @@ def _train(
         "micro_batch": setup.micro_batch,
         "grad_accum": setup.grad_accum,
         "batching": setup.batching,
+        "optimizer": setup.optimizer,
         "trainable_params": trainable,
         "train_loss": callback.losses[-1] if callback.losses else None,
         "runtime_s": round(time.time() - started, 1),
@@ -324,6 +404,8 @@ def _train(
         "tokens_trained": counter.tokens,
         "checkpointing": setup.checkpointing,
         "largest_batch_tokens": meter.largest_batch_tokens,
+        "batch_lengths": sorted({shape[-1] for shape in meter.batch_shapes}),
+        "pad_multiple": setup.pad_multiple,
         "overhead": costs,
         "params": flops.params,
         "peak_tflops": flops.peak,
@@ -368,6 +450,26 @@ def _train(
                 steps=step,
             )
         )
+
+
+def _optimizer_notice(plan: Plan, setup) -> list[ev.Event]:
+    """The run log's word when the optimizer that trains is not the plan's."""
+    if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
+        return [
+            ev.Log(
+                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
+                "states (adamw_torch_fused), the same update with faster steps on this card; "
+                "rebatch = false keeps the notebook's 8-bit states"
+            )
+        ]
+    if setup.optimizer != plan.training.optimizer:
+        return [
+            ev.Warning(
+                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
+                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
+            )
+        ]
+    return []
 
 
 def save_adapter(model, tokenizer, run_dir: Path) -> Path:
@@ -423,8 +525,6 @@ class _FlopsMeter:
         self.params, self.peak = params, peak
 
     def wrap(self, emit: Emit) -> Emit:
-        from dataclasses import replace
-
         from engine.train.throughput import mfu
 
         def emit_with_mfu(event: ev.Event) -> None:

@@ -35,6 +35,7 @@ class OverheadMeter:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.largest_batch_tokens = 0
+        self.batch_shapes: set[tuple[int, ...]] = set()  # each new one may cost a recompile
 
     def timed(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -89,6 +90,7 @@ class _TimedCollator:
         ids = batch.get("input_ids")
         if ids is not None:
             self.meter.largest_batch_tokens = max(self.meter.largest_batch_tokens, ids.numel())
+            self.meter.batch_shapes.add(tuple(ids.shape))
         return batch
 
     def __getattr__(self, name: str) -> Any:

@@ -158,3 +158,80 @@ def test_an_ending_written_as_the_child_exits_is_not_taken_for_a_crash(tmp_path,
     monkeypatch.setattr(runs, "child_alive", exits_after_writing_its_ending)
     followed = list(runs.follow(tmp_path, poll_s=0.01))
     assert [e.type for e in followed] == ["started", "cancelled"]
+
+
+def test_a_checkpoints_optimizer_trains_on_unless_this_machine_cannot_run_it():
+    """Resume keeps the checkpoint's optimizer (its states load); 8-bit states without CUDA
+    are dropped with a line saying what carries on; the same state layout changes nothing."""
+    from engine.train.checkpoints import resume_optimizer
+
+    assert resume_optimizer("adamw_8bit", "adamw_torch_fused", cuda=True)[:2] == (
+        "adamw_8bit",
+        True,
+    )
+    assert resume_optimizer("adamw_torch_fused", "adamw_8bit", cuda=True)[:2] == (
+        "adamw_torch_fused",
+        True,
+    )
+    optimizer, keep, line = resume_optimizer("adamw_8bit", "adamw_torch", cuda=False)
+    assert (optimizer, keep) == ("adamw_torch", False)
+    assert "schedule" in line and "fresh optimizer states" in line
+    assert resume_optimizer("adamw_torch_fused", "adamw_torch", cuda=False) == (
+        "adamw_torch",
+        True,
+        "",
+    )
+    assert resume_optimizer(None, "adamw_torch", cuda=False) == ("adamw_torch", True, "")
+
+
+def test_dropped_optimizer_states_keep_the_step_and_the_schedule(tiny_model_dir, tmp_path):
+    """A real Trainer resumed from an SGD checkpoint by AdamW without its states trains on
+    from the saved step at the schedule's rate (loading the states would crash it)."""
+    from engine.plan import load_plan
+    from engine.train.backends import Setup, build_trainer
+    from engine.train.checkpoints import load_schedule_only
+    from tests.engine.training import write_facts, write_plan
+
+    plan = load_plan(
+        write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), lr_scheduler="linear")
+    )
+    rows = [{"input_ids": [5, 6, 7, 8], "labels": [-100, 6, 7, 8]}] * 16
+
+    def trainer(optimizer: str, steps: int):
+        setup = Setup("hf", "cpu", "fp32", optimizer, 4, 1, steps, "padded", save=True)
+        return build_trainer(plan, setup, rows, tmp_path)[0]
+
+    first = trainer("sgd", 4)
+    first.args.save_steps = 2
+    first.train()
+    resumed = trainer("adamw_torch", 4)
+    load_schedule_only(resumed)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoints" / "checkpoint-2"))
+    assert resumed.state.global_step == 4
+    assert resumed.lr_scheduler.last_epoch == 4
+    assert all("exp_avg" in s for s in resumed.optimizer.state.values())
+
+
+def test_unsloth_pads_micro_batches_to_64_tokens_only_on_launch_bound_cards(monkeypatch):
+    """Multiples of 64 bound torch.compile's shapes on an H100/H200 (measured 1.09x); cards
+    where arithmetic bounds the step, rebatch = false and the hf backend keep exact lengths;
+    STILLROOM_PAD_MULTIPLE overrides it, 0 turning it off."""
+    import pytest
+
+    from engine.errors import UserError
+    from engine.train.job import PAD_ENV, choose_pad_multiple
+
+    monkeypatch.delenv(PAD_ENV, raising=False)
+    assert choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200") == 64
+    assert choose_pad_multiple("unsloth", "padded", True, "Tesla T4") is None
+    assert choose_pad_multiple("unsloth", "padded", False, "NVIDIA H200") is None
+    assert choose_pad_multiple("unsloth", "padding_free", True, "NVIDIA H200") is None
+    assert choose_pad_multiple("hf", "padded", True, "NVIDIA H200") is None
+    assert choose_pad_multiple("unsloth", "padded", True, False) is None
+    monkeypatch.setenv(PAD_ENV, "0")
+    assert choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200") is None
+    monkeypatch.setenv(PAD_ENV, "128")
+    assert choose_pad_multiple("unsloth", "padded", True, "Tesla T4") == 128
+    monkeypatch.setenv(PAD_ENV, "lots")
+    with pytest.raises(UserError):
+        choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200")

@@ -228,3 +228,31 @@ def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_
     assert isinstance(later, ev.Step)  # still training, nobody watching
     assert stillroom("cancel", str(run_dir)).returncode == 0
     assert isinstance(wait_for(run_dir, lambda e: False), ev.Cancelled)
+
+
+def test_resume_after_the_optimizer_changed_keeps_the_checkpoints_optimizer(
+    tiny_model_dir, tmp_path
+):
+    """A run checkpointed with one optimizer and resumed where another would be chosen (a
+    different card class, or an edited plan) continues with the checkpoint's optimizer and
+    its saved states, says so in the run log, and ends at the planned step."""
+    plan = write_plan(
+        tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=200, optimizer="sgd"
+    )
+    run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
+    wait_for(run_dir, lambda e: isinstance(e, ev.Checkpoint) and e.step >= 10)
+    os.killpg(int((run_dir / "pid").read_text().split()[0]), signal.SIGKILL)
+    wait_for(run_dir, lambda e: False)
+    saved = max(e.step for e in events_of(run_dir, ev.Checkpoint))
+    plan_file = run_dir / "plan.toml"
+    plan_file.write_text(plan_file.read_text().replace('"sgd"', '"adamw_torch"'))
+
+    result = stillroom("train", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    attempts = runs.read_events(run_dir)
+    second = attempts[max(i for i, e in enumerate(attempts) if isinstance(e, ev.Started)) :]
+    lines = [e.line for e in second if isinstance(e, ev.Log)]
+    assert any("sgd" in x and "adamw_torch" in x and "checkpoint" in x for x in lines), lines
+    steps = [e.step for e in second if isinstance(e, ev.Step)]
+    assert steps[0] == saved + 1 and steps[-1] == 200
+    assert isinstance(second[-1], ev.Finished) and second[-1].steps == 200

@@ -48,3 +48,30 @@ async def test_a_local_student_folder_passes_and_says_so(make_app, project, tiny
         await until(pilot, lambda: "local folder" in str(knob.query_one(".help").render()))
         await pilot.press("ctrl+n")
         await until(pilot, lambda: app.current_mode == "train")
+
+
+async def test_a_modelscope_student_without_the_package_names_the_pip_command(
+    make_app, monkeypatch
+):
+    """You should see, under the model field, that ModelScope needs `pip install modelscope`
+    (the Hugging Face hub is never asked for a ModelScope student), and Next stays."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "modelscope", None)  # not installed, whatever this box has
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("student", source="modelscope", model="unsloth/Qwen2.5-1.5B-Instruct")
+        app.switch_mode("student")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        knob = app.screen.query_one("#knob-student-model", Knob)
+        help_line = knob.query_one(".help")
+        await until(pilot, lambda: "pip install modelscope" in str(help_line.render()))
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.current_mode == "student"
+        shown = [str(n.message) for n in app._notifications]
+        assert any("pip install modelscope" in text for text in shown), shown

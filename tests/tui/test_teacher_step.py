@@ -192,3 +192,22 @@ async def test_a_key_typed_into_a_teacher_field_is_refused_masked_and_never_save
         assert "looks like an API key (gsk_… (68 characters))" in said and key not in said
         assert key[:5] not in Path("stillroom-plan.toml").read_text()
         assert app.plan.teacher.model == "gsk"  # the public prefix typed so far, no more
+
+
+async def test_the_provider_list_offers_the_mainland_china_providers_with_their_endpoints(
+    make_app,
+):
+    """You can pick Qwen (DashScope), Moonshot, Zhipu or SiliconFlow on the Teacher step, and
+    the plan gets that provider's endpoint and key variable."""
+    Path("stillroom-plan.toml").write_text("# wizard-step: teacher\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        select = app.screen.query_one("#knob-teacher-provider Select")
+        offered = {value for _label, value in select._options}
+        assert {"qwen", "moonshot", "zhipu", "siliconflow"} <= offered
+        select.value = "qwen"
+        await pilot.pause()
+        teacher = load_plan("stillroom-plan.toml").teacher
+        assert teacher.base_url == "https://dashscope.aliyuncs.com/compatible-mode/v1"
+        assert (teacher.api_key_env, teacher.model) == ("DASHSCOPE_API_KEY", "qwen-plus")

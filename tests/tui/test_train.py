@@ -112,6 +112,35 @@ async def test_gpu_panel_splits_this_runs_memory_from_others(make_app, project):
             assert "util 96% · 63°C · 412 W" in shown
 
 
+async def test_a_run_on_two_cards_shows_a_bar_for_each_card_it_uses(make_app, project):
+    """You should see GPU0 and GPU1 each with this run's memory, the idle GPU2 left out."""
+    run_dir = make_run_dir(Path("runs"))
+    cards = [
+        ev.GpuSample(
+            index=i,
+            name="NVIDIA H200",
+            mem_used_mb=used,
+            mem_total_mb=143771.0,
+            util_pct=util,
+            processes=(ev.GpuProcess(pid=100 + i, mem_used_mb=used, own=own),),
+        )
+        for i, used, util, own in ((0, 20480.0, 97.0, True), (1, 19456.0, 95.0, True),
+                                   (2, 1024.0, 0.0, False))
+    ]  # fmt: skip
+    app = make_app()
+    with Replay(run_dir, [*recorded_run(3), *cards]) as replay:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await open_train(pilot)
+            panel = screen.query_one(GpuPanel)
+            await until(pilot, lambda: len(panel.cards) == 3)
+            replay.wait_written(len(recorded_run(3)) + 3)
+            shown = str(panel.render())
+            assert "GPU0 " in shown and "20.0/140.4 GB  97%" in shown
+            assert "GPU1 " in shown and "19.0/140.4 GB  95%" in shown
+            assert "GPU2" not in shown
+            assert "this run 39.0 GB" in shown and "2 cards" in shown
+
+
 async def test_an_error_shows_its_message_and_hint_up_front(make_app, project):
     run_dir = make_run_dir(Path("runs"))
     oom = ev.Error(kind="oom", message="CUDA out of memory at step 3 (14.6 of 15.0 GB)",

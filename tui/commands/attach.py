@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("attach", help="follow a run live; Ctrl-C detaches again")
-    parser.add_argument("run", nargs="?", help="run name or folder (default: the live one)")
-    parser.add_argument("--runs-dir", default="runs", help="default: runs")
+    parser = subparsers.add_parser("attach", help=_("follow a run live; Ctrl-C detaches again"))
+    parser.add_argument("run", nargs="?", help=_("run name or folder (default: the live one)"))
+    parser.add_argument("--runs-dir", default="runs", help=_("default: runs"))
     parser.set_defaults(func=run)
 
 
@@ -23,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_dir = runs.latest_live_run(args.runs_dir)
         if run_dir is None:
-            raise UserError("no run is training now", hint="`stillroom runs` lists them all.")
+            raise UserError(_("no run is training now"), hint=_("`stillroom runs` lists them all."))
     return follow_run(run_dir)

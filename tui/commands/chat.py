@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import IO
 
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "chat",
-        help="talk to a run's student; --prompt prints one streamed answer",
-        description=(
+        help=_("talk to a run's student; --prompt prints one streamed answer"),
+        description=_(
             "Talk to RUN's student (base model + adapter). In a terminal this opens the "
             "wizard's Chat step on RUN (compare, evaluation and export included). With "
             "--prompt, stream one answer to stdout and exit (--base: the base model, "
@@ -24,30 +25,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_run_arguments(parser)
-    parser.add_argument("--prompt", metavar="TEXT", help="answer this one prompt and exit")
+    parser.add_argument("--prompt", metavar="TEXT", help=_("answer this one prompt and exit"))
     parser.add_argument(
-        "--lines", action="store_true", help="a line-based chat instead of the wizard"
+        "--lines", action="store_true", help=_("a line-based chat instead of the wizard")
     )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--base", action="store_true", help="the base model, adapter off")
+    which.add_argument("--base", action="store_true", help=_("the base model, adapter off"))
     which.add_argument(
-        "--compare", action="store_true", help="student, base and teacher, one after the other"
+        "--compare", action="store_true", help=_("student, base and teacher, one after the other")
     )
-    parser.add_argument("--system", metavar="TEXT", help="system prompt")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--system", metavar="TEXT", help=_("system prompt"))
+    parser.add_argument("--temperature", type=float, default=0.0, help=_("0 = greedy (default)"))
     parser.add_argument(
-        "--top-p", type=float, default=1.0, help="default: 1.0 (--prompt and --lines only)"
+        "--top-p", type=float, default=1.0, help=_("default: 1.0 (--prompt and --lines only)")
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=None, help="answer budget (default: 1024)"
+        "--max-new-tokens", type=int, default=None, help=_("answer budget (default: 1024)")
     )
     parser.set_defaults(func=run)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN as ``stillroom attach`` takes it, defaulting to the newest trained run."""
-    parser.add_argument("run", nargs="?", help="run name or folder (default: the newest trained)")
-    parser.add_argument("--runs-dir", default="runs", help="default: runs")
+    parser.add_argument(
+        "run", nargs="?", help=_("run name or folder (default: the newest trained)")
+    )
+    parser.add_argument("--runs-dir", default="runs", help=_("default: runs"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from engine.chat import ask_teacher
 
-        for label, base in (("student", False), ("base", True)):
+        for label, base in ((_("student"), False), (_("base"), True)):
             print(f"== {label} ==", file=out, flush=True)
             _print_stream(out, student, messages, base=base, **options)
-        print("== teacher ==", file=out, flush=True)
+        print("== " + _("teacher") + " ==", file=out, flush=True)
         teacher = ask_teacher(student.plan.teacher, messages, args.system)
         print(teacher.text or f"({teacher.note})", file=out, flush=True)
         return 0
@@ -101,7 +104,7 @@ def _wizard(args: argparse.Namespace, run_dir: Path) -> int:
             str(args.temperature),
         )
     except ValueError as error:
-        raise UserError(str(error), hint="Fix the option and run the command again.") from None
+        raise UserError(str(error), hint=_("Fix the option and run the command again.")) from None
     return run_wizard(
         args.wizard_plan, wizard_theme(args.theme), chat_run=run_dir, chat_options=options
     )
@@ -116,7 +119,9 @@ def _print_stream(out: IO[str], student, messages, **options) -> str:
     answer = generation.answer
     if answer and answer.cut:
         print(
-            f"[cut by the budget of {options['max_new_tokens']} tokens: raise --max-new-tokens]",
+            _("[cut by the budget of {tokens} tokens: raise --max-new-tokens]").format(
+                tokens=options["max_new_tokens"]
+            ),
             file=sys.stderr,
         )
     return answer.text if answer else ""
@@ -125,12 +130,12 @@ def _print_stream(out: IO[str], student, messages, **options) -> str:
 def _repl(out: IO[str], student, options) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
-        print("chat with the student; /reset forgets the history, /quit leaves", file=out,
+        print(_("chat with the student; /reset forgets the history, /quit leaves"), file=out,
               flush=True)  # fmt: skip
     history: list[dict[str, str]] = []
     while True:
         if interactive:
-            print("you> ", end="", file=out, flush=True)
+            print(_("you> "), end="", file=out, flush=True)
         line = sys.stdin.readline()
         if not line or line.strip() == "/quit":
             return 0
@@ -139,10 +144,10 @@ def _repl(out: IO[str], student, options) -> int:
             continue
         if text == "/reset":
             history.clear()
-            print("(history cleared)", file=out, flush=True)
+            print(_("(history cleared)"), file=out, flush=True)
             continue
         if text.startswith("/"):
-            print(f"unknown command {text}: /reset or /quit", file=sys.stderr)
+            print(_("unknown command {text}: /reset or /quit").format(text=text), file=sys.stderr)
             continue
         history.append({"role": "user", "content": text})
         answer = _print_stream(out, student, history, **options)

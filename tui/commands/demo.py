@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.demo import folder as demo
 from engine.demo import teacher as demo_teacher
 from engine.errors import UserError
+from engine.i18n import _
 
 DEFAULT_DIR = "stillroom-demo"
 
@@ -25,8 +26,8 @@ DEFAULT_DIR = "stillroom-demo"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="try the whole journey on any machine: invented facts, a demo teacher, training",
-        description=(
+        help=_("try the whole journey on any machine: invented facts, a demo teacher, training"),
+        description=_(
             "Fill DIR with a small student, a textbook of invented facts and a plan, start a "
             "demo teacher on this machine for as long as the demo runs, and open the wizard at "
             "the Data step. --no-wizard runs the tour headless: the teacher answers the prompts, "
@@ -34,15 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the student answer questions about the facts. Run it again in DIR to continue."
         ),
     )
-    parser.add_argument("dir", nargs="?", default=DEFAULT_DIR, help=f"default: {DEFAULT_DIR}")
     parser.add_argument(
-        "--no-wizard", action="store_true", help="run the tour headless and print before/after"
+        "dir", nargs="?", default=DEFAULT_DIR, help=_("default: {dir}").format(dir=DEFAULT_DIR)
+    )
+    parser.add_argument(
+        "--no-wizard", action="store_true", help=_("run the tour headless and print before/after")
     )
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="fetch nothing: a cached student, else a tiny random one (HF_HUB_OFFLINE=1 keeps "
-        "only the hub to its cache)",
+        help=_(
+            "fetch nothing: a cached student, else a tiny random one (HF_HUB_OFFLINE=1 keeps "
+            "only the hub to its cache)"
+        ),
     )
     parser.set_defaults(func=run)
 
@@ -53,20 +58,24 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not args.no_wizard and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UserError(
-            "the demo's wizard needs a terminal (input or output is not one here)",
-            hint=f"Run the tour headless: stillroom demo {args.dir} --no-wizard",
+            _("the demo's wizard needs a terminal (input or output is not one here)"),
+            hint=_("Run the tour headless: {command}").format(
+                command=f"stillroom demo {args.dir} --no-wizard"
+            ),
         )
     demo.check_folder(folder)  # refusals come before any download
     # HF_HUB_OFFLINE keeps the hub to its cache; the package index is still asked, the way
     # through a firewall that passes it. --offline fetches nothing at all.
     student = find_demo_student(network=not args.offline, say=lambda line: print(line, flush=True))
-    print(f"student: {student.path} ({student.label})", flush=True)
+    print(_("student: {path} ({label})").format(path=student.path, label=student.label), flush=True)
     demo.fill_folder(folder)
     with demo_teacher.DemoTeacher(demo.knowledge()) as server:
         os.environ[demo_teacher.KEY_ENV] = demo_teacher.KEY  # this process and its children
         write_demo_plan(folder / demo.PLAN, student.path, student.origin, server.base_url)
         print(
-            f"demo teacher: {demo_teacher.MODEL} at {server.base_url} (free, while the demo runs)"
+            _("demo teacher: {model} at {url} (free, while the demo runs)").format(
+                model=demo_teacher.MODEL, url=server.base_url
+            )
         )
         os.chdir(folder)
         if args.no_wizard:
@@ -75,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
         from tui.cli import wizard_theme
 
         run_wizard(demo.PLAN, wizard_theme(args.theme))
-    print(f"The demo teacher has stopped. Continue the demo: stillroom demo {args.dir}")
+    print(
+        _("The demo teacher has stopped. Continue the demo: {command}").format(
+            command=f"stillroom demo {args.dir}"
+        )
+    )
     return 0
 
 
@@ -92,7 +105,8 @@ def write_demo_plan(path: Path, student: Path, origin: str, base_url: str) -> No
         plan, step = read_draft(path)
     except PlanError as error:
         raise UserError(
-            str(error), hint=f"Fix it, or delete {path} to start the demo plan afresh."
+            str(error),
+            hint=_("Fix it, or delete {path} to start the demo plan afresh.").format(path=path),
         ) from None
     if step is None:
         plan, step = demo.demo_plan(student, origin, base_url), "data"
@@ -107,9 +121,9 @@ def tour(student_label: str, folder: str) -> int:
     from tui.cli import main
 
     for note, command in (
-        (f"The demo teacher answers {demo.PROMPTS}, appending to {demo.DATASET}:",
-         ["generate", "--plan", demo.PLAN]),
-        ("The student learns the textbook:", ["train", demo.PLAN]),
+        (_("The demo teacher answers {prompts}, appending to {dataset}:").format(
+            prompts=demo.PROMPTS, dataset=demo.DATASET), ["generate", "--plan", demo.PLAN]),
+        (_("The student learns the textbook:"), ["train", demo.PLAN]),
     ):  # fmt: skip
         print(f"\n{note}\n$ stillroom {' '.join(command)}", flush=True)
         code = main(command)
@@ -118,11 +132,19 @@ def tour(student_label: str, folder: str) -> int:
     newest = runs.list_runs("runs")[0]
     if newest.state != "finished":
         raise UserError(
-            f"the run {newest.name} has not finished ({newest.state})",
-            hint=f"`stillroom attach {newest.path}` follows it; then run the demo again.",
+            _("the run {run} has not finished ({state})").format(
+                run=newest.name, state=newest.state
+            ),
+            hint=_("{command} follows it; then run the demo again.").format(
+                command=f"`stillroom attach {newest.path}`"
+            ),
         )
     _before_after(Path(newest.path), student_label)
-    print(f"See it in the wizard: stillroom demo {folder} (ctrl+n to Chat; ctrl+t compares).")
+    print(
+        _("See it in the wizard: {command} (ctrl+n to Chat; ctrl+t compares).").format(
+            command=f"stillroom demo {folder}"
+        )
+    )
     return 0
 
 
@@ -131,18 +153,28 @@ def _before_after(run_dir: Path, student_label: str) -> None:
     from engine.demo.teacher import normalise
 
     known = demo.knowledge()
-    print(f"\nBefore and after training ({student_label}):", flush=True)
+    print("\n" + _("Before and after training ({label}):").format(label=student_label), flush=True)
     student = load_student(run_dir)
+    from rich.cells import cell_len
+
     learned = {"base": 0, "student": 0}
+    names = {"base": _("base"), "student": _("student")}
+    width = max(8, *(cell_len(name) for name in names.values()))
     for question in demo.TOUR_QUESTIONS:
-        print(f"\nQ: {question}\n   textbook: {known[question]}")
+        print("\n" + _("Q: {question}").format(question=question))
+        print("   " + _("textbook: {answer}").format(answer=known[question]))
         for who in learned:
             messages = [{"role": "user", "content": question}]
             text = student.answer(messages, base=who == "base", max_new_tokens=48).text.strip()
             learned[who] += normalise(known[question]) in normalise(text)
-            print(f"   {who:8}: {' '.join(text.split()) or '(nothing)'}", flush=True)
+            name = names[who] + " " * (width - cell_len(names[who]))
+            said = " ".join(text.split()) or _("(nothing)")
+            print(f"   {name}: {said}", flush=True)
     total = len(demo.TOUR_QUESTIONS)
     print(
-        f"\nThe student gives the textbook's answer to {learned['student']} of {total} "
-        f"questions; the base model to {learned['base']} of {total}."
+        "\n"
+        + _(
+            "The student gives the textbook's answer to {student} of {total} questions; "
+            "the base model to {base} of {total}."
+        ).format(student=learned["student"], base=learned["base"], total=total)
     )

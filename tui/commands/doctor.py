@@ -5,24 +5,52 @@ from __future__ import annotations
 import argparse
 import json
 
+from engine.i18n import _
 from engine.plan import Plan, load_plan
 
-_MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+_STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def _mark(status: str) -> str:
+    """A check's status in the reader's language (the JSON keeps ok/warn/fail)."""
+    return {"ok": _("ok"), "warn": _("warn"), "fail": _("FAIL")}[status]
+
+
+def _name(name: str) -> str:
+    """A check's name in the reader's language; the JSON keeps the English name."""
+    names = {
+        "driver": _("driver"),
+        "torch": _("torch"),
+        "precision": _("precision"),
+        "backend": _("backend"),
+        "student model": _("student model"),
+        "memory fit": _("memory fit"),
+        "disk": _("disk"),
+        "teacher key": _("teacher key"),
+        "offline": _("offline"),
+    }
+    if name.startswith("gpu "):
+        return _("GPU {index}").format(index=name[4:])
+    return names.get(name, name)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check the GPU, driver, CUDA, backend, disk and API key",
-        description=(
+        help=_("check the GPU, driver, CUDA, backend, disk and API key"),
+        description=_(
             "Check this machine for training: NVIDIA driver, CUDA and GPUs with free memory, "
             "bf16, which backend will run and why, whether the plan fits the GPU, disk space "
             "for runs and whether the teacher's API key variable is set. Exits 1 when "
             "something would stop a run."
         ),
     )
-    parser.add_argument("plan", nargs="?", help="plan file to check against (default plan)")
-    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("plan", nargs="?", help=_("plan file to check against (default plan)"))
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help=_("print the checks as JSON (keys and statuses stay English)"),
+    )
     parser.set_defaults(func=run)
 
 
@@ -40,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         table = Table(show_header=False, box=None, pad_edge=False)
         for check in checks:
             detail = check.detail + (f"\n[dim]{check.hint}[/]" if check.hint else "")
-            table.add_row(_MARKS[check.status], f"[bold]{check.name}[/]", detail)
+            style, name = _STYLES[check.status], _name(check.name)
+            table.add_row(f"[{style}]{_mark(check.status)}[/]", f"[bold]{name}[/]", detail)
         Console(highlight=False).print(table)
     return 1 if any(check.status == "fail" for check in checks) else 0

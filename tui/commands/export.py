@@ -6,14 +6,15 @@ import argparse
 import json
 import sys
 
+from engine.i18n import _
 from tui.commands.chat import add_run_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a run's student: adapter, merged model or GGUF",
-        description=(
+        help=_("export a run's student: adapter, merged model or GGUF"),
+        description=_(
             "adapter: the LoRA adapter, tokenizer and a model card. merged: a 16-bit model in "
             "safetensors that plain transformers loads. gguf: a GGUF file plus an Ollama "
             "Modelfile (needs llama.cpp's converter: --llama-cpp DIR or LLAMA_CPP_DIR). merged "
@@ -27,31 +28,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="a new or empty folder, or an earlier export of this format (default: "
-        "RUN/export/FORMAT)",
+        help=_(
+            "a new or empty folder, or an earlier export of this format (default: "
+            "RUN/export/FORMAT)"
+        ),
     )
     parser.add_argument(
         "--force",
         action="store_true",
-        help="replace an earlier Stillroom export of another format (never other folders)",
+        help=_("replace an earlier Stillroom export of another format (never other folders)"),
     )
     parser.add_argument(
         "--llama-cpp",
         metavar="DIR",
-        help="the llama.cpp checkout whose converter makes the GGUF (default: $LLAMA_CPP_DIR, "
-        "else llama.cpp's converter on PATH)",
+        help=_(
+            "the llama.cpp checkout whose converter makes the GGUF (default: $LLAMA_CPP_DIR, "
+            "else llama.cpp's converter on PATH)"
+        ),
     )
     parser.add_argument(
-        "--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help="default: f16"
+        "--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help=_("default: f16")
     )
     parser.add_argument(
         "--push-to-hub",
         metavar="REPO",
         default="",
-        help="upload to this private hub repo (HF_TOKEN)",
+        help=_("upload to this private hub repo (HF_TOKEN)"),
     )
     parser.add_argument(
-        "--json", action="store_true", help="print where it went and the parity check as JSON"
+        "--json", action="store_true", help=_("print where it went and the parity check as JSON")
     )
     parser.set_defaults(func=run)
 
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     converter = None
     if args.format == "gguf":
         converter = find_gguf_converter(args.llama_cpp)
-        print(f"converter: {converter}", flush=True, file=sys.stderr if args.json else sys.stdout)
+        where = sys.stderr if args.json else sys.stdout
+        print(_("converter: {path}").format(path=converter), flush=True, file=where)
     with chatter_to_stderr():
         result = export(
             run_dir,
@@ -91,19 +97,27 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
         return 1 if result.flagged else 0
-    print(f"exported {result.format}: {result.path}")
+    print(_("exported {format}: {path}").format(format=result.format, path=result.path))
     if result.parity:
         parity = result.parity
         if parity.note:
-            print(f"parity: {parity.note}")
+            print(_("parity: {note}").format(note=parity.note))
         elif parity.differing:
-            print(
-                f"stillroom: the export answers {parity.differing} of {len(parity.prompts)} "
-                f"prompts differently from base + adapter; see {result.path / 'parity.json'}",
-                file=sys.stderr,
+            message = _(
+                "the export answers {differing} of {total} prompts differently from "
+                "base + adapter; see {path}"
+            ).format(
+                differing=parity.differing,
+                total=len(parity.prompts),
+                path=result.path / "parity.json",
             )
+            print(f"stillroom: {message}", file=sys.stderr)
         else:
-            print(f"parity: same greedy answers as base + adapter on {len(parity.prompts)} prompts")
+            print(
+                _("parity: same greedy answers as base + adapter on {count} prompts").format(
+                    count=len(parity.prompts)
+                )
+            )
     if result.uploaded_to:
-        print(f"uploaded: {result.uploaded_to}")
+        print(_("uploaded: {where}").format(where=result.uploaded_to))
     return 1 if result.flagged else 0

@@ -50,21 +50,23 @@ _FLAGS = {
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="have the teacher answer prompts, writing a resumable JSONL dataset",
-        description=(
+        help=_("have the teacher answer prompts, writing a resumable JSONL dataset"),
+        description=_(
             "Have the teacher model answer every prompt, appending one finished answer "
             "a line to --out. Run the same command again to finish an interrupted job: "
             "answered prompts are skipped, never paid for twice. The API key is read from "
             "the environment variable named by --api-key-env and is never written anywhere."
         ),
     )
-    source = parser.add_argument_group("prompts")
+    source = parser.add_argument_group(_("prompts"))
     source.add_argument(
-        "--prompts", metavar="FILE", help="text file (one a line), JSONL or dataset"
+        "--prompts", metavar="FILE", help=_("text file (one a line), JSONL or dataset")
     )
-    source.add_argument("--topic", metavar="TEXT", help="let the teacher write questions on this")
-    source.add_argument("--count", type=int, metavar="N", help="questions to write for --topic")
-    source.add_argument("--limit", type=int, metavar="N", help="answer only the first N prompts")
+    source.add_argument(
+        "--topic", metavar="TEXT", help=_("let the teacher write questions on this")
+    )
+    source.add_argument("--count", type=int, metavar="N", help=_("questions to write for --topic"))
+    source.add_argument("--limit", type=int, metavar="N", help=_("answer only the first N prompts"))
     docs = parser.add_argument_group(
         _("documents"),
         _("have the teacher write questions on your files, then answer each from its passage"),
@@ -81,38 +83,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     docs.add_argument(
         "--chunk-tokens", type=int, metavar="T", help=_("chunk size in tokens (default 600)")
     )
-    teacher = parser.add_argument_group("teacher")
-    teacher.add_argument("--plan", metavar="PLAN", help="take the [teacher] settings from a plan")
+    teacher = parser.add_argument_group(_("teacher"))
+    teacher.add_argument(
+        "--plan", metavar="PLAN", help=_("take the [teacher] settings from a plan")
+    )
     teacher.add_argument(
         "--provider",
         type=_provider,
         metavar="{" + ",".join(get_args(Provider)) + "}",
-        help="preset (default: the one --base-url names, else deepseek)",
+        help=_("preset (default: the one --base-url names, else deepseek)"),
     )
-    teacher.add_argument("--base-url", metavar="URL", help="OpenAI-compatible endpoint")
-    teacher.add_argument("--model", metavar="NAME", help="model id (see --list-models)")
+    teacher.add_argument("--base-url", metavar="URL", help=_("OpenAI-compatible endpoint"))
+    teacher.add_argument("--model", metavar="NAME", help=_("model id (see --list-models)"))
     teacher.add_argument(
-        "--api-key-env", metavar="VAR", help="environment variable holding the key ('' for none)"
+        "--api-key-env", metavar="VAR", help=_("environment variable holding the key ('' for none)")
     )
-    teacher.add_argument("--system", metavar="TEXT", help="system prompt ('' for none)")
-    teacher.add_argument("--max-tokens", type=int, metavar="N", help="answer budget per prompt")
+    teacher.add_argument("--system", metavar="TEXT", help=_("system prompt ('' for none)"))
+    teacher.add_argument("--max-tokens", type=int, metavar="N", help=_("answer budget per prompt"))
     teacher.add_argument("--temperature", type=float, metavar="T")
-    teacher.add_argument("--concurrency", type=int, metavar="N", help="requests in flight")
-    teacher.add_argument("--timeout", type=float, metavar="S", help="seconds without a byte")
+    teacher.add_argument("--concurrency", type=int, metavar="N", help=_("requests in flight"))
+    teacher.add_argument("--timeout", type=float, metavar="S", help=_("seconds without a byte"))
     teacher.add_argument(
-        "--stream", action=argparse.BooleanOptionalAction, default=None, help="stream answers"
+        "--stream", action=argparse.BooleanOptionalAction, default=None, help=_("stream answers")
     )
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", metavar="FILE.jsonl", help="output file (default: teacher.jsonl)")
-    run.add_argument("--budget", type=float, metavar="USD", help="stop cleanly once spent")
+    run = parser.add_argument_group(_("run"))
+    run.add_argument("--out", metavar="FILE.jsonl", help=_("output file (default: teacher.jsonl)"))
+    run.add_argument("--budget", type=float, metavar="USD", help=_("stop cleanly once spent"))
     run.add_argument(
-        "--dry-run", action="store_true", help="estimate tokens and cost, send nothing"
-    )
-    run.add_argument(
-        "--list-models", action="store_true", help="list the endpoint's models and exit"
+        "--dry-run", action="store_true", help=_("estimate tokens and cost, send nothing")
     )
     run.add_argument(
-        "--json", action="store_true", help="with --dry-run or --list-models: print JSON"
+        "--list-models", action="store_true", help=_("list the endpoint's models and exit")
+    )
+    run.add_argument(
+        "--json", action="store_true", help=_("with --dry-run or --list-models: print JSON")
     )
     parser.set_defaults(func=main)
 
@@ -123,7 +127,9 @@ def _provider(value: str) -> str:
 
     if value not in get_args(Provider):
         names = ", ".join(get_args(Provider))
-        raise argparse.ArgumentTypeError(f"must be one of {names} (got {shown(value)})")
+        raise argparse.ArgumentTypeError(
+            _("must be one of {names} (got {value})").format(names=names, value=shown(value))
+        )
     return value
 
 
@@ -153,8 +159,8 @@ def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
 def main(args: argparse.Namespace) -> int:
     if args.json and not (args.dry_run or args.list_models):
         raise UserError(
-            "--json goes with --dry-run or --list-models",
-            hint="A real generation reports as it goes; its answers land in the --out file.",
+            _("--json goes with --dry-run or --list-models"),
+            hint=_("A real generation reports as it goes; its answers land in the --out file."),
         )
     teacher = teacher_from_args(args)
     if args.list_models:
@@ -204,20 +210,20 @@ def _list_models(teacher: TeacherPlan, *, as_json: bool = False) -> int:
 
 def _money(value: float | None) -> str:
     if value is None:
-        return "unknown (set price_input_per_mtok / price_output_per_mtok)"
+        return _("unknown (set price_input_per_mtok / price_output_per_mtok)")
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
-def _cost_json(estimate: Estimate | DocumentsEstimate) -> dict[str, Any]:
+def _cost_json(teacher: TeacherPlan, estimate: Estimate | DocumentsEstimate) -> dict[str, Any]:
     """The price used and what a forecast costs, as the end of a dry run's JSON."""
-    from engine.teacher.providers import PRICES_AS_OF
+    from engine.teacher.providers import PRESETS
 
     price = estimate.price
     return {
         "price_per_mtok": None
         if price is None
         else {"input": price.input_per_mtok, "output": price.output_per_mtok},
-        "prices_as_of": PRICES_AS_OF,
+        "prices_as_of": PRESETS[teacher.provider].prices_as_of,
         "cost_usd": estimate.cost_usd(),
         "cost_max_usd": estimate.cost_max_usd,
     }
@@ -235,7 +241,7 @@ def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
         "completion_tokens": estimate.completion_tokens,
         "answer_tokens_each": estimate.answer_tokens_each,
         "answer_tokens_measured": estimate.answer_tokens_measured,
-        **_cost_json(estimate),
+        **_cost_json(teacher, estimate),
     }
 
 
@@ -268,7 +274,7 @@ def _documents_json(teacher: TeacherPlan, estimate: DocumentsEstimate) -> dict[s
         },
         "prompt_tokens": estimate.prompt_tokens,
         "completion_tokens": estimate.completion_tokens,
-        **_cost_json(estimate),
+        **_cost_json(teacher, estimate),
     }
 
 
@@ -331,30 +337,45 @@ def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.teacher.providers import PRICES_AS_OF
+    from engine.teacher.providers import PRESETS
 
-    table = Table(title=f"Dry run: {teacher.model} at {teacher.base_url}", show_header=False)
+    title = _("Dry run: {model} at {url}").format(model=teacher.model, url=teacher.base_url)
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("prompts", f"{estimate.prompts:,}")
+    table.add_row(_("prompts"), f"{estimate.prompts:,}")
     if estimate.diversity is not None:
-        table.add_row("diversity", estimate.diversity.describe())
-    table.add_row("already answered", f"{estimate.already:,}")
-    table.add_row("to send", f"{estimate.to_send:,}")
-    table.add_row("input tokens", f"~{estimate.prompt_tokens:,}")
-    basis = "mean of earlier answers" if estimate.answer_tokens_measured else "assumed"
-    table.add_row(
-        "output tokens",
-        f"~{estimate.completion_tokens:,} ({estimate.answer_tokens_each:,} an answer, {basis})",
+        table.add_row(_("diversity"), estimate.diversity.describe())
+    table.add_row(_("already answered"), f"{estimate.already:,}")
+    table.add_row(_("to send"), f"{estimate.to_send:,}")
+    table.add_row(_("input tokens"), f"~{estimate.prompt_tokens:,}")
+    each = {
+        "total": f"{estimate.completion_tokens:,}",
+        "tokens": f"{estimate.answer_tokens_each:,}",
+    }
+    output = (
+        _("~{total} ({tokens} an answer, mean of earlier answers)").format(**each)
+        if estimate.answer_tokens_measured
+        else _("~{total} ({tokens} an answer, assumed)").format(**each)
     )
+    table.add_row(_("output tokens"), output)
     if estimate.price is not None:
         table.add_row(
-            "price",
-            f"${estimate.price.input_per_mtok:g} in / ${estimate.price.output_per_mtok:g} out "
-            f"per million tokens (table of {PRICES_AS_OF}; plan keys override)",
+            _("price"),
+            _(
+                "${input} in / ${output} out per million tokens "
+                "(table of {date}; plan keys override)"
+            ).format(
+                input=f"{estimate.price.input_per_mtok:g}",
+                output=f"{estimate.price.output_per_mtok:g}",
+                date=PRESETS[teacher.provider].prices_as_of,
+            ),
         )
-    table.add_row("expected cost", _money(estimate.cost_usd()))
-    table.add_row("at most", f"{_money(estimate.cost_max_usd)} (every answer at max_tokens)")
+    table.add_row(_("expected cost"), _money(estimate.cost_usd()))
+    table.add_row(
+        _("at most"),
+        _("{cost} (every answer at max_tokens)").format(cost=_money(estimate.cost_max_usd)),
+    )
     Console().print(table)
 
 
@@ -372,10 +393,11 @@ def _generate(teacher: TeacherPlan) -> int:
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        console.print(
-            "[yellow]stopping: finishing the answers in flight (paid for already); "
-            "press Ctrl-C again to abandon them[/]"
+        message = _(
+            "stopping: finishing the answers in flight (paid for already); "
+            "press Ctrl-C again to abandon them"
         )
+        console.print(f"[yellow]{message}[/]")
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -385,25 +407,29 @@ def _generate(teacher: TeacherPlan) -> int:
         console=console,
         transient=True,
     )
-    task = progress.add_task("connecting", total=None, stats="")
+    task = progress.add_task(_("connecting"), total=None, stats="")
 
     def emit(event: ev.Event) -> None:
         if isinstance(event, ev.Progress):
             eta = "" if event.eta_s is None else f" · ETA {_duration(event.eta_s)}"
             cost = f" · ${event.cost_usd:,.4f}" if event.cost_usd else ""
-            stats = (
-                f"failed {event.failed} · in flight {event.in_flight}{eta}\n"
-                f"tokens {event.prompt_tokens:,} in / {event.completion_tokens:,} out{cost} · "
-                f"{_duration(event.elapsed_s)} elapsed"
+            first = _("failed {failed} · in flight {in_flight}").format(
+                failed=event.failed, in_flight=event.in_flight
             )
-            name = "questions" if event.job == "questions" else "answers"
+            second = _("tokens {input} in / {output} out").format(
+                input=f"{event.prompt_tokens:,}", output=f"{event.completion_tokens:,}"
+            )
+            elapsed = _("{time} elapsed").format(time=_duration(event.elapsed_s))
+            stats = f"{first}{eta}\n{second}{cost} · {elapsed}"
+            name = _("questions") if event.job == "questions" else _("answers")
             progress.update(
                 task, description=name, completed=event.done, total=event.total, stats=stats
             )
         elif isinstance(event, ev.Log):
             progress.console.print(event.line)
         elif isinstance(event, ev.Warning):
-            progress.console.print(f"[yellow]warning:[/] {event.message}")
+            label = "[yellow]" + _("warning:") + "[/]"
+            progress.console.print(f"{label} {event.message}")
             if event.hint:
                 progress.console.print(f"  {event.hint}")
 
@@ -426,8 +452,10 @@ def _generate(teacher: TeacherPlan) -> int:
             line = _("{n} chunks have no questions yet: the teacher's reply held none.")
             console.print(f"[red]{line.format(n=summary.failed_chunks)}[/]")
         console.print(
-            f"[red]{missing} of {summary.total} prompts are not answered yet "
-            f"({summary.stopped}).[/] Run the same command again to finish them."
+            _(
+                "[red]{missing} of {total} prompts are not answered yet ({why}).[/] "
+                "Run the same command again to finish them."
+            ).format(missing=missing, total=summary.total, why=summary.stopped)
         )
         return 1
     return 0
@@ -442,30 +470,38 @@ def _duration(seconds: float) -> str:
 def _print_summary(console: Any, summary: Summary) -> None:
     from rich.table import Table
 
-    table = Table(title="Teacher generation", show_header=False)
+    table = Table(title=_("Teacher generation"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("output", summary.output)
+    table.add_row(_("output"), summary.output)
     if summary.corpus is not None:
         table.add_row(_("documents"), summary.corpus.describe())
         if summary.failed_chunks:
             failed = _("{n} (no usable questions)").format(n=summary.failed_chunks)
             table.add_row(_("chunks failed"), failed)
-    table.add_row("prompts", f"{summary.total:,}")
+    table.add_row(_("prompts"), f"{summary.total:,}")
     table.add_row(
-        "answered", f"{summary.done:,} ({summary.already:,} earlier, {summary.answered:,} now)"
+        _("answered"),
+        _("{done} ({earlier} earlier, {now} now)").format(
+            done=f"{summary.done:,}", earlier=f"{summary.already:,}", now=f"{summary.answered:,}"
+        ),
     )
     table.add_row(
-        "failed", f"{summary.failed:,}" + (f" ({summary.first_failure})" if summary.failed else "")
+        _("failed"),
+        f"{summary.failed:,}" + (f" ({summary.first_failure})" if summary.failed else ""),
     )
     if summary.flagged:
-        table.add_row("flagged", ", ".join(f"{n} {flag}" for flag, n in summary.flagged.items()))
-    table.add_row("retries", f"{summary.retries:,}")
+        flagged = ", ".join(f"{n} {flag}" for flag, n in summary.flagged.items())
+        table.add_row(_("flagged"), flagged)
+    table.add_row(_("retries"), f"{summary.retries:,}")
     table.add_row(
-        "tokens", f"{summary.prompt_tokens:,} in / {summary.completion_tokens:,} out (this run)"
+        _("tokens"),
+        _("{input} in / {output} out (this run)").format(
+            input=f"{summary.prompt_tokens:,}", output=f"{summary.completion_tokens:,}"
+        ),
     )
-    table.add_row("cost", _money(summary.cost_usd))
-    table.add_row("time", _duration(summary.elapsed_s))
+    table.add_row(_("cost"), _money(summary.cost_usd))
+    table.add_row(_("time"), _duration(summary.elapsed_s))
     if summary.diversity is not None:
-        table.add_row("diversity", summary.diversity.describe())
+        table.add_row(_("diversity"), summary.diversity.describe())
     console.print(table)

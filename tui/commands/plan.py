@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from engine.i18n import _
 from engine.plan import Plan, load_plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plan",
-        help="check a plan file, or print every key with its default",
-        description=(
+        help=_("check a plan file, or print every key with its default"),
+        description=_(
             "Check a plan file and print it in full (defaults filled in), or print the "
             "default plan to start from: `stillroom plan --defaults > plan.toml`."
         ),
     )
-    parser.add_argument("path", nargs="?", help="plan file (TOML) to check")
-    parser.add_argument("--defaults", action="store_true", help="print the default plan")
+    parser.add_argument("path", nargs="?", help=_("plan file (TOML) to check"))
+    parser.add_argument("--defaults", action="store_true", help=_("print the default plan"))
     parser.set_defaults(func=run)
 
 

@@ -10,14 +10,17 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from engine.i18n import _, ngettext
+from tui.wording import state_name
+
 if TYPE_CHECKING:
     from engine.runs import RunStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("runs", help="list runs: state, step, last loss")
-    parser.add_argument("--runs-dir", default="runs", help="default: runs")
-    parser.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    parser = subparsers.add_parser("runs", help=_("list runs: state, step, last loss"))
+    parser.add_argument("--runs-dir", default="runs", help=_("default: runs"))
+    parser.add_argument("--json", action="store_true", help=_("one JSON list, for scripts"))
     parser.set_defaults(func=run)
 
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in found], indent=2))
         return 0
     if not found:
-        print(f"no runs in {args.runs_dir}/")
+        print(_("no runs in {folder}/").format(folder=args.runs_dir))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -37,12 +40,15 @@ def run(args: argparse.Namespace) -> int:
     table = Table(box=None)
     notes = [_note(r) for r in found]
     noted = any(notes)
-    for column in ("run", "state", "step", "loss", "backend", *(["note"] if noted else [])):
+    columns = [_("run"), _("state"), _("step"), _("loss"), _("backend")]
+    for column in columns + ([_("note")] if noted else []):
         table.add_column(column)
     for r, note in zip(found, notes, strict=True):
         step = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step)
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
-        table.add_row(r.name, r.state, step, loss, r.backend, *([note] if noted else []))
+        table.add_row(
+            r.name, state_name(r.state), step, loss, r.backend, *([note] if noted else [])
+        )
     Console().print(table)
     return 0
 
@@ -52,6 +58,8 @@ def _note(run: RunStatus) -> str:
     parts = [run.message] if run.state == "unreadable" else []
     if run.damaged_lines:
         parts.append(
-            f"{run.damaged_lines} damaged line{'s' if run.damaged_lines > 1 else ''} skipped"
+            ngettext(
+                "{count} damaged line skipped", "{count} damaged lines skipped", run.damaged_lines
+            ).format(count=run.damaged_lines)
         )
     return "; ".join(parts)

@@ -8,33 +8,36 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a plan headless (survives a closed terminal); or resume a run",
-        description=(
+        help=_("train a plan headless (survives a closed terminal); or resume a run"),
+        description=_(
             "Start training PLAN in its own process and follow it live. Ctrl-C detaches "
             "(training goes on); `stillroom attach RUN` comes back, `stillroom cancel RUN` stops "
             "it and keeps the adapter. --resume continues a crashed or killed run from its "
             "newest whole checkpoint, to the planned number of steps."
         ),
     )
-    parser.add_argument("plan", nargs="?", help="plan file (TOML)")
-    parser.add_argument("--detach", action="store_true", help="return at once; do not follow")
+    parser.add_argument("plan", nargs="?", help=_("plan file (TOML)"))
+    parser.add_argument("--detach", action="store_true", help=_("return at once; do not follow"))
     parser.add_argument(
         "--probe",
         action="store_true",
-        help="run 5 steps of the real plan and report peak GPU memory and step time",
+        help=_("run 5 steps of the real plan and report peak GPU memory and step time"),
     )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="with --probe: follow on stderr, then print the probe's figures as one JSON object",
+        help=_("with --probe: follow on stderr, then print the probe's figures as one JSON object"),
     )
-    parser.add_argument("--resume", metavar="RUN", help="continue this run instead")
-    parser.add_argument("--runs-dir", default="runs", help="where --resume looks (default: runs)")
+    parser.add_argument("--resume", metavar="RUN", help=_("continue this run instead"))
+    parser.add_argument(
+        "--runs-dir", default="runs", help=_("where --resume looks (default: runs)")
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,22 +46,23 @@ def run(args: argparse.Namespace) -> int:
     from engine.plan import load_plan
 
     if args.json and not args.probe:
-        raise UserError("--json goes with --probe", hint="`stillroom train PLAN --probe --json`")
+        raise UserError(_("--json goes with --probe"), hint="`stillroom train PLAN --probe --json`")
     if args.resume:
         if args.plan or args.probe:
-            raise UserError("--resume takes a run, not a plan or --probe")
+            raise UserError(_("--resume takes a run, not a plan or --probe"))
         run_dir = runs.prepare_resume(args.resume, args.runs_dir)
     elif args.plan:
         plan = load_plan(args.plan)
         run_dir = runs.create_run(plan, suffix="-probe" if args.probe else "")
     else:
         raise UserError(
-            "give a plan file, or --resume RUN", hint="`stillroom plan --defaults > plan.toml`"
+            _("give a plan file, or --resume RUN"), hint="`stillroom plan --defaults > plan.toml`"
         )
     trainer = runs.start(run_dir, probe=args.probe)
-    print(f"run directory: {run_dir}", flush=True, file=sys.stderr if args.json else sys.stdout)
+    where = sys.stderr if args.json else sys.stdout
+    print(_("run directory: {path}").format(path=run_dir), flush=True, file=where)
     if args.detach:
-        print(f"follow it: stillroom attach {run_dir}")
+        print(_("follow it: {command}").format(command=f"stillroom attach {run_dir}"))
         return 0
     from tui.follow import follow_run
 
@@ -92,13 +96,26 @@ def _print_probe(run_dir: Path) -> None:
         return
     peak = summary.get("peak_reserved_mb")
     step_s = summary.get("step_s_median")
-    peak_text = f"{peak / 1024:.2f} GB peak reserved" if peak else "no GPU memory measured (CPU)"
-    step_text = f"{step_s:.2f} s/step" if step_s else "step time unknown"
-    print(f"probe: {peak_text}, {step_text} at {summary['micro_batch']} x {summary['grad_accum']}")
+    peak_text = (
+        _("{size} GB peak reserved").format(size=f"{peak / 1024:.2f}")
+        if peak
+        else _("no GPU memory measured (CPU)")
+    )
+    step_text = f"{step_s:.2f} s/step" if step_s else _("step time unknown")
+    print(
+        _("probe: {peak}, {step} at {micro_batch} x {grad_accum}").format(
+            peak=peak_text,
+            step=step_text,
+            micro_batch=summary["micro_batch"],
+            grad_accum=summary["grad_accum"],
+        )
+    )
     full_steps = summary.get("planned_steps")
     if step_s and full_steps:
         from tui.wording import duration
 
         print(
-            f"the full run of {full_steps} steps would take about {duration(step_s * full_steps)}"
+            _("the full run of {steps} steps would take about {time}").format(
+                steps=full_steps, time=duration(step_s * full_steps)
+            )
         )

@@ -152,7 +152,9 @@ class StudentScreen(StepScreen):
         from engine.hub import locate_model
 
         try:
-            message = self.ModelChecked(model, locate_model(model, ask_hub=False).detail, "")
+            source = self.app.plan.student.source
+            found = locate_model(model, ask_hub=False, source=source)
+            message = self.ModelChecked(model, found.detail, "")
         except UserError as error:
             message = self.ModelChecked(model, "", f"{error.message} {error.hint}".strip())
         if not get_current_worker().is_cancelled:
@@ -281,11 +283,12 @@ class StudentScreen(StepScreen):
         model = self.app.plan.student.model
         if self.model_check and self.model_check[0] == model:
             return [self.model_check[1]] if self.model_check[1] else []
-        if needs_network(model):
+        source = self.app.plan.student.source
+        if needs_network(model, source):
             return [f"Still checking that the student model {model} can be fetched; "
                     "press ctrl+n again in a moment."]  # fmt: skip
         try:
-            locate_model(model, ask_hub=False)
+            locate_model(model, ask_hub=False, source=source)
         except UserError as error:
             return [f"{error.message} {error.hint}".strip()]
         return []

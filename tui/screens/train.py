@@ -263,7 +263,7 @@ class TrainScreen(StepScreen):
         if message.samples is None:
             panel.show_absent()
         elif message.samples:
-            panel.show(message.samples[0])
+            panel.show_all(message.samples)  # every card: the panel shows those the run uses
 
     @on(CancelSent)
     def _cancel_sent(self, message: CancelSent) -> None:

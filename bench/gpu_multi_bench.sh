@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One device call for multi-GPU training (repo root, on a CUDA machine with two GPUs): install the
+# carried wheels, list the cards and their links, run doctor's checks, then the 1 vs 2 GPU bench.
+#   bash bench/gpu_multi_bench.sh OUT_DIR [STEPS] [BENCH_SECONDS] [BASELINE_PY]
+set -o pipefail
+out=${1:-gpu-out}
+steps=${2:-200}
+seconds=${3:-460}
+baseline=${4:-.gpu-shared/baseline_unsloth.py}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
+       UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache
+{ nvidia-smi -L; nvidia-smi topo -m; } > "$out/cards.txt" 2>&1
+python3 -c '
+from engine.doctor import diagnose
+from engine.plan import plan_from_dict
+for gpus in ("auto", [1]):
+    print(f"training.gpus = {gpus}")
+    for check in diagnose(plan_from_dict({"training": {"gpus": gpus}})):
+        print(f"  {check.name}: {check.status}: {check.detail} | {check.hint}")
+' > "$out/doctor.txt" 2>&1
+timeout "$seconds" python3 bench/gpu_multi_bench.py --baseline "$baseline" --out "$out" --steps "$steps" \
+  > "$out/bench.log" 2>&1
