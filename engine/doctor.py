@@ -43,25 +43,33 @@ def _torch_check() -> tuple[Check, bool]:
     import torch
 
     if not torch.cuda.is_available():
-        return Check("torch", "warn", f"torch {torch.__version__}, no CUDA device visible"), False
+        detail = _("torch {version}, no CUDA device visible").format(version=torch.__version__)
+        return Check("torch", "warn", detail), False
     bf16 = torch.cuda.is_bf16_supported()
-    detail = f"torch {torch.__version__}, CUDA {torch.version.cuda}, bf16 {'yes' if bf16 else 'no'}"
-    hint = "" if bf16 else "No bf16 on this card (pre-Ampere): training uses fp16."
+    detail = (
+        _("torch {version}, CUDA {cuda}, bf16 yes")
+        if bf16
+        else _("torch {version}, CUDA {cuda}, bf16 no")
+    ).format(version=torch.__version__, cuda=torch.version.cuda)
+    hint = "" if bf16 else _("No bf16 on this card (pre-Ampere): training uses fp16.")
     return Check("torch", "ok", detail, hint), True
 
 
 def _gpu_checks(plan: Plan) -> list[Check]:
     ok, reason = gpu.available()
     if not ok:
-        hint = f"Training runs on the CPU: small models only (preset {preset_for(None).name})."
+        hint = _("Training runs on the CPU: small models only (preset {preset}).").format(
+            preset=preset_for(None).name
+        )
         return [Check("gpu", "warn", reason, hint), _cpu_fit_check(plan)]
     versions = gpu.driver_versions()
     checks = [
         Check(
             "driver",
             "ok",
-            f"NVIDIA driver {versions.get('driver', '?')}, CUDA up to "
-            f"{versions.get('cuda_driver', '?')}",
+            _("NVIDIA driver {driver}, CUDA up to {cuda}").format(
+                driver=versions.get("driver", "?"), cuda=versions.get("cuda_driver", "?")
+            ),
         )
     ]
     readings = gpu.sample()
@@ -70,12 +78,18 @@ def _gpu_checks(plan: Plan) -> list[Check]:
         free_mb = reading.mem_total_mb - reading.mem_used_mb
         others = sum(p.mem_used_mb for p in reading.processes)
         detail = (
-            f"{reading.name}: {free_mb / 1024:.1f} of {reading.mem_total_mb / 1024:.1f} GB free"
-            + (
-                f" ({others / 1024:.1f} GB held by {len(reading.processes)} process(es))"
-                if others
-                else ""
+            _(
+                "{card}: {free:.1f} of {total:.1f} GB free ({held:.1f} GB held by "
+                "{processes} process(es))"
             )
+            if others
+            else _("{card}: {free:.1f} of {total:.1f} GB free")
+        ).format(
+            card=reading.name,
+            free=free_mb / 1024,
+            total=reading.mem_total_mb / 1024,
+            held=others / 1024,
+            processes=len(reading.processes),
         )
         checks.append(Check(f"gpu {reading.index}", "ok", detail))
         if reading.index in used:
@@ -174,9 +188,11 @@ def _fit_check(plan: Plan, total_mb: float, free_mb: float, index: int = 0) -> C
         return Check(_fit_name(index), "warn", str(error), error.hint)
     status: Status = {"fits": "ok", "tight": "warn"}.get(result.verdict, "fail")
     preset = preset_for(total_mb)
-    hint = f"Preset for this card: {preset.name} ({preset.why})"
+    hint = _("Preset for this card: {preset} ({why})").format(preset=preset.name, why=preset.why)
     if result.suggestions:
-        hint = "Try " + " or ".join(str(s) for s in result.suggestions) + ". " + hint
+        hint = _("Try {changes}. {preset_hint}").format(
+            changes=_(" or ").join(str(s) for s in result.suggestions), preset_hint=hint
+        )
     return Check(_fit_name(index), status, f"{plan.student.model}: {result.summary()}", hint)
 
 
@@ -196,25 +212,29 @@ def _cpu_fit_check(plan: Plan) -> Check:
     from engine.train.memory import resolve_arch
 
     try:
-        arch, _ = resolve_arch(plan.student.model)
+        arch, _source = resolve_arch(plan.student.model)
     except UserError as error:
-        return Check("memory fit", "warn", f"no GPU; {error.message}", error.hint)
+        detail = _("no GPU; {problem}").format(problem=error.message)
+        return Check("memory fit", "warn", detail, error.hint)
     params = arch.params()
     need_gb = params * FP32_TRAINING_BYTES_PER_PARAM / 2**30
     free_gb = psutil.virtual_memory().available / 2**30
-    detail = (
-        f"no GPU: {plan.student.model} ({params / 1e9:.2f} B parameters) trains in float32 "
-        f"on the CPU, about {need_gb:.1f} GB of {free_gb:.1f} GB free RAM"
-    )
+    detail = _(
+        "no GPU: {model} ({params:.2f} B parameters) trains in float32 on the CPU, about "
+        "{need:.1f} GB of {free:.1f} GB free RAM"
+    ).format(model=plan.student.model, params=params / 1e9, need=need_gb, free=free_gb)
     if need_gb > free_gb:
-        return Check("memory fit", "fail", detail, "Pick a smaller student, or train on a GPU.")
+        hint = _("Pick a smaller student, or train on a GPU.")
+        return Check("memory fit", "fail", detail, hint)
     if params > CPU_COMFORTABLE_PARAMS:
         return Check(
             "memory fit",
             "warn",
             detail,
-            "It fits, but each step takes minutes on a CPU: use a GPU, or a student under "
-            "0.5 B parameters (`stillroom demo` brings one).",
+            _(
+                "It fits, but each step takes minutes on a CPU: use a GPU, or a student under "
+                "0.5 B parameters (`stillroom demo` brings one)."
+            ),
         )
     return Check("memory fit", "ok", detail)
 
@@ -228,19 +248,22 @@ def _precision_check(plan: Plan, cuda: bool) -> Check:
     precision = precision_for(plan, cuda)
     if not cuda:
         hint = (
-            "load_in_4bit needs CUDA, so the CPU trains the full-precision model."
+            _("load_in_4bit needs CUDA, so the CPU trains the full-precision model.")
             if plan.student.load_in_4bit
             else ""
         )
-        return Check("precision", "ok", "float32 weights and compute on the CPU", hint)
-    weights = "4-bit NF4 weights (QLoRA)" if plan.student.load_in_4bit else "16-bit weights"
-    detail = f"{weights}, {precision} compute"
+        return Check("precision", "ok", _("float32 weights and compute on the CPU"), hint)
+    detail = (
+        _("4-bit NF4 weights (QLoRA), {precision} compute")
+        if plan.student.load_in_4bit
+        else _("16-bit weights, {precision} compute")
+    ).format(precision=precision)
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         return Check(
             "precision",
             "fail",
-            f"{detail}: this card has no bf16",
-            "Set student.dtype = 'auto' (fp16 on this card).",
+            _("{detail}: this card has no bf16").format(detail=detail),
+            _("Set student.dtype = 'auto' (fp16 on this card)."),
         )
     return Check("precision", "ok", detail)
 
@@ -270,11 +293,10 @@ def _disk_check(plan: Plan) -> Check:
     while not where.exists():
         where = where.parent
     free_gb = shutil.disk_usage(where).free / 2**30
-    detail = f"{free_gb:.1f} GB free under {where}"
+    detail = _("{free:.1f} GB free under {where}").format(free=free_gb, where=where)
     if free_gb < MIN_FREE_DISK_GB:
-        return Check(
-            "disk", "fail", detail, "A run with checkpoints needs a few GB; free some space."
-        )
+        hint = _("A run with checkpoints needs a few GB; free some space.")
+        return Check("disk", "fail", detail, hint)
     return Check("disk", "ok", detail)
 
 
@@ -282,14 +304,16 @@ def _api_key_check(plan: Plan) -> Check:
     """Whether the teacher's key variable is set; its value is never read out."""
     variable = plan.teacher.api_key_env
     if not variable:
-        return Check("teacher key", "ok", "the teacher needs no API key")
+        return Check("teacher key", "ok", _("the teacher needs no API key"))
     if os.environ.get(variable):
-        return Check("teacher key", "ok", f"{variable} is set")
+        return Check("teacher key", "ok", _("{variable} is set").format(variable=variable))
     return Check(
         "teacher key",
         "warn",
-        f"{variable} is not set",
-        f"export {variable}=... before generating data (not needed to train on existing data).",
+        _("{variable} is not set").format(variable=variable),
+        _(
+            "export {variable}=... before generating data (not needed to train on existing data)."
+        ).format(variable=variable),
     )
 
 
@@ -300,18 +324,27 @@ def _offline_check() -> Check:
     unset = [name for name in OFFLINE_VARIABLES if not os.environ.get(name)]
     if not unset:
         return Check("offline", "ok", " and ".join(f"{n}=1" for n in OFFLINE_VARIABLES))
-    hint = (
+    hint = _(
         "Set HF_HUB_OFFLINE=1 and UNSLOTH_DISABLE_STATISTICS=1 so models load from the cache "
         "without waiting for the hub (Unsloth contacts it at every model load)."
     )
     problem = hub_reachable()
     if problem:
-        return Check("offline", "warn", f"{', '.join(unset)} not set, and {problem}", hint)
+        detail = _("{variables} not set, and {problem}").format(
+            variables=", ".join(unset), problem=problem
+        )
+        return Check("offline", "warn", detail, hint)
     return Check(
         "offline",
         "ok",
-        f"the hub at {endpoint()} answers; {', '.join(unset)} not set",
-        "On an air-gapped box: " + hint,
+        _("the hub at {endpoint} answers; {variables} not set").format(
+            endpoint=endpoint(), variables=", ".join(unset)
+        ),
+        _(
+            "On an air-gapped box: set HF_HUB_OFFLINE=1 and UNSLOTH_DISABLE_STATISTICS=1 so "
+            "models load from the cache without waiting for the hub (Unsloth contacts it at "
+            "every model load)."
+        ),
     )
 
 

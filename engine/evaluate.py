@@ -29,6 +29,7 @@ from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Conversation, Message
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
+from engine.i18n import N_, _
 
 EVAL_DIR = "eval"
 DEFAULT_N = 50  # prompts: enough to tell models apart, few enough to finish in minutes
@@ -37,10 +38,15 @@ BUDGET_FACTOR = 1.5  # answer budget per reference token of the longest teacher 
 MIN_BUDGET = 64
 EXAMPLES_SHOWN = 5
 LEARNED_F1 = 0.5  # token F1 against the teacher at which a student answer counts as learned
-LEARNED_RULE = (
-    f"learned = the student's answer scores token F1 >= {LEARNED_F1} against the teacher's"
-)
+LEARNED_RULE = N_("learned = the student's answer scores token F1 >= {f1} against the teacher's")
 MODELS = ("base", "student")
+
+
+def learned_rule() -> str:
+    """What "learned" means, in the current language."""
+    return _(LEARNED_RULE).format(f1=LEARNED_F1)
+
+
 _WORD = re.compile(r"\w+")
 
 
@@ -134,35 +140,49 @@ def eval_set(
     from engine.train.dataset import load_eval_split
 
     held_out = load_eval_split(run_dir)
-    if held_out:
-        where, caveat = "held-out", ""
-        pairs = _distinct(held_out)
-    else:
-        where = "dataset"
-        caveat = " (no split was held out; the student trained on them, so scores flatter it)"
-        pairs = _distinct(_dataset_conversations(run_dir))
+    pairs = _distinct(held_out or _dataset_conversations(run_dir))
     if not pairs:
         raise UserError(
-            "no eval row has an assistant answer to compare with",
-            hint="Check the dataset with `stillroom inspect`.",
+            _("no eval row has an assistant answer to compare with"),
+            hint=_("Check the dataset with `stillroom inspect`."),
         )
     limit = len(pairs) if everything else (n or DEFAULT_N)
     chosen = _sample(pairs, limit, seed)
     sampled = len(chosen) < len(pairs)
-    source = (
-        f"{len(chosen)} of {len(pairs)} distinct {where} prompts, chosen at random "
-        f"(--n sets how many, --all takes every one){caveat}"
-        if sampled
-        else f"all {len(pairs)} distinct {where} prompts{caveat}"
-    )
+    if held_out and sampled:
+        source = _(
+            "{chosen} of {total} distinct held-out prompts, chosen at random "
+            "(--n sets how many, --all takes every one)"
+        )
+    elif held_out:
+        source = _("all {total} distinct held-out prompts")
+    elif sampled:
+        source = _(
+            "{chosen} of {total} distinct dataset prompts, chosen at random "
+            "(--n sets how many, --all takes every one) (no split was held out; the student "
+            "trained on them, so scores flatter it)"
+        )
+    else:
+        source = _(
+            "all {total} distinct dataset prompts (no split was held out; the student trained "
+            "on them, so scores flatter it)"
+        )
+    source = source.format(chosen=len(chosen), total=len(pairs))
     notes = []
     if len(chosen) < MIN_MEANINGFUL:
-        notes.append(
-            f"Only {len(chosen)} prompt(s): too few for these scores to mean much. Hold out "
-            "more rows when training (dataset.eval_fraction, e.g. 0.1)"
-            + ("" if not held_out else ", or ask a few questions of your own in the Chat step")
-            + "."
+        few = (
+            _(
+                "Only {count} prompt(s): too few for these scores to mean much. Hold out more "
+                "rows when training (dataset.eval_fraction, e.g. 0.1), or ask a few questions "
+                "of your own in the Chat step."
+            )
+            if held_out
+            else _(
+                "Only {count} prompt(s): too few for these scores to mean much. Hold out more "
+                "rows when training (dataset.eval_fraction, e.g. 0.1)."
+            )
         )
+        notes.append(few.format(count=len(chosen)))
     return EvalSet(chosen, source, notes)
 
 
@@ -185,10 +205,12 @@ def answer_budget(references: list[int], asked: int | None) -> tuple[int, str]:
     budget follows the references (1.5x the longest) instead of chat's 1,024.
     """
     if asked:
-        return asked, "as asked"
+        return asked, _("as asked")
     longest = max(references, default=0)
     budget = min(DEFAULT_MAX_NEW_TOKENS, max(MIN_BUDGET, math.ceil(longest * BUDGET_FACTOR)))
-    return budget, f"{BUDGET_FACTOR:g}x the longest teacher answer ({longest} tokens)"
+    return budget, _("{factor:g}x the longest teacher answer ({longest} tokens)").format(
+        factor=BUDGET_FACTOR, longest=longest
+    )
 
 
 def evaluate(
@@ -244,7 +266,7 @@ def evaluate(
         "notes": notes,
         "items": [item.__dict__ for item in items],
     }
-    report["learned"] = {"items": learned(report), "of": len(items), "rule": LEARNED_RULE}
+    report["learned"] = {"items": learned(report), "of": len(items), "rule": learned_rule()}
     if retention:
         from engine.retention import measure
 
@@ -260,11 +282,12 @@ def learned(report: dict[str, Any]) -> int:
 
 def headline(report: dict[str, Any]) -> str:
     """ "learned X of Y, kept K of N": what the student gained and what it kept."""
-    line = f"learned {learned(report)} of {report['rows']}"
     kept = report.get("retention")
     if kept and kept["prompts"]:
-        line += f", kept {kept['kept']} of {kept['prompts']}"
-    return line
+        return _("learned {learned} of {rows}, kept {kept} of {prompts}").format(
+            learned=learned(report), rows=report["rows"], kept=kept["kept"], prompts=kept["prompts"]
+        )
+    return _("learned {learned} of {rows}").format(learned=learned(report), rows=report["rows"])
 
 
 def retention_lines(report: dict[str, Any]) -> list[str]:
@@ -275,14 +298,26 @@ def retention_lines(report: dict[str, Any]) -> list[str]:
     if not kept:
         return []
     if not kept["prompts"]:
-        return ["Retention: the base model answered no control prompt right, so nothing to keep."]
+        return [
+            _("Retention: the base model answered no control prompt right, so nothing to keep.")
+        ]
     lines = [
-        f"Retention: the student kept {kept['kept']} of {kept['prompts']} general answers "
-        f"({kept['share']:.0%}) the base model gave; {kept['left_out']} control prompt(s) the "
-        "base got wrong were left out."
+        _(
+            "Retention: the student kept {kept} of {prompts} general answers ({share:.0%}) the "
+            "base model gave; {left_out} control prompt(s) the base got wrong were left out."
+        ).format(
+            kept=kept["kept"],
+            prompts=kept["prompts"],
+            share=kept["share"],
+            left_out=kept["left_out"],
+        )
     ]
     if kept["forgetting"]:
-        lines.append(f"Forgetting: below {kept['threshold']:.0%} kept. {FORGETTING_ADVICE}")
+        lines.append(
+            _("Forgetting: below {threshold:.0%} kept. {advice}").format(
+                threshold=kept["threshold"], advice=_(FORGETTING_ADVICE)
+            )
+        )
     return lines
 
 
@@ -366,13 +401,14 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
     atomic_write_text(folder / "report.md", render_markdown(report))
 
 
-_ROWS = (
-    ("token F1 vs teacher", "token_f1", "{:.3f}"),
-    ("ROUGE-L vs teacher", "rouge_l", "{:.3f}"),
-    ("answer length (tokens)", "answer_tokens", "{:.1f}"),
-    ("cut by the token budget", "cut_share", "{:.0%}"),
-    ("ended cleanly at end-of-turn", "clean_end_share", "{:.0%}"),
-    ("judged by the teacher (1-10)", "judge_score", "{:.1f}"),
+_MODEL_NAMES = {"base": N_("base"), "student": N_("student")}
+_ROWS = (  # labels translated where shown
+    (N_("token F1 vs teacher"), "token_f1", "{:.3f}"),
+    (N_("ROUGE-L vs teacher"), "rouge_l", "{:.3f}"),
+    (N_("answer length (tokens)"), "answer_tokens", "{:.1f}"),
+    (N_("cut by the token budget"), "cut_share", "{:.0%}"),
+    (N_("ended cleanly at end-of-turn"), "clean_end_share", "{:.0%}"),
+    (N_("judged by the teacher (1-10)"), "judge_score", "{:.1f}"),
 )
 
 
@@ -384,37 +420,54 @@ def metric_lines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         values = [metrics[model].get(key) for model in MODELS]
         if all(v is None for v in values):
             continue
-        rows.append((label, *("-" if v is None else shape.format(v) for v in values)))
+        rows.append((_(label), *("-" if v is None else shape.format(v) for v in values)))
     return rows
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The report a person reads: the metrics table, notes, then a few side-by-side examples."""
+    rule = (
+        _("**{headline}** ({rule}; kept = retention, below).")
+        if report.get("retention")
+        else _("**{headline}** ({rule}).")
+    )
     lines = [
-        f"# Evaluation of {report['run']}",
+        _("# Evaluation of {run}").format(run=report["run"]),
         "",
-        f"**{headline(report).capitalize()}** ({LEARNED_RULE}"
-        + ("; kept = retention, below)." if report.get("retention") else ")."),
+        rule.format(headline=headline(report).capitalize(), rule=learned_rule()),
         "",
-        f"{report['source'].capitalize()}; greedy answers, at most "
-        f"{report['max_new_tokens']} new tokens ({report.get('budget_reason', 'as asked')}); "
-        "scores compare each answer with the teacher's.",
+        _(
+            "{source}; greedy answers, at most {max_new_tokens} new tokens ({budget_reason}); "
+            "scores compare each answer with the teacher's."
+        ).format(
+            source=report["source"].capitalize(),
+            max_new_tokens=report["max_new_tokens"],
+            budget_reason=report.get("budget_reason") or _("as asked"),
+        ),
         "",
-        "| metric | base | student |",
+        _("| metric | base | student |"),
         "|---|---|---|",
         *(f"| {label} | {base} | {student} |" for label, base, student in metric_lines(report)),
         "",
     ]
     lines += [f"- {note}" for note in report["notes"]]
     lines += _retention_markdown(report)
-    lines += ["## Examples", ""]
+    lines += [_("## Examples"), ""]
     for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1):
         lines += [f"### {n}. {_quote(item['messages'][-1]['content'])}", ""]
-        lines += [f"- **teacher**: {_quote(item['reference'])}"]
+        lines += [_("- **teacher**: {answer}").format(answer=_quote(item["reference"]))]
         for model in MODELS:
             answer = item["answers"][model]
-            mark = " *(cut)*" if answer["cut"] else ""
-            lines += [f"- **{model}** (F1 {answer['f1']:.2f}){mark}: {_quote(answer['text'])}"]
+            line = (
+                _("- **{model}** (F1 {f1:.2f}) *(cut)*: {answer}")
+                if answer["cut"]
+                else _("- **{model}** (F1 {f1:.2f}): {answer}")
+            )
+            lines += [
+                line.format(
+                    model=_(_MODEL_NAMES[model]), f1=answer["f1"], answer=_quote(answer["text"])
+                )
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -424,13 +477,14 @@ def _retention_markdown(report: dict[str, Any]) -> list[str]:
     kept = report.get("retention")
     if not kept:
         return []
-    lines = ["", "## Retention", "", *retention_lines(report), "", f"Rule: {kept['rule']}.", ""]
+    rule = _("Rule: {rule}.").format(rule=kept["rule"])
+    lines = ["", _("## Retention"), "", *retention_lines(report), "", rule, ""]
     if kept["changed"]:
-        lines += ["| prompt | base | student | F1 to base | kept |", "|---|---|---|---|---|"]
+        lines += [_("| prompt | base | student | F1 to base | kept |"), "|---|---|---|---|---|"]
         for row in kept["changed"]:
             cells = [_quote(row[k], 120).replace("|", "\\|") for k in ("prompt", "base", "student")]
             lines.append(
-                f"| {' | '.join(cells)} | {row['score']:.2f} | {'yes' if row['kept'] else 'no'} |"
+                f"| {' | '.join(cells)} | {row['score']:.2f} | {_('yes') if row['kept'] else _('no')} |"
             )
         lines.append("")
     return lines

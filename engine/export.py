@@ -27,6 +27,7 @@ from engine.export_target import (
     write_marker,
 )
 from engine.fileio import atomic_write_text
+from engine.i18n import N_, _
 from engine.plan import Plan, load_plan
 from engine.runs import PLAN_FILE
 
@@ -37,7 +38,7 @@ GGUF_TYPES = ("f16", "bf16", "q8_0")
 _CONVERTER = "convert_hf_to_gguf.py"
 # What an installed llama.cpp puts on PATH: the script, or its pip entry point.
 _INSTALLED = (_CONVERTER, "llama-convert-hf-to-gguf")
-_INSTALL_GGUF = (
+_INSTALL_GGUF = N_(
     "GGUF needs llama.cpp's converter: `git clone https://github.com/ggml-org/llama.cpp` and "
     "`pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt`, then name it: "
     "--llama-cpp /path/to/llama.cpp or LLAMA_CPP_DIR=/path/to/llama.cpp (or put "
@@ -99,18 +100,27 @@ def export(
     """
     run_dir = Path(run_dir)
     if format not in FORMATS:
-        raise UserError(f"unknown export format {format!r}", hint=f"one of {', '.join(FORMATS)}")
+        raise UserError(
+            _("unknown export format {format!r}").format(format=format),
+            hint=_("one of {FORMATS}").format(FORMATS=", ".join(FORMATS)),
+        )
     from engine.runs import trained_adapter
 
     adapter = trained_adapter(run_dir)
     if adapter is None:
-        raise UserError(f"{run_dir.name} has no adapter to export", hint="`stillroom runs`")
+        raise UserError(
+            _("{name} has no adapter to export").format(name=run_dir.name),
+            hint=_("`stillroom runs`"),
+        )
     final = check_export_target(out, format, run_dir, force=force)
     token = hub_token() if push_to_hub else ""
     if format == "gguf" and converter is None:
         converter = find_gguf_converter()
     if gguf_type not in GGUF_TYPES:
-        raise UserError(f"unknown GGUF type {gguf_type!r}", hint=f"one of {', '.join(GGUF_TYPES)}")
+        raise UserError(
+            _("unknown GGUF type {gguf_type!r}").format(gguf_type=gguf_type),
+            hint=_("one of {GGUF_TYPES}").format(GGUF_TYPES=", ".join(GGUF_TYPES)),
+        )
     from engine.hub import student_on_disk
 
     plan = student_on_disk(load_plan(run_dir / PLAN_FILE))  # a ModelScope student: its folder
@@ -237,7 +247,10 @@ def find_gguf_converter(llama_cpp: str | None = None) -> Converter:
         script = Path(folder).expanduser() / _CONVERTER
         if not script.is_file():
             raise UserError(
-                f"{named_by} names {folder}, which has no {_CONVERTER}", hint=_INSTALL_GGUF
+                _("{named_by} names {folder}, which has no {CONVERTER}").format(
+                    named_by=named_by, folder=folder, CONVERTER=_CONVERTER
+                ),
+                hint=_(_INSTALL_GGUF),
             )
         return Converter((sys.executable, str(script.resolve())), named_by)
     search = os.pathsep.join(
@@ -248,7 +261,7 @@ def find_gguf_converter(llama_cpp: str | None = None) -> Converter:
         if found:
             command = (sys.executable, found) if found.endswith(".py") else (found,)
             return Converter(command, "PATH")
-    raise UserError("no GGUF converter found", hint=_INSTALL_GGUF + _unnamed_copies())
+    raise UserError(_("no GGUF converter found"), hint=_(_INSTALL_GGUF) + _unnamed_copies())
 
 
 def _unnamed_copies() -> str:
@@ -257,10 +270,10 @@ def _unnamed_copies() -> str:
     found = next((p for p in places if (p / _CONVERTER).is_file()), None)
     if found is None:
         return ""
-    return (
-        f" ({found / _CONVERTER} was not run: Stillroom runs only a converter you name; "
-        f"to trust that one, add --llama-cpp {found}.)"
-    )
+    return " " + _(
+        "({script} was not run: Stillroom runs only a converter you name; to trust that one, "
+        "add --llama-cpp {folder}.)"
+    ).format(script=found / _CONVERTER, folder=found)
 
 
 def convert_to_gguf(converter: Converter, merged: Path, out: Path, name: str, outtype: str) -> Path:
@@ -274,11 +287,15 @@ def convert_to_gguf(converter: Converter, merged: Path, out: Path, name: str, ou
     if done.returncode != 0 or not target.is_file():
         tail = "\n".join((done.stderr or done.stdout).splitlines()[-5:])
         raise UserError(
-            f"llama.cpp's converter ({converter}) failed: {tail}",
-            hint="A missing module: install the converter's requirements "
-            "(llama.cpp/requirements/requirements-convert_hf_to_gguf.txt). 'not recognized' or "
-            "'not supported': this llama.cpp is older than the model; update it "
-            "(`git -C LLAMA_CPP_DIR pull`). `--format merged` works without it.",
+            _("llama.cpp's converter ({converter}) failed: {tail}").format(
+                converter=converter, tail=tail
+            ),
+            hint=_(
+                "A missing module: install the converter's requirements "
+                "(llama.cpp/requirements/requirements-convert_hf_to_gguf.txt). 'not recognized' or "
+                "'not supported': this llama.cpp is older than the model; update it (`git -C "
+                "LLAMA_CPP_DIR pull`). `--format merged` works without it."
+            ),
         )
     return target
 
@@ -331,7 +348,7 @@ def ollama_modelfile(tokenizer: Any, gguf_name: str) -> str:
     head = render([{"role": "system", "content": _SYS}], False)
     with_system = render([{"role": "system", "content": _SYS}, user], True)
     if not with_system.startswith(head):
-        raise UserError("the chat template renders a system prompt in a way Ollama cannot copy")
+        raise UserError(_("the chat template renders a system prompt in a way Ollama cannot copy"))
     turn = with_system[len(head) :]
     plain = render([user], True)
     full = render([user, {"role": "assistant", "content": _ANSWER}], False)
@@ -426,9 +443,11 @@ def hub_token() -> str:
     token = os.environ.get("HF_TOKEN", "").strip()
     if not token:
         raise UserError(
-            "--push-to-hub needs HF_TOKEN in the environment",
-            hint="Create a write token at https://huggingface.co/settings/tokens and "
-            "`export HF_TOKEN=...`; Stillroom never stores it.",
+            _("--push-to-hub needs HF_TOKEN in the environment"),
+            hint=_(
+                "Create a write token at https://huggingface.co/settings/tokens and `export "
+                "HF_TOKEN=...`; Stillroom never stores it."
+            ),
         )
     return token
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
+from engine.i18n import _
 from engine.runs import EVENTS_FILE, PLAN_FILE
 
 MARKER = "stillroom-export.json"
@@ -39,41 +40,48 @@ def check_export_target(
     given = Path(out).expanduser() if out else default
     named = str(out) if out else str(default)
     if given.is_symlink():
-        _refuse(named, "it is a link", "Name a real folder, not a link to one.")
+        _refuse(named, _("it is a link"), _("Name a real folder, not a link to one."))
     target = given.resolve()
     cwd = Path.cwd().resolve()
     if target == Path(target.anchor):
-        _refuse(named, "it is the root folder")
+        _refuse(named, _("it is the root folder"))
     if target == cwd:
-        _refuse(named, "it is the working folder")
+        _refuse(named, _("it is the working folder"))
     if target in cwd.parents:
-        _refuse(named, "it holds the working folder")
+        _refuse(named, _("it holds the working folder"))
     if target != default:
         runs_folder = run_dir.parent
         if target == runs_folder:
-            _refuse(named, "it is the runs folder")
+            _refuse(named, _("it is the runs folder"))
         if runs_folder in target.parents:
-            _refuse(named, f"it is inside the runs folder {runs_folder}")
+            _refuse(
+                named,
+                _("it is inside the runs folder {runs_folder}").format(runs_folder=runs_folder),
+            )
         run = next((f for f in (target, *target.parents) if _is_run(f)), None)
         if run is not None:
-            _refuse(named, f"it is inside the run folder {run}")
+            _refuse(named, _("it is inside the run folder {run}").format(run=run))
     if target.exists() and not target.is_dir():
-        _refuse(named, "it is an existing file")
+        _refuse(named, _("it is an existing file"))
     if target.is_dir() and any(target.iterdir()):
         earlier = read_marker(target)
         if earlier is None:
             _refuse(
                 named,
-                "it holds files Stillroom did not write",
-                f"Choose a new folder (e.g. {named.rstrip('/')}-2). Stillroom replaces only a "
-                f"folder holding its own {MARKER}, even with --force (an export made before "
-                "Stillroom marked its exports has none: delete it yourself to reuse the folder).",
+                _("it holds files Stillroom did not write"),
+                _(
+                    "Choose a new folder (e.g. {folder}-2). Stillroom replaces only a folder "
+                    "holding its own {MARKER}, even with --force (an export made before Stillroom "
+                    "marked its exports has none: delete it yourself to reuse the folder)."
+                ).format(folder=named.rstrip("/"), MARKER=MARKER),
             )
         if earlier != format and not force:
             _refuse(
                 named,
-                f"it holds a Stillroom {earlier} export, not {format}",
-                "Choose a new folder, or add --force to replace that export.",
+                _("it holds a Stillroom {earlier} export, not {format}").format(
+                    earlier=earlier, format=format
+                ),
+                _("Choose a new folder, or add --force to replace that export."),
             )
     return target
 
@@ -85,8 +93,8 @@ def _is_run(folder: Path) -> bool:
 
 def _refuse(named: str, why: str, hint: str = "") -> None:
     raise UserError(
-        f"will not export to {named}: {why}",
-        hint=hint or "Name a new or empty folder with --out, e.g. --out exports/my-student.",
+        _("will not export to {named}: {why}").format(named=named, why=why),
+        hint=hint or _("Name a new or empty folder with --out, e.g. --out exports/my-student."),
     )
 
 

@@ -15,22 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 
 _WHY = {
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "the file system is read-only",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EISDIR: "a folder of that name is in the way",
-    errno.ENOTDIR: "a file is in the way where a folder should be",
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("permission denied"),
+    errno.EROFS: N_("the file system is read-only"),
+    errno.ENOSPC: N_("the disk is full"),
+    errno.EDQUOT: N_("the disk quota is used up"),
+    errno.EISDIR: N_("a folder of that name is in the way"),
+    errno.ENOTDIR: N_("a file is in the way where a folder should be"),
 }
 
 
 def cannot_write(path: str | os.PathLike[str], error: OSError, fix: str) -> UserError:
     """The UserError for a write the system refused: what, why in words, and ``fix``."""
-    why = _WHY.get(error.errno or 0, error.strerror or str(error))
-    return UserError(f"cannot write {path}: {why}", hint=fix)
+    why = _WHY.get(error.errno or 0)
+    why = _(why) if why else error.strerror or str(error)
+    return UserError(_("cannot write {path}: {why}").format(path=path, why=why), hint=fix)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TypeVar
 
 from engine.events import GpuProcess, GpuSample
+from engine.i18n import _
 
 T = TypeVar("T")
 MB = 2**20
@@ -36,7 +37,7 @@ def _start() -> ModuleType | None:
 
         pynvml.nvmlInit()
     except Exception as error:  # ImportError, NVMLError, OSError alike
-        _reason = f"no NVIDIA driver found (pynvml: {error})"
+        _reason = str(error)
         return None
     atexit.register(_shutdown)
     _nvml = pynvml
@@ -68,12 +69,16 @@ def available() -> tuple[bool, str]:
     with _lock:
         nvml = _start()
         if nvml is None:
-            return False, _reason or "NVML unavailable"
+            return False, _("no NVIDIA driver found (pynvml: {error})").format(error=_reason)
         count = _try(nvml.nvmlDeviceGetCount, default=0)
         driver = _text(_try(nvml.nvmlSystemGetDriverVersion))
         if not count:
-            return False, f"NVIDIA driver {driver or '?'} found but no GPU is visible"
-        return True, f"NVIDIA driver {driver or '?'}, {count} GPU(s)"
+            return False, _("NVIDIA driver {driver} found but no GPU is visible").format(
+                driver=driver or "?"
+            )
+        return True, _("NVIDIA driver {driver}, {count} GPU(s)").format(
+            driver=driver or "?", count=count
+        )
 
 
 def driver_versions() -> dict[str, str]:

@@ -31,7 +31,6 @@ HUB_TIMEOUT_S = 5.0
 PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # A hub id: "name" or "owner/name" (letters, digits, -, _, .); anything else is a path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_FOLDER_HINT = "Point student.model at a local model folder (one holding config.json)"
 
 Kind = Literal["folder", "cached", "hub"]
 Source = Literal["huggingface", "modelscope"]
@@ -107,38 +106,49 @@ def locate_model(
         return ModelSource(named, "hub", detail)
     if not _HUB_ID.match(model):
         raise UserError(
-            f"Student model {model!r}: no folder at that path.",
-            hint=f"Check the path, or give a hub id such as unsloth/Qwen2.5-1.5B-Instruct. "
-            f"{_FOLDER_HINT}.",
+            _("Student model {model!r}: no folder at that path.").format(model=model),
+            hint=_(
+                "Check the path, or give a hub id such as unsloth/Qwen2.5-1.5B-Instruct. Point "
+                "student.model at a local model folder (one holding config.json)."
+            ),
         )
     if _cached(model):
         if offline():
             use_cache_only()  # the libraries may have read the variable before it was set
-            return ModelSource(model, "cached", "in the hub cache")
+            return ModelSource(model, "cached", _("in the hub cache"))
         if not ask_hub:
-            return ModelSource(model, "cached", "in the hub cache")
+            return ModelSource(model, "cached", _("in the hub cache"))
         reason = _hub_problem(model, cached=True)
         if reason:
             use_cache_only()
             return ModelSource(
-                model, "cached", f"in the hub cache; {reason}, so the cached copy is used"
+                model,
+                "cached",
+                _("in the hub cache; {reason}, so the cached copy is used").format(reason=reason),
             )
-        return ModelSource(model, "cached", "in the hub cache")
+        return ModelSource(model, "cached", _("in the hub cache"))
     if offline():
         raise UserError(
-            f"Student model {model!r}: no local folder of that name, and it is not in the "
-            "Hugging Face cache (HF_HUB_OFFLINE=1 is set, so nothing is downloaded).",
-            hint=f"{_FOLDER_HINT}, or unset HF_HUB_OFFLINE on a machine with hub access "
-            "so it can be downloaded once.",
+            _(
+                "Student model {model!r}: no local folder of that name, and it is not in the "
+                "Hugging Face cache (HF_HUB_OFFLINE=1 is set, so nothing is downloaded)."
+            ).format(model=model),
+            hint=_(
+                "Point student.model at a local model folder (one holding config.json), or "
+                "unset HF_HUB_OFFLINE on a machine with hub access so it can be downloaded once."
+            ),
         )
     reason = _hub_problem(model, cached=False)
     if reason:
         raise UserError(
-            f"Student model {model!r} could not be fetched: {reason}, and no copy is in the "
-            "Hugging Face cache.",
+            _(
+                "Student model {model!r} could not be fetched: {reason}, and no copy is in the "
+                "Hugging Face cache."
+            ).format(model=model, reason=reason),
             hint=_hint_for(reason),
         )
-    return ModelSource(model, "hub", f"on the hub at {endpoint()}; downloaded at first use")
+    detail = _("on the hub at {endpoint}; downloaded at first use").format(endpoint=endpoint())
+    return ModelSource(model, "hub", detail)
 
 
 def modelscope_id(model: str) -> str:
@@ -191,18 +201,19 @@ def student_on_disk(plan: Any) -> Any:
 
 
 def _hint_for(reason: str) -> str:
-    if reason.startswith("no model of that name"):
-        return (
+    if reason == _no_such_model(endpoint()):
+        return _(
             "Check the spelling (e.g. unsloth/Qwen2.5-1.5B-Instruct), or give a local folder. "
-            f"{_FOLDER_HINT}."
+            "Point student.model at a local model folder (one holding config.json)."
         )
-    if reason.startswith("the hub says access is restricted"):
-        return (
+    if reason == _gated():
+        return _(
             "Accept the model's licence on its hub page and export HF_TOKEN, or pick another model."
         )
-    return (
-        f"{_FOLDER_HINT}, or download it where the hub can be reached; set HF_ENDPOINT if a "
-        "mirror serves the hub, or HF_HUB_OFFLINE=1 to use only models already in the cache."
+    return _(
+        "Point student.model at a local model folder (one holding config.json), or download it "
+        "where the hub can be reached; set HF_ENDPOINT if a mirror serves the hub, or "
+        "HF_HUB_OFFLINE=1 to use only models already in the cache."
     )
 
 
@@ -220,16 +231,23 @@ def use_cache_only() -> None:
 def _local_folder(model: str, folder: Path, whole: bool) -> ModelSource:
     if not folder.is_dir():
         raise UserError(
-            f"Student model {model!r} is a file, not a model folder.",
-            hint=f"{_FOLDER_HINT}, or a hub id.",
+            _("Student model {model!r} is a file, not a model folder.").format(model=model),
+            hint=_(
+                "Point student.model at a local model folder (one holding config.json), or give "
+                "a hub id."
+            ),
         )
     if whole and not (folder / "config.json").is_file():
         raise UserError(
-            f"Student model folder {model} has no config.json, so it is not a model folder.",
-            hint="Give the folder that holds config.json and the weights "
-            "(the one save_pretrained wrote).",
+            _(
+                "Student model folder {model} has no config.json, so it is not a model folder."
+            ).format(model=model),
+            hint=_(
+                "Give the folder that holds config.json and the weights (the one save_pretrained "
+                "wrote)."
+            ),
         )
-    return ModelSource(model, "folder", f"local folder {folder.resolve()}")
+    return ModelSource(model, "folder", _("local folder {path}").format(path=folder.resolve()))
 
 
 def _cached(model: str) -> bool:
@@ -247,7 +265,7 @@ def _cached(model: str) -> bool:
 def hub_reachable() -> str:
     """Empty when the hub answers from here, else why not (offline mode counts as not)."""
     if offline():
-        return "offline mode is on (HF_HUB_OFFLINE)"
+        return _("offline mode is on (HF_HUB_OFFLINE)")
     return _hub_problem(PROBE_MODEL, cached=False)
 
 
@@ -262,14 +280,24 @@ def _hub_problem(model: str, *, cached: bool) -> str:
     try:
         model_info(model, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
-        return "" if cached else "the hub says access is restricted (a gated model)"
+        return "" if cached else _gated()
     except RepositoryNotFoundError:
-        return "" if cached else f"no model of that name on the hub at {where}"
+        return "" if cached else _no_such_model(where)
     except Exception as error:  # noqa: BLE001 - timeouts, refused connections, HTML portals
-        reason = f"the hub at {where} could not be reached ({_short(error)})"
+        reason = _("the hub at {endpoint} could not be reached ({error})").format(
+            endpoint=where, error=_short(error)
+        )
         _unreachable[where] = reason
         return reason
     return ""
+
+
+def _gated() -> str:
+    return _("the hub says access is restricted (a gated model)")
+
+
+def _no_such_model(where: str) -> str:
+    return _("no model of that name on the hub at {endpoint}").format(endpoint=where)
 
 
 def _short(error: BaseException) -> str:

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
+from engine.i18n import N_, _, current_language
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,20 +48,24 @@ KEY_ERROR = "key_like"  # the error type of a value refused as an API key: never
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-_FIX_KEYS = "Fix the keys named above; `stillroom plan --defaults` shows every key."
-_START_OVER = "Start from `stillroom plan --defaults > plan.toml` and copy your settings over."
+_FIX_KEYS = N_("Fix the keys named above; `stillroom plan --defaults` shows every key.")
+_START_OVER = N_("Start from `stillroom plan --defaults > plan.toml` and copy your settings over.")
 
 
 class PlanError(UserError):
     """A plan that cannot be used; ``problems`` holds one readable line per fault."""
 
-    def __init__(self, source: str, problems: list[str], hint: str = _FIX_KEYS):
+    def __init__(self, source: str, problems: list[str], hint: str = ""):
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems), hint=hint)
+        super().__init__(f"{source}: " + "; ".join(problems), hint=hint or _(_FIX_KEYS))
 
     def __str__(self) -> str:
-        lines = [f"The plan {self.source} has {len(self.problems)} problem(s):"]
+        lines = [
+            _("The plan {source} has {count} problem(s):").format(
+                source=self.source, count=len(self.problems)
+            )
+        ]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -80,6 +85,11 @@ class TeacherPlan(_Section):
     )
     concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
     system: str = Field("You are a helpful assistant.", description="System prompt for answers.")
+    language: Literal["auto", "en", "zh"] = Field(
+        "auto",
+        description="Language of the default system prompt and the topic questions: auto "
+        "follows the prompts (Chinese when they are mostly Chinese), or en | zh.",
+    )
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(2048, ge=1, le=131072, description="Answer budget per prompt.")
@@ -152,14 +162,20 @@ class TeacherPlan(_Section):
         from engine.teacher.keys import key_in_setting, masked
 
         if found := key_in_setting(info.field_name or "", value):
-            what = "looks like an API key" if found == value else "holds an API key"
-            raise PydanticCustomError(
-                KEY_ERROR,
-                what + " ({shown}); a key never goes in a plan or a flag: export it in an "
-                "environment variable and set api_key_env to that variable's name "
-                "(e.g. DEEPSEEK_API_KEY)",
-                {"shown": masked(found)},
+            what = (
+                _(
+                    "looks like an API key ({shown}); a key never goes in a plan or a flag: "
+                    "export it in an environment variable and set api_key_env to that "
+                    "variable's name (e.g. DEEPSEEK_API_KEY)"
+                )
+                if found == value
+                else _(
+                    "holds an API key ({shown}); a key never goes in a plan or a flag: "
+                    "export it in an environment variable and set api_key_env to that "
+                    "variable's name (e.g. DEEPSEEK_API_KEY)"
+                )
             )
+            raise PydanticCustomError(KEY_ERROR, what, {"shown": masked(found)})
         return value
 
     @field_validator("documents", mode="before")
@@ -173,9 +189,9 @@ class TeacherPlan(_Section):
     @model_validator(mode="after")
     def _needs(self) -> TeacherPlan:
         if not self.base_url:
-            raise ValueError("base_url: a custom provider needs its endpoint's URL")
+            raise ValueError(_("base_url: a custom provider needs its endpoint's URL"))
         if sum(map(bool, (self.prompts, self.topic, self.documents))) > 1:
-            raise ValueError("set one of prompts, topic or documents")
+            raise ValueError(_("set one of prompts, topic or documents"))
         return self
 
     @field_validator("api_key_env")
@@ -183,8 +199,10 @@ class TeacherPlan(_Section):
     def _looks_like_a_variable_name(cls, value: str) -> str:
         if value and (not value.replace("_", "a").isalnum() or value[0].isdigit()):
             raise ValueError(
-                "must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
-                "never the key itself"
+                _(
+                    "must be the NAME of an environment variable (e.g. DEEPSEEK_API_KEY), "
+                    "never the key itself"
+                )
             )
         return value
 
@@ -285,7 +303,7 @@ class TrainingPlan(_Section):
     def _steps_or_epochs(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("epochs") is not None:
             if data.get("max_steps") is not None:
-                raise ValueError("set max_steps or epochs, not both")
+                raise ValueError(_("set max_steps or epochs, not both"))
             data = {**data, "max_steps": None}
         return data
 
@@ -307,7 +325,7 @@ class TrainingPlan(_Section):
     @model_validator(mode="after")
     def _one_budget(self) -> TrainingPlan:
         if self.max_steps is None and self.epochs is None:
-            raise ValueError("set max_steps or epochs")
+            raise ValueError(_("set max_steps or epochs"))
         return self
 
 
@@ -350,6 +368,39 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+# pydantic's own messages for the usual mistakes in a plan, for languages other than English
+# (English keeps pydantic's wording); the placeholders are the error's context.
+_PYDANTIC_MESSAGES = {
+    "greater_than": N_("must be greater than {gt}"),
+    "greater_than_equal": N_("must be at least {ge}"),
+    "less_than": N_("must be less than {lt}"),
+    "less_than_equal": N_("must be at most {le}"),
+    "int_parsing": N_("must be a whole number"),
+    "int_type": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "float_parsing": N_("must be a number"),
+    "float_type": N_("must be a number"),
+    "bool_parsing": N_("must be true or false"),
+    "bool_type": N_("must be true or false"),
+    "string_type": N_("must be text in quotes"),
+    "list_type": N_("must be a list"),
+    "dict_type": N_("must be a table"),
+    "string_pattern_mismatch": N_("must match the pattern {pattern}"),
+    "missing": N_("is required"),
+}
+
+
+def _pydantic_message(kind: str, message: str, context: dict[str, Any]) -> str:
+    """pydantic's message in the current language, where the catalog has its kind."""
+    if current_language() == "en" or kind not in _PYDANTIC_MESSAGES:
+        return message
+    shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in context.items()}
+    try:
+        return _(_PYDANTIC_MESSAGES[kind]).format(**shown)
+    except (KeyError, IndexError):  # a context this pydantic version names differently
+        return message
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     """Turn pydantic's errors into ``section.key: what is wrong (got X)`` lines; a value
     that looks like an API key is never shown back."""
@@ -361,17 +412,19 @@ def describe_errors(error: ValidationError) -> list[str]:
         kind = item["type"]
         if kind == "extra_forbidden":
             lines.append(
-                f"{path}: unknown key (check the spelling; see `stillroom plan --defaults`)"
+                _(
+                    "{path}: unknown key (check the spelling; see `stillroom plan --defaults`)"
+                ).format(path=path)
             )
             continue
-        message = item["msg"]
+        message = _pydantic_message(kind, item["msg"], item.get("ctx", {}))
         message = message.removeprefix("Value error, ")
         if kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")
-            message = f"must be one of {expected}"
+            message = _("must be one of {expected}").format(expected=expected)
         got = item.get("input")
         if kind not in ("missing", KEY_ERROR) and not isinstance(got, (dict, list)):
-            message += f" (got {shown(got)})"
+            message = _("{message} (got {value})").format(message=message, value=shown(got))
         lines.append(f"{path}: {message}")
     return lines
 
@@ -394,24 +447,37 @@ def load_plan(path: str | Path) -> Plan:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise PlanError(str(path), ["file not found"]) from None
+        raise PlanError(
+            str(path),
+            [_("file not found")],
+            hint=_(
+                "Check the path, or write a plan: `stillroom plan --defaults > {path}` "
+                "(the wizard, `stillroom`, writes one too)."
+            ).format(path=path),
+        ) from None
     except PermissionError:
         raise PlanError(
             str(path),
-            ["not readable: permission denied"],
-            hint=f"Make it readable (`chmod u+r {path}`), or run as the user who owns it.",
+            [_("not readable: permission denied")],
+            hint=_("Make it readable (`chmod u+r {path}`), or run as the user who owns it.").format(
+                path=path
+            ),
         ) from None
     except (UnicodeDecodeError, OSError) as error:
         raise PlanError(
-            str(path), [f"not a readable TOML text file ({error})"], hint=_START_OVER
+            str(path),
+            [_("not a readable TOML text file ({error})").format(error=error)],
+            hint=_(_START_OVER),
         ) from None
     too_deep = PlanError(
-        str(path), [f"nested deeper than {MAX_DEPTH} levels (arrays or tables)"], hint=_START_OVER
+        str(path),
+        [_("nested deeper than {depth} levels (arrays or tables)").format(depth=MAX_DEPTH)],
+        hint=_(_START_OVER),
     )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise PlanError(str(path), [f"not valid TOML: {error}"]) from None
+        raise PlanError(str(path), [_("not valid TOML: {error}").format(error=error)]) from None
     except RecursionError:  # the parser recurses once per level
         raise too_deep from None
     if _depth(data) > MAX_DEPTH:  # deep but parsed: validation and saving recurse too

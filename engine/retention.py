@@ -32,6 +32,7 @@ from typing import Any
 
 from engine.evaluate import token_f1
 from engine.fileio import atomic_write_text
+from engine.i18n import N_, _
 
 BUDGET = 48  # greedy tokens per answer: room for a short fact, cheap on a CPU
 KEPT_SHARE = 0.9  # below this share of kept answers the report flags forgetting
@@ -260,17 +261,17 @@ def summarise(base: list[str], student: list[str]) -> dict[str, Any]:
         ],
         "forgetting": share is not None and share < KEPT_SHARE,
         "threshold": KEPT_SHARE,
-        "rule": RULE,
+        "rule": _(RULE).format(similar=SIMILAR, kept_share=KEPT_SHARE),
     }
 
 
-RULE = (
-    f"a prompt with a key fact counts where the base model's answer has it and is kept where "
-    f"the student's still does; an open prompt is kept where the student's answer has token F1 "
-    f">= {SIMILAR} against the base's; forgetting is flagged below {KEPT_SHARE:.0%} kept"
+RULE = N_(
+    "a prompt with a key fact counts where the base model's answer has it and is kept where "
+    "the student's still does; an open prompt is kept where the student's answer has token F1 "
+    ">= {similar} against the base's; forgetting is flagged below {kept_share:.0%} kept"
 )
 
-FORGETTING_ADVICE = (
+FORGETTING_ADVICE = N_(
     "The student is forgetting what the base model knew: train with fewer epochs "
     "(or fewer steps) or a lower learning rate, then evaluate again."
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.errors import UserError
+from engine.i18n import _
 
 EVENTS_FILE = "events.jsonl"
 
@@ -69,8 +70,10 @@ def unreadable(path: Path, error: OSError) -> EventsUnreadable:
     reason = error.strerror or type(error).__name__
     return EventsUnreadable(
         f"{path.name} cannot be read: {reason}",
-        hint=f"Move it aside (`mv {path} {path}.broken`) to list and resume the run again; "
-        "the run's checkpoints and adapter are not affected.",
+        hint=_(
+            "Move it aside (`mv {path} {path}.broken`) to list and resume the run again; the run's "
+            "checkpoints and adapter are not affected."
+        ).format(path=path),
     )
 
 

@@ -23,8 +23,10 @@ from engine.chat_options import ChatOptions
 from engine.errors import UserError
 from engine.events import GpuSample
 from engine.fileio import cannot_write
+from engine.i18n import N_, _, use_language
 from engine.plan import Plan, PlanError, load_plan, plan_from_dict
 from engine.runs import PLAN_FILE
+from engine.settings import remember, settings_path
 from engine.train.memory import TokenProfile
 from tui.draft import DEFAULT_PATH, read_draft, set_aside, write_draft
 from tui.screens.chat import ChatScreen
@@ -76,10 +78,10 @@ class StillroomApp(App[None]):
     }
     # priority: these work while an Input has focus; none collides with Input's own keys.
     BINDINGS = [
-        Binding("ctrl+p", "previous_step", "Back", priority=True),
-        Binding("ctrl+n", "next_step", "Next", priority=True),
-        Binding("ctrl+g", "show_command", "As command", priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+p", "previous_step", N_("Back"), priority=True),
+        Binding("ctrl+n", "next_step", N_("Next"), priority=True),
+        Binding("ctrl+g", "show_command", N_("As command"), priority=True),
+        Binding("ctrl+q", "quit", N_("Quit"), priority=True),
     ]
 
     def __init__(
@@ -108,10 +110,12 @@ class StillroomApp(App[None]):
             self.plan, saved_step = read_draft(self.plan_path)
         except PlanError as error:
             self.plan, saved_step = Plan(), None
-            self.draft_error = f"{error}\n→ {error.hint}\nStarting from the defaults."
+            self.draft_error = _("{error}\n→ {hint}\nStarting from the defaults.").format(
+                error=error, hint=error.hint
+            )
             if self.plan_path.is_file():
                 self.keep_aside = self.plan_path
-                self.draft_error += (
+                self.draft_error += _(
                     " Your file stays as it is until you change something; then it is renamed "
                     "to a dated backup next to it (the wizard says where), never overwritten."
                 )
@@ -140,7 +144,7 @@ class StillroomApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode(self.step if self.has_draft or self.chat_run else "welcome")
         if self.draft_error:
-            self.notify(self.draft_error, title="Draft not loaded", severity="error")
+            self.notify(self.draft_error, title=_("Draft not loaded"), severity="error")
 
     def notify(
         self,
@@ -164,11 +168,11 @@ class StillroomApp(App[None]):
         if isinstance(error, UserError):
             text = f"{error}\n→ {error.hint}" if error.hint else str(error)
         else:
-            text = (
-                f"{type(error).__name__}: {error}\nThis step still works: change what you "
-                "entered and try again. If it happens again, it is a bug worth reporting."
-            )
-        self.notify(text, title="That did not work", severity="error", timeout=30)
+            text = _(
+                "{kind}: {error}\nThis step still works: change what you entered and try "
+                "again. If it happens again, it is a bug worth reporting."
+            ).format(kind=type(error).__name__, error=error)
+        self.notify(text, title=_("That did not work"), severity="error", timeout=30)
 
     # The draft plan
 
@@ -193,7 +197,7 @@ class StillroomApp(App[None]):
             else:
                 part[name] = value
         try:
-            plan = plan_from_dict(data, "the wizard")
+            plan = plan_from_dict(data, _("the wizard"))
         except PlanError as error:
             return "; ".join(line.removeprefix(f"{section}.") for line in error.problems)
         self.set_plan(plan)
@@ -211,9 +215,11 @@ class StillroomApp(App[None]):
                 backup = set_aside(self.keep_aside)
                 self.keep_aside = None
                 self.notify(
-                    f"Your plan file {self.plan_path} did not load, so it was kept as {backup}; "
-                    f"the wizard now saves to {self.plan_path}.",
-                    title="Your plan is kept",
+                    _(
+                        "Your plan file {path} did not load, so it was kept as {backup}; "
+                        "the wizard now saves to {path}."
+                    ).format(path=self.plan_path, backup=backup),
+                    title=_("Your plan is kept"),
                     severity="warning",
                     timeout=30,
                 )
@@ -228,14 +234,16 @@ class StillroomApp(App[None]):
         problem = cannot_write(
             self.plan_path,
             error,
-            "Changes live only in this session until it can save. Quit (ctrl+q) and start "
-            "Stillroom in a folder you can write to, or name a draft there: "
-            "stillroom --plan ~/stillroom-plan.toml",
+            _(
+                "Changes live only in this session until it can save. Quit (ctrl+q) and start "
+                "Stillroom in a folder you can write to, or name a draft there: "
+                "stillroom --plan ~/stillroom-plan.toml"
+            ),
         )
         if str(problem) != self.save_problem:  # not once per key press
             self.save_problem = str(problem)
             self.notify(
-                f"{problem}\n→ {problem.hint}", title="Not saved", severity="error", timeout=30
+                f"{problem}\n→ {problem.hint}", title=_("Not saved"), severity="error", timeout=30
             )
 
     def arrived(self, step: str) -> None:
@@ -255,7 +263,9 @@ class StillroomApp(App[None]):
         """Make a plan file the draft, edited in place; returns what is wrong instead."""
         file = Path(path.strip()).expanduser()
         if not path.strip() or file.is_dir():
-            return f"{path.strip() or 'No file'} is not a plan file: pick a .toml file."
+            return _("{path} is not a plan file: pick a .toml file.").format(
+                path=path.strip() or _("No file")
+            )
         try:
             plan = load_plan(file)
         except PlanError as error:
@@ -271,6 +281,29 @@ class StillroomApp(App[None]):
             self.screen.take_attach_request()
         else:
             self.switch_mode("train")
+
+    def switch_language(self, lang: str) -> str | None:
+        """Speak ``lang`` from now on and next time: every other step screen is built again in
+        it when next shown (the draft plan lives here, so nothing of it is lost; a run being
+        followed is found again). Returns why not, while a generation would lose its screen."""
+        if any(w.group == "generate" and w.state == WorkerState.RUNNING for w in self.workers):
+            return _(
+                "The Teacher step is generating: pause it (ctrl+s) or let it finish, "
+                "then switch the language."
+            )
+        use_language(lang)
+        if not remember("lang", lang):
+            self.notify(
+                _("The language could not be saved in {path}; it applies to this session.").format(
+                    path=settings_path()
+                ),
+                severity="warning",
+            )
+        for mode, screen in self.MODES.items():
+            if mode != self.current_mode:
+                self.remove_mode(mode)
+                self.add_mode(mode, screen)
+        return None
 
     def take_attach_request(self) -> Path | None:
         request, self.attach_request = self.attach_request, None
@@ -294,7 +327,7 @@ class StillroomApp(App[None]):
             return
         problems = self.screen.problems() if hasattr(self.screen, "problems") else []
         if problems:
-            self.notify("\n".join(problems), title="Before the next step", severity="error")
+            self.notify("\n".join(problems), title=_("Before the next step"), severity="error")
             return
         following = neighbour(current, 1)
         if following is None:
@@ -310,7 +343,8 @@ class StillroomApp(App[None]):
 
     def action_show_command(self) -> None:
         step = self.current_mode if self.current_mode in READY else self.step
-        self.push_screen(CommandScreen(step, note=f"The {step_named(step).title} step, headless:"))
+        note = _("The {step} step, headless:").format(step=_(step_named(step).title))
+        self.push_screen(CommandScreen(step, note=note))
 
 
 THEMES = {"dark": "textual-dark", "light": "textual-light"}

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.i18n import N_
+
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the step bar; ``later`` explains a step the wizard cannot run yet."""
+    """One step of the step bar; ``later`` explains a step the wizard cannot run yet.
+
+    ``title`` is marked for the catalog: show it as ``_(step.title)``.
+    """
 
     name: str
     title: str
@@ -15,11 +20,11 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("teacher", "Teacher"),
-    Step("data", "Data"),
-    Step("student", "Student"),
-    Step("train", "Train"),
-    Step("chat", "Chat"),
+    Step("teacher", N_("Teacher")),
+    Step("data", N_("Data")),
+    Step("student", N_("Student")),
+    Step("train", N_("Train")),
+    Step("chat", N_("Chat")),
 )
 READY = tuple(step.name for step in STEPS if not step.later)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.data.types import Conversation, Detection, Message, Table
 from engine.errors import UserError
+from engine.i18n import N_, _
 
 ROLE_ALIASES = {
     "user": "user",
@@ -111,12 +112,12 @@ _NAMES = {
         "rationale",
     ),
 }
-_LABELS = {
-    "alpaca": "Alpaca",
-    "pair": "prompt/response pairs",
-    "sharegpt": "ShareGPT",
-    "messages": "chat messages",
-    "text": "already-rendered text",
+_LABELS = {  # translated where shown
+    "alpaca": N_("Alpaca"),
+    "pair": N_("prompt/response pairs"),
+    "sharegpt": N_("ShareGPT"),
+    "messages": N_("chat messages"),
+    "text": N_("already-rendered text"),
 }
 _SAMPLE_ROWS = 256
 _LETTER = re.compile(r"[^\W\d_]")
@@ -156,7 +157,8 @@ def detect(table: Table, format: str = "auto", mapping: dict[str, str] | None = 
     """
     if format != "auto" and format not in FORMAT_KEYS:
         raise UserError(
-            f"unknown format {format!r}", hint=f"use auto or one of {', '.join(FORMAT_KEYS)}"
+            _("unknown format {format!r}").format(format=format),
+            hint=_("use auto or one of {FORMAT_KEYS}").format(FORMAT_KEYS=", ".join(FORMAT_KEYS)),
         )
     profile = _profile(table)
     override = _check_override(table, mapping or {})
@@ -173,8 +175,12 @@ def detect(table: Table, format: str = "auto", mapping: dict[str, str] | None = 
         missing = [k for k in REQUIRED_KEYS[fmt] if k not in override]
         needs = ",".join(f"{k}=COLUMN" for k in missing)
         raise UserError(
-            f"cannot read {table.source} as {fmt}: no column found for {', '.join(missing)}",
-            hint=f"pass --map {needs}; the columns are {', '.join(table.columns)}",
+            _("cannot read {source} as {fmt}: no column found for {missing}").format(
+                source=table.source, fmt=fmt, missing=", ".join(missing)
+            ),
+            hint=_("pass --map {needs}; the columns are {columns}").format(
+                needs=needs, columns=", ".join(table.columns)
+            ),
         )
     return found
 
@@ -184,13 +190,16 @@ def _check_override(table: Table, mapping: dict[str, str]) -> dict[str, str]:
     unknown = [k for k in override if k not in MAP_KEYS]
     if unknown:
         raise UserError(
-            f"unknown mapping key {', '.join(unknown)}", hint=f"use any of {', '.join(MAP_KEYS)}"
+            _("unknown mapping key {unknown}").format(unknown=", ".join(unknown)),
+            hint=_("use any of {MAP_KEYS}").format(MAP_KEYS=", ".join(MAP_KEYS)),
         )
     absent = [v for v in override.values() if v not in table.columns]
     if absent:
         raise UserError(
-            f"no column named {', '.join(absent)} in {table.source}",
-            hint=f"the columns are {', '.join(table.columns)}",
+            _("no column named {absent} in {source}").format(
+                absent=", ".join(absent), source=table.source
+            ),
+            hint=_("the columns are {columns}").format(columns=", ".join(table.columns)),
         )
     return override
 
@@ -207,16 +216,20 @@ def _implied_format(override: dict[str, str], format: str) -> str:
         group = "conversations" if format in ("sharegpt", "messages") else format
         if group not in fits:
             raise UserError(
-                f"mapping keys {', '.join(sorted(keys))} do not fit format {format}",
-                hint=f"{format} takes {', '.join(FORMAT_KEYS[format])}",
+                _("mapping keys {keys} do not fit format {format}").format(
+                    keys=", ".join(sorted(keys)), format=format
+                ),
+                hint=_("{format} takes {FORMAT_KEYS}").format(
+                    format=format, FORMAT_KEYS=", ".join(FORMAT_KEYS[format])
+                ),
             )
         return format
     if not keys:
         return "auto"
     if not fits:
         raise UserError(
-            f"mapping keys {', '.join(sorted(keys))} mix different formats",
-            hint="map prompt/response, or instruction/input/output, or conversations, or text",
+            _("mapping keys {keys} mix different formats").format(keys=", ".join(sorted(keys))),
+            hint=_("map prompt/response, or instruction/input/output, or conversations, or text"),
         )
     return fits[0]
 
@@ -237,21 +250,32 @@ def _detect_as(
         fmt = _turns_format(column) if fmt == "conversations" else fmt
         mapping = {"conversations": chosen}
         role_key, content_key = column.turn_keys
-        seen = ", ".join(column.roles) or "none"
-        evidence = f"{chosen}[].{role_key}/{content_key} -> user/assistant (roles seen: {seen})"
+        seen = ", ".join(column.roles) or _("none")
+        evidence = _("{column}[].{role}/{content} -> user/assistant (roles seen: {seen})").format(
+            column=chosen, role=role_key, content=content_key, seen=seen
+        )
     elif fmt == "alpaca":
         mapping = _fill(("instruction", "output", "input"), free, override)
         if "instruction" not in mapping:
             return None
-        evidence = f"{mapping['instruction']}"
-        evidence += f" (+ {mapping['input']})" if "input" in mapping else ""
-        evidence += " -> user, " + _answer_words(mapping.get("output"))
+        evidence = (
+            _("{instruction} (+ {input}) -> user, {answer}")
+            if "input" in mapping
+            else _("{instruction} -> user, {answer}")
+        ).format(
+            instruction=mapping["instruction"],
+            input=mapping.get("input"),
+            answer=_answer_words(mapping.get("output")),
+        )
     elif fmt == "pair":
         mapping, how = _fill_pair(free, override)
         if "prompt" not in mapping:
             return None
-        source = "guessed" if how.startswith(_GUESSED) else source
-        evidence = f"{mapping['prompt']} -> user, {_answer_words(mapping.get('response'))}{how}"
+        source = "guessed" if how == _guessed() else source
+        evidence = _("{prompt} -> user, {answer}").format(
+            prompt=mapping["prompt"], answer=_answer_words(mapping.get("response"))
+        )
+        evidence += how
     else:  # text
         chosen = (
             override.get("text")
@@ -261,7 +285,9 @@ def _detect_as(
         if not chosen:
             return None
         mapping = {"text": chosen}
-        evidence = f"{chosen} holds whole conversations in a chat template's layout"
+        evidence = _("{column} holds whole conversations in a chat template's layout").format(
+            column=chosen
+        )
     used = set(mapping.values())
     for extra in ("system", "reasoning"):
         if extra in FORMAT_KEYS[fmt] and extra not in mapping:
@@ -271,19 +297,22 @@ def _detect_as(
             if name:
                 mapping[extra] = name
                 evidence += (
-                    f"; {name} -> {'system prompt' if extra == 'system' else 'teacher reasoning'}"
-                )
+                    _("; {column} -> system prompt")
+                    if extra == "system"
+                    else _("; {column} -> teacher reasoning")
+                ).format(column=name)
     if override:
         given = ", ".join(f"{k}={v}" for k, v in override.items())
-        evidence += f" (you mapped {given})"
+        evidence += _(" (you mapped {given})").format(given=given)
         source = "given" if set(mapping) <= set(override) else source
-    return Detection(fmt, mapping, f"read as {_LABELS[fmt]}: {evidence}", source)
+    said = _("read as {label}: {evidence}").format(label=_(_LABELS[fmt]), evidence=evidence)
+    return Detection(fmt, mapping, said, source)
 
 
 def _answer_words(column: str | None) -> str:
     if column:
         return f"{column} -> assistant"
-    return "no answer column, so every row still needs an answer (from the teacher)"
+    return _("no answer column, so every row still needs an answer (from the teacher)")
 
 
 def _fill(keys: tuple[str, ...], free: list[_Column], override: dict[str, str]) -> dict[str, str]:
@@ -300,7 +329,9 @@ def _fill(keys: tuple[str, ...], free: list[_Column], override: dict[str, str]) 
     return mapping
 
 
-_GUESSED = " (guessed from column order"
+def _guessed() -> str:
+    """What a pairing taken from the column order says (the caller marks it ``guessed``)."""
+    return _(" (guessed from column order: check it, or pass --map prompt=...,response=...)")
 
 
 def _fill_pair(free: list[_Column], override: dict[str, str]) -> tuple[dict[str, str], str]:
@@ -313,12 +344,9 @@ def _fill_pair(free: list[_Column], override: dict[str, str]) -> tuple[dict[str,
     if len(mapping) == 1 and len(texts) == 1:
         missing = "response" if "prompt" in mapping else "prompt"
         mapping[missing] = texts[0]
-        return mapping, f" ({texts[0]} is the only other text column)"
+        return mapping, _(" ({column} is the only other text column)").format(column=texts[0])
     if not mapping and len(texts) == 2:
-        return (
-            {"prompt": texts[0], "response": texts[1]},
-            f"{_GUESSED}: check it, or pass --map prompt=...,response=...)",
-        )
+        return {"prompt": texts[0], "response": texts[1]}, _guessed()
     if "response" in mapping and "prompt" not in mapping:
         return {}, ""
     return mapping, ""
@@ -349,11 +377,11 @@ def _turns_format(column: _Column) -> str:
 
 
 def _unknown_evidence(profile: list[_Column]) -> str:
-    described = ", ".join(f"{c.name} ({c.kind})" for c in profile) or "none"
-    return (
+    described = ", ".join(f"{c.name} ({c.kind})" for c in profile) or _("none")
+    return _(
         "no column holds chat turns, and no prompt and answer columns could be told apart; "
-        f"columns: {described}. Pass --map prompt=COLUMN,response=COLUMN"
-    )
+        "columns: {columns}. Pass --map prompt=COLUMN,response=COLUMN"
+    ).format(columns=described)
 
 
 # --------------------------------------------------------------------------- profiling
@@ -433,8 +461,8 @@ def normalise(table: Table, detection: Detection) -> tuple[list[Conversation], l
     """
     if detection.format == "unknown":
         raise UserError(
-            f"cannot read {table.source}: the format is unknown",
-            hint="pass --map prompt=COLUMN,response=COLUMN (or another format's keys)",
+            _("cannot read {source}: the format is unknown").format(source=table.source),
+            hint=_("pass --map prompt=COLUMN,response=COLUMN (or another format's keys)"),
         )
     convert = _converter(detection)
     mapping = detection.mapping

@@ -19,6 +19,7 @@ from engine.data.load import read_table
 from engine.data.problems import Tally, find_problems, repair, report, tally
 from engine.data.types import Conversation, Detection, Message, Problem, Table
 from engine.errors import UserError
+from engine.i18n import _
 
 _HISTOGRAM_BINS = 10
 
@@ -224,19 +225,26 @@ def _measure(
     report_.histogram = histogram(rendered.lengths)
     flagged["too_long"] = rendered.too_long_rows(usable)
     fate = (
-        "they are dropped (--overflow truncate keeps those with some answer left)"
+        _(
+            " ({max_seq_length} tokens): {partly} would lose part of the answer and {entirely} "
+            "all of it; they are dropped (--overflow truncate keeps those with some answer left)"
+        )
         if overflow == "drop"
-        else "they are truncated, and those with no answer left are dropped"
+        else _(
+            " ({max_seq_length} tokens): {partly} would lose part of the answer and {entirely} "
+            "all of it; they are truncated, and those with no answer left are dropped"
+        )
     )
-    details["too_long"] = (
-        f" ({max_seq_length} tokens): {cut.answer_cut_partly} would lose part of the answer "
-        f"and {cut.answer_cut_entirely} all of it; {fate}"
+    details["too_long"] = fate.format(
+        max_seq_length=max_seq_length,
+        partly=cut.answer_cut_partly,
+        entirely=cut.answer_cut_entirely,
     )
     if cut.measured_in_part:
-        details["too_long"] += (
-            f"; {cut.measured_in_part} of them so long that only their start was tokenised "
+        details["too_long"] += _(
+            "; {count} of them so long that only their start was tokenised "
             "(their lengths are at least those shown)"
-        )
+        ).format(count=cut.measured_in_part)
     if rendered.rows:
         report_.preview = [tuple(s) for s in preview_segments(rendered.rows[0], tokenizer)]
     kept = {row.row for row in rendered.rows}

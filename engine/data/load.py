@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.data.types import Table
 from engine.errors import UserError
+from engine.i18n import _
 
 _SUFFIX_KIND = {
     ".jsonl": "jsonl",
@@ -49,20 +50,28 @@ def read_table(source: str, split: str | None = None) -> Table:
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        raise UserError(f"{source}: is a folder; point at one data file inside it")
+        raise UserError(
+            _("{source}: is a folder; point at one data file inside it").format(source=source)
+        )
     if path.is_file():
         return _read_file(path, source)
     if path.exists():
         raise UserError(
-            f"{source}: not a regular file (a device, pipe or socket); copy the data into a file"
+            _(
+                "{source}: not a regular file (a device, pipe or socket); copy the data into a file"
+            ).format(source=source)
         )
     if path.is_symlink():
         raise UserError(
-            f"{source}: a symbolic link that leads nowhere readable (broken, or a loop)"
+            _("{source}: a symbolic link that leads nowhere readable (broken, or a loop)").format(
+                source=source
+            )
         )
     if looks_like_hub_id(source):
         return _read_hub(source, split)
-    raise UserError(f"{source}: file not found (a hub dataset id looks like owner/name)")
+    raise UserError(
+        _("{source}: file not found (a hub dataset id looks like owner/name)").format(source=source)
+    )
 
 
 def looks_like_hub_id(source: str) -> bool:
@@ -75,18 +84,24 @@ def _read_file(path: Path, source: str) -> Table:
         raw = path.read_bytes()
     except OSError as error:
         raise UserError(
-            f"{source}: cannot read it ({error.strerror or error})",
-            hint="Check that the file is readable by you (ls -l; chmod u+r FILE if it is yours).",
+            _("{source}: cannot read it ({value})").format(
+                source=source, value=error.strerror or error
+            ),
+            hint=_(
+                "Check that the file is readable by you (ls -l; chmod u+r FILE if it is yours)."
+            ),
         ) from None
     if not raw.strip():
-        raise UserError(f"{source}: the file is empty")
+        raise UserError(_("{source}: the file is empty").format(source=source))
     if raw.startswith(_PARQUET_MAGIC):
         return _read_parquet(path, source)
     text = _decode(raw, source)
     del raw  # a big file is held once, as text, while it is parsed
     kind = _SUFFIX_KIND.get(path.suffix.lower())
     if kind == "parquet":
-        raise UserError(f"{source}: not a Parquet file (it does not start with PAR1)")
+        raise UserError(
+            _("{source}: not a Parquet file (it does not start with PAR1)").format(source=source)
+        )
     if kind in ("csv", "tsv"):
         return _read_delimited(text, source, "\t" if kind == "tsv" else ",", kind)
     # .json, .jsonl and unknown suffixes: the content decides, because files
@@ -105,24 +120,32 @@ def _read_file(path: Path, source: str) -> Table:
         return _read_jsonl(text, source)
     if kind is None:
         raise UserError(
-            f"{source}: not a dataset Stillroom can read "
-            "(expected JSON, JSONL, CSV, TSV or Parquet)"
+            _(
+                "{source}: not a dataset Stillroom can read (expected JSON, JSONL, CSV, TSV or "
+                "Parquet)"
+            ).format(source=source)
         )
-    raise UserError(f"{source}: not a dataset: {kind.upper()} rows must be JSON objects")
+    raise UserError(
+        _("{source}: not a dataset: {kind} rows must be JSON objects").format(
+            source=source, kind=kind.upper()
+        )
+    )
 
 
 def _decode(raw: bytes, source: str) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
     if b"\x00" in raw[:_SNIFF_BYTES]:
-        raise UserError(f"{source}: a binary file, not a dataset")
+        raise UserError(_("{source}: a binary file, not a dataset").format(source=source))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise UserError(
-            f"{source}: not UTF-8 text (bad byte at offset {error.start}, line {line}); "
-            "save it as UTF-8"
+            _(
+                "{source}: not UTF-8 text (bad byte at offset {start}, line {line}); save it as "
+                "UTF-8"
+            ).format(source=source, start=error.start, line=line)
         ) from None
 
 
@@ -143,9 +166,11 @@ def _read_json_document(text: str, source: str) -> Table | None:
         if columns:
             return Table(source=source, columns=columns, rows=value, kind="json")
     if isinstance(value, list) and not value:
-        raise UserError(f"{source}: the JSON array is empty")
+        raise UserError(_("{source}: the JSON array is empty").format(source=source))
     raise UserError(
-        f"{source}: not a dataset: JSON must be an array of objects or an object of columns"
+        _(
+            "{source}: not a dataset: JSON must be an array of objects or an object of columns"
+        ).format(source=source)
     )
 
 
@@ -164,7 +189,11 @@ def _unwrap_object(value: dict[str, Any], source: str) -> list[Any]:
     if all(isinstance(v, list) for v in values) and len(values) > 1:
         lengths = {len(v) for v in values}
         if len(lengths) != 1:
-            raise UserError(f"{source}: the JSON columns have different lengths {sorted(lengths)}")
+            raise UserError(
+                _("{source}: the JSON columns have different lengths {lengths}").format(
+                    source=source, lengths=sorted(lengths)
+                )
+            )
         return [dict(zip(value, cells, strict=True)) for cells in zip(*values, strict=True)]
     return [value]
 
@@ -196,7 +225,9 @@ def _read_jsonl(text: str, source: str) -> Table:
         else:
             malformed.append(number)
     if not rows:
-        raise UserError(f"{source}: not a dataset: no line is a JSON object")
+        raise UserError(
+            _("{source}: not a dataset: no line is a JSON object").format(source=source)
+        )
     return Table(
         source=source,
         columns=_columns(rows),
@@ -229,9 +260,13 @@ def _too_deep(text: str, source: str) -> UserError:
             depth -= 1
     line = text.count("\n", 0, at) + 1
     return UserError(
-        f"{source}: line {line}: JSON nested too deep to read (more than {TOO_DEEP} levels of "
-        "[ and {; no conversation nests like that)",
-        hint=f"The file is damaged or not a dataset: look at line {line}, or write it again.",
+        _(
+            "{source}: line {line}: JSON nested too deep to read (more than {TOO_DEEP} levels of [ "
+            "and {{; no conversation nests like that)"
+        ).format(source=source, line=line, TOO_DEEP=TOO_DEEP),
+        hint=_(
+            "The file is damaged or not a dataset: look at line {line}, or write it again."
+        ).format(line=line),
     )
 
 
@@ -240,11 +275,13 @@ def _read_delimited(text: str, source: str, delimiter: str, kind: str) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if not header or not any(name.strip() for name in header):
-        raise UserError(f"{source}: not a dataset: the first line holds no column names")
+        raise UserError(
+            _("{source}: not a dataset: the first line holds no column names").format(source=source)
+        )
     names = [name.strip() or f"column_{i + 1}" for i, name in enumerate(header)]
     rows = [dict(zip(names, cells, strict=False)) for cells in reader if any(cells)]
     if not rows:
-        raise UserError(f"{source}: has column names but no rows")
+        raise UserError(_("{source}: has column names but no rows").format(source=source))
     return Table(source=source, columns=names, rows=rows, kind=kind)
 
 
@@ -255,9 +292,11 @@ def _read_parquet(path: Path, source: str) -> Table:
     try:
         arrow = pq.read_table(path)
     except (ArrowException, OSError) as error:
-        raise UserError(f"{source}: a damaged Parquet file ({error})") from None
+        raise UserError(
+            _("{source}: a damaged Parquet file ({error})").format(source=source, error=error)
+        ) from None
     if arrow.num_rows == 0:
-        raise UserError(f"{source}: the Parquet file has no rows")
+        raise UserError(_("{source}: the Parquet file has no rows").format(source=source))
     return Table(
         source=source, columns=list(arrow.column_names), rows=arrow.to_pylist(), kind="parquet"
     )
@@ -270,7 +309,11 @@ def _read_hub(source: str, split: str | None) -> Table:
         data = datasets.load_dataset(source, split=split or "train")
     except Exception as error:  # the hub raises many types; all mean "cannot read this"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{source}: could not load from the hub: {reason}") from None
+        raise UserError(
+            _("{source}: could not load from the hub: {reason}").format(
+                source=source, reason=reason
+            )
+        ) from None
     return Table(source=source, columns=list(data.column_names), rows=data.to_list(), kind="hub")
 
 

@@ -12,29 +12,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.data.types import Conversation, Problem
+from engine.i18n import N_, _
 
 ROWS_SHOWN = 5
 
 # Report order, and what each kind means for the user.
 _MESSAGES = {
-    "malformed_line": "{n} line(s) are not JSON objects and were skipped; fix or delete them "
-    "in the file",
-    "too_deep": "{n} line(s) are nested too deep to read (hundreds of levels of [ and {{, which "
-    "no conversation is) and were skipped; fix or delete them in the file",
-    "malformed_row": "{n} row(s) hold no readable conversation (not a list of turns, or a "
-    "role other than system/user/assistant); they are dropped",
-    "empty_prompt": "{n} row(s) have an empty prompt; they are dropped, as there is nothing "
-    "to answer",
-    "empty_response": "{n} row(s) have an empty answer; they are dropped, or the student "
-    "would learn to say nothing",
-    "missing_response": "{n} row(s) have no assistant answer to learn from; they are dropped. "
-    "Generate answers with the teacher, or map the answer column "
-    "(--map response=COLUMN)",
-    "teacher_flagged": "{n} row(s) were flagged by the teacher (answer cut by max_tokens, "
-    "empty, or a refusal: see meta.flags); they are dropped. Raise max_tokens and delete "
-    "those lines to have them answered again",
-    "duplicate": "{n} row(s) repeat an earlier row exactly; only the first copy is kept",
-    "too_long": "{n} row(s) are longer than max_seq_length",
+    "malformed_line": N_(
+        "{n} line(s) are not JSON objects and were skipped; fix or delete them in the file"
+    ),
+    "too_deep": N_(
+        "{n} line(s) are nested too deep to read (hundreds of levels of [ and {{, which "
+        "no conversation is) and were skipped; fix or delete them in the file"
+    ),
+    "malformed_row": N_(
+        "{n} row(s) hold no readable conversation (not a list of turns, or a "
+        "role other than system/user/assistant); they are dropped"
+    ),
+    "empty_prompt": N_(
+        "{n} row(s) have an empty prompt; they are dropped, as there is nothing to answer"
+    ),
+    "empty_response": N_(
+        "{n} row(s) have an empty answer; they are dropped, or the student "
+        "would learn to say nothing"
+    ),
+    "missing_response": N_(
+        "{n} row(s) have no assistant answer to learn from; they are dropped. "
+        "Generate answers with the teacher, or map the answer column "
+        "(--map response=COLUMN)"
+    ),
+    "teacher_flagged": N_(
+        "{n} row(s) were flagged by the teacher (answer cut by max_tokens, "
+        "empty, or a refusal: see meta.flags); they are dropped. Raise max_tokens and delete "
+        "those lines to have them answered again"
+    ),
+    "duplicate": N_("{n} row(s) repeat an earlier row exactly; only the first copy is kept"),
+    "too_long": N_("{n} row(s) are longer than max_seq_length"),
 }
 KINDS = tuple(_MESSAGES)
 
@@ -71,8 +84,9 @@ def find_problems(conversations: list[Conversation]) -> dict[str, list[int]]:
 
 def describe(kind: str, rows: list[int], detail: str = "") -> Problem:
     """One :class:`Problem` with its count, the first few rows and a plain message."""
-    message = _MESSAGES[kind].format(n=len(rows))
-    return Problem(kind, len(rows), rows[:ROWS_SHOWN], f"{message}{detail}.")
+    message = _(_MESSAGES[kind]).format(n=len(rows))
+    sentence = _("{problem}.").format(problem=message + detail)
+    return Problem(kind, len(rows), rows[:ROWS_SHOWN], sentence)
 
 
 def report(flagged: dict[str, list[int]], details: dict[str, str] | None = None) -> list[Problem]:
@@ -110,9 +124,13 @@ class Tally:
 
     def words(self) -> str:
         """One line, as the CLI, the run's log and the Train step all say it."""
-        text = f"{self.records:,} records, {self.usable:,} usable"
         if self.unusable:
-            text += f", {self.unusable:,} unusable ({self.share:.0%})"
+            text = _("{records:,} records, {usable:,} usable, {unusable:,} unusable ({share:.0%})")
+        else:
+            text = _("{records:,} records, {usable:,} usable")
+        text = text.format(
+            records=self.records, usable=self.usable, unusable=self.unusable, share=self.share
+        )
         return f"{text}: {self.kinds()}" if self.problems else text
 
     def kinds(self) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 from engine.data.types import Conversation, Message
 from engine.errors import UserError
+from engine.i18n import _
 
 IGNORE_INDEX = -100
 Overflow = Literal["drop", "truncate"]
@@ -164,20 +165,33 @@ def load_tokenizer(model_id_or_path: str) -> Any:
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"Could not load a tokenizer from {model_id_or_path}: {reason}",
-            hint="Check that the student model folder holds tokenizer.json "
-            "(or pick another student model).",
+            _("Could not load a tokenizer from {model_id_or_path}: {reason}").format(
+                model_id_or_path=model_id_or_path, reason=reason
+            ),
+            hint=_(
+                "Check that the student model folder holds tokenizer.json (or pick another student "
+                "model)."
+            ),
         ) from None
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(
-            f"The tokenizer of {model_id_or_path!r} has no chat template.",
-            hint="Pick a chat model (usually its -Instruct variant), e.g. "
-            "unsloth/Qwen2.5-1.5B-Instruct.",
+            _("The tokenizer of {model_id_or_path!r} has no chat template.").format(
+                model_id_or_path=model_id_or_path
+            ),
+            hint=_(
+                "Pick a chat model (usually its -Instruct variant), e.g. "
+                "unsloth/Qwen2.5-1.5B-Instruct."
+            ),
         )
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise UserError(
-            f"The tokenizer of {model_id_or_path!r} is not a fast (Rust) tokenizer.",
-            hint="Stillroom needs character offsets to mask prompts; pick a model with tokenizer.json.",
+            _("The tokenizer of {model_id_or_path!r} is not a fast (Rust) tokenizer.").format(
+                model_id_or_path=model_id_or_path
+            ),
+            hint=_(
+                "Stillroom needs character offsets to mask prompts; pick a model with "
+                "tokenizer.json."
+            ),
         )
     return tokenizer
 
@@ -192,8 +206,8 @@ def inspect_chat_template(tokenizer: Any) -> ChatFormat:
     """
     if not getattr(tokenizer, "chat_template", None):
         raise UserError(
-            "The student's tokenizer has no chat template.",
-            hint="Pick a chat model (usually its -Instruct variant).",
+            _("The student's tokenizer has no chat template."),
+            hint=_("Pick a chat model (usually its -Instruct variant)."),
         )
     from jinja2 import TemplateError
 
@@ -208,21 +222,27 @@ def inspect_chat_template(tokenizer: Any) -> ChatFormat:
         full = tokenizer.apply_chat_template(probe, tokenize=False)
     except TemplateError as error:
         raise UserError(
-            f"The student's chat template cannot render a plain question and answer: {error}",
-            hint="Use the chat template the student ships with.",
+            _(
+                "The student's chat template cannot render a plain question and answer: {error}"
+            ).format(error=error),
+            hint=_("Use the chat template the student ships with."),
         ) from None
     foreign = sorted({m for m in _MARKER.findall(full) if not _is_single_token(tokenizer, m)})
     if foreign:
         raise UserError(
-            f"The chat template uses {', '.join(foreign)}, which this tokenizer does not know "
-            "as single tokens: the template was written for another model.",
-            hint="Remove the custom chat template and use the one the student ships with.",
+            _(
+                "The chat template uses {foreign}, which this tokenizer does not know as single "
+                "tokens: the template was written for another model."
+            ).format(foreign=", ".join(foreign)),
+            hint=_("Remove the custom chat template and use the one the student ships with."),
         )
     if not full.startswith(prompt) or _PROBE_ANSWER not in full[len(prompt) :]:
         raise UserError(
-            "The chat template does not render a conversation as its prompt followed by the "
-            "answer, so Stillroom cannot tell which tokens the student should learn.",
-            hint="Use the chat template the student ships with.",
+            _(
+                "The chat template does not render a conversation as its prompt followed by the "
+                "answer, so Stillroom cannot tell which tokens the student should learn."
+            ),
+            hint=_("Use the chat template the student ships with."),
         )
     turn = full[len(prompt) :]
     after = turn[turn.index(_PROBE_ANSWER) + len(_PROBE_ANSWER) :]
@@ -231,21 +251,29 @@ def inspect_chat_template(tokenizer: Any) -> ChatFormat:
         marker = _ANY_MARKER.search(after)
         if marker:
             raise UserError(
-                f"The chat template ends an assistant turn with {marker.group()!r}, which is not "
-                "a token of this tokenizer: the template was written for another model.",
-                hint="Use the chat template the student ships with.",
+                _(
+                    "The chat template ends an assistant turn with {group!r}, which is not a token "
+                    "of this tokenizer: the template was written for another model."
+                ).format(group=marker.group()),
+                hint=_("Use the chat template the student ships with."),
             )
         raise UserError(
-            f"The chat template ends an assistant turn with {after!r}: no end-of-turn token, "
-            "so the student would never learn to stop.",
-            hint="Pick a chat model (usually its -Instruct variant) whose template ends turns.",
+            _(
+                "The chat template ends an assistant turn with {after!r}: no end-of-turn token, so "
+                "the student would never learn to stop."
+            ).format(after=after),
+            hint=_("Pick a chat model (usually its -Instruct variant) whose template ends turns."),
         )
     if after.count(end_of_turn) > 1:
         raise UserError(
-            f"The chat template puts {end_of_turn} {after.count(end_of_turn)} times after each "
-            "answer: the student would learn a turn ending its own chat format never uses.",
-            hint="Drop the extra end-of-turn (often an added `eos_token`) from the template, or "
-            "remove the custom template and use the student's own.",
+            _(
+                "The chat template puts {end_of_turn} {count} times after each answer: the student "
+                "would learn a turn ending its own chat format never uses."
+            ).format(end_of_turn=end_of_turn, count=after.count(end_of_turn)),
+            hint=_(
+                "Drop the extra end-of-turn (often an added `eos_token`) from the template, or "
+                "remove the custom template and use the student's own."
+            ),
         )
     opener = _last_added_token(tokenizer, prompt)
     return ChatFormat(
@@ -435,17 +463,25 @@ class _Renderer:
                 through = text if m + 1 == len(chat) else self.template(chat[: m + 1])
                 if not (text.startswith(prompt) and text.startswith(through)):
                     raise UserError(
-                        f"Row {row}: the chat template renders earlier turns "
-                        "differently once later turns follow, so Stillroom cannot tell which "
-                        "tokens are the answer.",
-                        hint="Use the chat template the student ships with, or single-turn data.",
+                        _(
+                            "Row {row}: the chat template renders earlier turns differently once "
+                            "later turns follow, so Stillroom cannot tell which tokens are the "
+                            "answer."
+                        ).format(row=row),
+                        hint=_(
+                            "Use the chat template the student ships with, or single-turn data."
+                        ),
                     )
                 turns.append((len(prompt), len(through)))
         except TemplateError as error:
             raise UserError(
-                f"Row {row}: the student's chat template refuses it: {error}",
-                hint="Fix the conversation's roles (most templates want user and assistant "
-                "turns to alternate), or drop the row.",
+                _("Row {row}: the student's chat template refuses it: {error}").format(
+                    row=row, error=error
+                ),
+                hint=_(
+                    "Fix the conversation's roles (most templates want user and assistant turns to "
+                    "alternate), or drop the row."
+                ),
             ) from None
         return text, turns
 
@@ -630,14 +666,20 @@ def _end_of_turn_error(bad_turns: list[tuple[int, str]], end_of_turn: str) -> Us
     )
     if any(kind == "repeated" for _, kind in bad_turns):
         return UserError(
-            f"{len(rows)} row(s) have an answer with more than one {end_of_turn} "
-            f"(rows {shown}): the student would learn to stop in the middle of an answer.",
-            hint=f"Remove the literal {end_of_turn} from those answers.",
+            _(
+                "{n_rows} row(s) have an answer with more than one {end_of_turn} (rows {shown}): "
+                "the student would learn to stop in the middle of an answer."
+            ).format(n_rows=len(rows), end_of_turn=end_of_turn, shown=shown),
+            hint=_("Remove the literal {end_of_turn} from those answers.").format(
+                end_of_turn=end_of_turn
+            ),
         )
     return UserError(
-        f"{len(rows)} row(s) have an answer with no {end_of_turn} after it (rows {shown}): "
-        "the student would never learn to stop.",
-        hint="Use the chat template the student ships with.",
+        _(
+            "{n_rows} row(s) have an answer with no {end_of_turn} after it (rows {shown}): the "
+            "student would never learn to stop."
+        ).format(n_rows=len(rows), end_of_turn=end_of_turn, shown=shown),
+        hint=_("Use the chat template the student ships with."),
     )
 
 
@@ -645,18 +687,26 @@ def _nothing_trained_error(result: RenderedSet) -> UserError:
     report = result.overflow
     if report.dropped and report.policy == "drop":
         return UserError(
-            f"Every row is longer than max_seq_length={report.max_seq_length} tokens, and "
-            "overflow = drop leaves nothing to train on.",
-            hint="Raise student.max_seq_length (the stats show the p95 length), or set "
-            'dataset.overflow = "truncate" to keep the start of each answer.',
+            _(
+                "Every row is longer than max_seq_length={max_seq_length} tokens, and overflow = "
+                "drop leaves nothing to train on."
+            ).format(max_seq_length=report.max_seq_length),
+            hint=_(
+                "Raise student.max_seq_length (the stats show the p95 length), or set "
+                'dataset.overflow = "truncate" to keep the start of each answer.'
+            ),
         )
     if report.dropped:
         return UserError(
-            f"Every answer lies beyond max_seq_length={report.max_seq_length} tokens, so "
-            "nothing is left to train on.",
-            hint="Raise student.max_seq_length (the stats show the p95 length) or shorten prompts.",
+            _(
+                "Every answer lies beyond max_seq_length={max_seq_length} tokens, so nothing is "
+                "left to train on."
+            ).format(max_seq_length=report.max_seq_length),
+            hint=_(
+                "Raise student.max_seq_length (the stats show the p95 length) or shorten prompts."
+            ),
         )
     return UserError(
-        "No conversation has an assistant answer to train on: every token would be masked.",
-        hint="Check the column mapping: the response column must map to the assistant.",
+        _("No conversation has an assistant answer to train on: every token would be masked."),
+        hint=_("Check the column mapping: the response column must map to the assistant."),
     )

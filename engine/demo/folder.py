@@ -15,6 +15,7 @@ from typing import Any
 from engine.demo import teacher
 from engine.errors import UserError
 from engine.fileio import atomic_write_text, read_jsonl
+from engine.i18n import _
 from engine.plan import Plan, plan_from_dict
 
 MARKER = ".stillroom-demo"
@@ -49,12 +50,17 @@ def bundled(name: str) -> Path:
 def check_folder(folder: Path) -> None:
     """Refuse a file, or a folder that holds someone else's files."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file", hint="Give `stillroom demo` a folder name.")
+        raise UserError(
+            _("{folder} is a file").format(folder=folder),
+            hint=_("Give `stillroom demo` a folder name."),
+        )
     if folder.is_dir() and not (folder / MARKER).exists() and any(folder.iterdir()):
         raise UserError(
-            f"{folder} already holds files that are not the demo's; the demo writes only into "
-            "a new or empty folder, or one it made",
-            hint=f"Give another folder: stillroom demo {folder.name}-2",
+            _(
+                "{folder} already holds files that are not the demo's; the demo writes only into a "
+                "new or empty folder, or one it made"
+            ).format(folder=folder),
+            hint=_("Give another folder: stillroom demo {name}-2").format(name=folder.name),
         )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import TeacherPlan
 
 if TYPE_CHECKING:
@@ -75,11 +76,15 @@ def api_key(teacher: TeacherPlan) -> str:
     if not key:
         raise TeacherError(
             "key",
-            f"the environment variable {teacher.api_key_env} is not set",
+            _("the environment variable {api_key_env} is not set").format(
+                api_key_env=teacher.api_key_env
+            ),
             hint=(
-                f"export {teacher.api_key_env}=<your {teacher.provider} API key> and run again "
-                "(Stillroom reads the key from the environment and never stores it); "
-                "a local server without a key takes --api-key-env ''."
+                _(
+                    "export {api_key_env}=<your {provider} API key> and run again (Stillroom reads "
+                    "the key from the environment and never stores it); a local server without a "
+                    "key takes --api-key-env ''."
+                ).format(api_key_env=teacher.api_key_env, provider=teacher.provider)
             ),
         )
     return key
@@ -135,20 +140,23 @@ def not_an_api(base_url: str, path: str) -> TeacherError:
     """The URL serves a web page, not the OpenAI API: say so and suggest the ``/v1`` path."""
     base = base_url.rstrip("/")
     if base.endswith("/v1"):
-        where = (
+        hint = _(
             "The URL reaches a web UI, a proxy's login page or a captive portal instead of "
-            "the API: check the host and port"
+            "the API: check the host and port; `curl {base}/models` should answer JSON."
         )
     else:
-        where = (
-            f"OpenAI-compatible servers answer under /v1: try --base-url {base}/v1 "
-            "(else the URL reaches a web UI, a login page or a captive portal)"
+        hint = _(
+            "OpenAI-compatible servers answer under /v1: try --base-url {base}/v1 "
+            "(else the URL reaches a web UI, a login page or a captive portal); "
+            "`curl {base}/models` should answer JSON."
         )
     return TeacherError(
         "not_an_api",
-        f"{base_url} is not an OpenAI-compatible endpoint: it answered {path} with a web page "
-        "(HTML), not the API",
-        hint=f"{where}; `curl {base}/models` should answer JSON.",
+        _(
+            "{base_url} is not an OpenAI-compatible endpoint: it answered {path} with a web page "
+            "(HTML), not the API"
+        ).format(base_url=base_url, path=path),
+        hint=hint.format(base=base),
     )
 
 
@@ -178,9 +186,13 @@ async def fetch_models(client: AsyncOpenAI, teacher: TeacherPlan, key: str) -> l
             if attempt == 2:
                 raise TeacherError(
                     "unreachable",
-                    f"cannot reach {teacher.base_url} ({failure})",
-                    hint="Is the server running and the URL right? Local servers: "
-                    "vLLM :8000/v1, Ollama :11434/v1, LM Studio :1234/v1, llama.cpp :8080/v1.",
+                    _("cannot reach {base_url} ({failure})").format(
+                        base_url=teacher.base_url, failure=failure
+                    ),
+                    hint=_(
+                        "Is the server running and the URL right? Local servers: vLLM :8000/v1, "
+                        "Ollama :11434/v1, LM Studio :1234/v1, llama.cpp :8080/v1."
+                    ),
                 ) from None
             await asyncio.sleep(teacher.retry_base_s * (attempt + 1))
         except TeacherError as error:
@@ -216,37 +228,51 @@ def classify(error: BaseException, key: str) -> BaseException:
     if status == 401:
         return TeacherError(
             "auth",
-            f"the endpoint refused the API key (401): {detail}",
-            hint="Check the key in the variable named by api_key_env (--api-key-env), "
-            "or create a new key in the provider's console.",
+            _("the endpoint refused the API key (401): {detail}").format(detail=detail),
+            hint=_(
+                "Check the key in the variable named by api_key_env (--api-key-env), or create a "
+                "new key in the provider's console."
+            ),
         )
     if status == 402 or code == "insufficient_quota":
         return TeacherError(
             "balance",
-            f"the account has no balance left ({status}): {detail}",
-            hint="Top up the account, then run the same command again: finished "
-            "answers are kept and not paid for twice.",
+            _("the account has no balance left ({status}): {detail}").format(
+                status=status, detail=detail
+            ),
+            hint=_(
+                "Top up the account, then run the same command again: finished answers are kept "
+                "and not paid for twice."
+            ),
         )
     if status == 403:
         return TeacherError(
             "auth",
-            f"the key may not use this model or endpoint (403): {detail}",
-            hint="Check the model's access on the provider's console, or pick another --model.",
+            _("the key may not use this model or endpoint (403): {detail}").format(detail=detail),
+            hint=_("Check the model's access on the provider's console, or pick another --model."),
         )
     if status == 404:
         return TeacherError(
             "model",
-            f"the endpoint has no model or route for this request (404): {detail}",
-            hint="Check --model (`stillroom generate --list-models` shows the ids) and "
-            "--base-url (OpenAI-compatible servers usually end in /v1).",
+            _("the endpoint has no model or route for this request (404): {detail}").format(
+                detail=detail
+            ),
+            hint=_(
+                "Check --model (`stillroom generate --list-models` shows the ids) and --base-url "
+                "(OpenAI-compatible servers usually end in /v1)."
+            ),
         )
     if status in (400, 413, 422) and _too_long(detail):
         return PromptRejected(f"the prompt does not fit the model's context: {detail}")
     return TeacherError(
         "request",
-        f"the endpoint rejected the request ({status}): {detail}",
-        hint="Check the sampling settings (temperature, top_p, max_tokens) and extra_body "
-        "against what this model accepts.",
+        _("the endpoint rejected the request ({status}): {detail}").format(
+            status=status, detail=detail
+        ),
+        hint=_(
+            "Check the sampling settings (temperature, top_p, max_tokens) and extra_body against "
+            "what this model accepts."
+        ),
     )
 
 

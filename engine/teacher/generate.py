@@ -25,7 +25,7 @@ from typing import Any
 from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import append_jsonl, read_jsonl
-from engine.i18n import _
+from engine.i18n import N_, _
 from engine.plan import TeacherPlan
 from engine.teacher import quality
 from engine.teacher.client import (
@@ -48,6 +48,8 @@ from engine.teacher.prompts import (
     parse_questions,
     question_request,
     read_prompts,
+    system_prompt,
+    teacher_language,
 )
 from engine.teacher.providers import Price, price_for
 from engine.teacher.reasoning import split_reasoning
@@ -60,13 +62,19 @@ ASSUMED_ANSWER_TOKENS = 500  # for estimates, until earlier answers give a measu
 QUESTION_TOKENS = 25
 FILE_SUFFIXES = {".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet"}
 
-_FLAG_WORDS = {  # flag: (what happened to N answers, what to do)
-    quality.LENGTH: ("were cut at max_tokens", "Raise max_tokens (--max-tokens)."),
-    quality.EMPTY: (
-        "are empty",
-        "A reasoning model may have spent all of max_tokens thinking: raise it.",
+_FLAG_WORDS = {  # flag: (what happened to N answers, what to do); translated where shown
+    quality.LENGTH: (
+        N_("{count} answers were cut at max_tokens (marked {flag!r} in meta.flags)"),
+        N_("Raise max_tokens (--max-tokens)."),
     ),
-    quality.REFUSAL: ("are refusals", "Rephrase or drop those prompts."),
+    quality.EMPTY: (
+        N_("{count} answers are empty (marked {flag!r} in meta.flags)"),
+        N_("A reasoning model may have spent all of max_tokens thinking: raise it."),
+    ),
+    quality.REFUSAL: (
+        N_("{count} answers are refusals (marked {flag!r} in meta.flags)"),
+        N_("Rephrase or drop those prompts."),
+    ),
 }
 
 
@@ -152,6 +160,21 @@ def _messages(teacher: TeacherPlan, prompt: Prompt) -> list[dict[str, str]]:
     return [*head, {"role": "user", "content": prompt.user}]
 
 
+def in_language(teacher: TeacherPlan, prompts: list[Prompt], done: set[str]) -> TeacherPlan:
+    """The teacher asked in the language of the data: the default system prompt in Chinese
+    when the prompts (or the topic) are Chinese, unless ``teacher.language`` says otherwise.
+
+    The plan's own system prompt always wins, and a run whose answers were already bought
+    under the current system prompt keeps it, so resuming never pays for them twice.
+    """
+    texts = [teacher.topic] if teacher.topic else [p.user for p in prompts]
+    language = teacher_language(teacher.language, texts)
+    system = system_prompt(teacher.system, language)
+    if system == teacher.system or any(_key(teacher, p) in done for p in prompts):
+        return teacher
+    return teacher.model_copy(update={"system": system, "language": language})
+
+
 def _key(teacher: TeacherPlan, prompt: Prompt) -> str:
     messages = _messages(teacher, prompt)
     return prompt_key(messages[0]["content"] if len(messages) == 2 else None, prompt.user)
@@ -170,26 +193,35 @@ def refuse_output_over_prompts(teacher: TeacherPlan) -> None:
     except OSError:  # either one missing (a new output file, a hub id): not the same file
         return
     if same:
-        how = (
-            ""
+        same = (
+            _(
+                "the output file {output} is the prompt file {prompts}: answers would be "
+                "appended to your prompts"
+            )
             if Path(teacher.prompts) == Path(teacher.output)
-            else " (the same file by another path)"
+            else _(
+                "the output file {output} is the prompt file {prompts} (the same file by another "
+                "path): answers would be appended to your prompts"
+            )
         )
         raise UserError(
-            f"the output file {teacher.output} is the prompt file {teacher.prompts}{how}: "
-            "answers would be appended to your prompts",
-            hint="Give the answers their own file: --out teacher.jsonl (teacher.output in a plan).",
+            same.format(output=teacher.output, prompts=teacher.prompts),
+            hint=_(
+                "Give the answers their own file: --out teacher.jsonl (teacher.output in a plan)."
+            ),
         )
 
 
 def _file_prompts(teacher: TeacherPlan) -> tuple[list[Prompt], Diversity]:
     if not teacher.prompts:
-        raise UserError("no prompts given", hint="Pass --prompts FILE, or --topic TEXT --count N.")
+        raise UserError(
+            _("no prompts given"), hint=_("Pass --prompts FILE, or --topic TEXT --count N.")
+        )
     path = Path(teacher.prompts)
     if not path.exists() and (path.suffix.lower() in FILE_SUFFIXES or "/" not in teacher.prompts):
         raise UserError(
-            f"prompt file {teacher.prompts} not found",
-            hint="Give a text file (one prompt a line), a JSONL/CSV/Parquet file or a hub id.",
+            _("prompt file {prompts} not found").format(prompts=teacher.prompts),
+            hint=_("Give a text file (one prompt a line), a JSONL/CSV/Parquet file or a hub id."),
         )
     prompts, diversity = dedupe(read_prompts(teacher.prompts), teacher.dedupe_threshold)
     return prompts[: teacher.limit], diversity
@@ -219,6 +251,7 @@ def estimate(teacher: TeacherPlan) -> Estimate:
         refuse_output_over_prompts(teacher)
         chosen, diversity = _file_prompts(teacher)
         done = done_keys(teacher.output)
+        teacher = in_language(teacher, chosen, done)
         pending = [p for p in chosen if _key(teacher, p) not in done]
         prompts, already, to_send = len(chosen), len(chosen) - len(pending), len(pending)
         prompt_tokens = sum(
@@ -368,15 +401,24 @@ class _Job:
         self.check_input()
         if teacher.budget_usd is not None and self.price is None:
             raise UserError(
-                f"budget_usd is set but the price of {teacher.model} is unknown",
-                hint="Set price_input_per_mtok and price_output_per_mtok (USD per million tokens).",
+                _("budget_usd is set but the price of {model} is unknown").format(
+                    model=teacher.model
+                ),
+                hint=_(
+                    "Set price_input_per_mtok and price_output_per_mtok (USD per million tokens)."
+                ),
             )
         store = Store(teacher.output)
         if store.repaired_bytes:
             self.emit(
                 ev.Warning(
-                    message=f"cut a torn last line ({store.repaired_bytes} bytes) from {store.path}",
-                    hint="An answer was being written when the last run was killed; it is asked again.",
+                    message=_("cut a torn last line ({repaired_bytes} bytes) from {path}").format(
+                        repaired_bytes=store.repaired_bytes, path=store.path
+                    ),
+                    hint=_(
+                        "An answer was being written when the last run was killed; it is asked "
+                        "again."
+                    ),
                 )
             )
         self.key = api_key(teacher)
@@ -384,8 +426,15 @@ class _Job:
             await self._preflight()
             prompts, diversity = await self.prompts()
             self.summary.diversity = diversity
-            self.emit(ev.Log(line=f"prompts: {diversity.describe()}"))
+            self.emit(ev.Log(line=_("prompts: {diversity}").format(diversity=diversity.describe())))
             done = self.done_keys(store)
+            asked = in_language(teacher, prompts, done)
+            if asked.system != teacher.system:
+                line = _("system prompt: {system!r}, in the language of the prompts").format(
+                    system=asked.system
+                )
+                self.emit(ev.Log(line=line))
+            self.teacher = teacher = asked
             pending = [p for p in prompts if self.key_of(p) not in done]
             self.summary.total = len(prompts)
             self.summary.already = len(prompts) - len(pending)
@@ -413,21 +462,25 @@ class _Job:
             if len(models) != 1:
                 raise TeacherError(
                     "model",
-                    "no model named, and the endpoint "
-                    + (
-                        f"serves {len(models)}: {', '.join(models[:20])}"
-                        if models
-                        else "lists none"
-                    ),
-                    hint="Pass --model with one of those ids.",
+                    _("no model named, and the endpoint serves {count}: {models}").format(
+                        count=len(models), models=", ".join(models[:20])
+                    )
+                    if models
+                    else _("no model named, and the endpoint lists none"),
+                    hint=_("Pass --model with one of those ids."),
                 )
             self.teacher = teacher = teacher.model_copy(update={"model": models[0]})
-            self.emit(ev.Log(line=f"model: {models[0]} (the only one the endpoint serves)"))
+            line = _("model: {model} (the only one the endpoint serves)").format(model=models[0])
+            self.emit(ev.Log(line=line))
         elif models and not {teacher.model, f"{teacher.model}:latest"} & set(models):
             raise TeacherError(
                 "model",
-                f"{teacher.base_url} does not serve the model {teacher.model!r}",
-                hint="Pick one it lists with --model: " + ", ".join(models[:20]),
+                _("{base_url} does not serve the model {model!r}").format(
+                    base_url=teacher.base_url, model=teacher.model
+                ),
+                hint=_("Pick one it lists with --model: {models}").format(
+                    models=", ".join(models[:20])
+                ),
             )
 
     async def _topic_prompts(self) -> tuple[list[Prompt], Diversity]:
@@ -451,7 +504,10 @@ class _Job:
             need = teacher.count - len(kept)
             asks = [
                 question_request(
-                    teacher.topic, min(QUESTIONS_PER_REQUEST, need), [p.user for p in kept]
+                    teacher.topic,
+                    min(QUESTIONS_PER_REQUEST, need),
+                    [p.user for p in kept],
+                    teacher_language(teacher.language, [teacher.topic]),
                 )
                 for _ in range(min(teacher.concurrency, ceil(need / QUESTIONS_PER_REQUEST)))
             ]
@@ -491,8 +547,12 @@ class _Job:
         if len(kept) < teacher.count:
             self.emit(
                 ev.Warning(
-                    message=f"the teacher wrote {len(kept)} distinct questions of {teacher.count}",
-                    hint="Broaden the topic, or raise dedupe_threshold to keep closer questions.",
+                    message=_("the teacher wrote {n_kept} distinct questions of {count}").format(
+                        n_kept=len(kept), count=teacher.count
+                    ),
+                    hint=_(
+                        "Broaden the topic, or raise dedupe_threshold to keep closer questions."
+                    ),
                 )
             )
         kept = kept[: teacher.count][: teacher.limit]
@@ -604,7 +664,8 @@ class _Job:
             what, todo = _FLAG_WORDS[flag]
             self.emit(
                 ev.Warning(
-                    message=f"{count} answers {what} (marked {flag!r} in meta.flags)", hint=todo
+                    message=_(what).format(count=count, flag=flag),
+                    hint=_(todo),
                 )
             )
         if s.error is not None:
@@ -617,8 +678,10 @@ class _Job:
         elif s.stopped == "budget":
             self.emit(
                 ev.Warning(
-                    message=f"stopped at the budget of ${self.teacher.budget_usd:g}",
-                    hint="Run the same command again (with a new budget) to finish.",
+                    message=_("stopped at the budget of ${budget_usd:g}").format(
+                        budget_usd=self.teacher.budget_usd
+                    ),
+                    hint=_("Run the same command again (with a new budget) to finish."),
                 )
             )
             self.emit(ev.Cancelled(step=s.done))
@@ -629,14 +692,26 @@ class _Job:
             s.stopped = "incomplete"
             what = []
             if s.failed:
-                what.append(f"{s.failed} prompts failed after {self.teacher.max_retries} retries")
+                what.append(
+                    _(
+                        "{failed} prompts failed after {max_retries} retries ({first_failure})"
+                    ).format(
+                        failed=s.failed,
+                        max_retries=self.teacher.max_retries,
+                        first_failure=s.first_failure,
+                    )
+                )
             if s.failed_chunks:
-                what.append(_("{n} chunks got no usable questions").format(n=s.failed_chunks))
+                what.append(
+                    _("{n} chunks got no usable questions ({first_failure})").format(
+                        n=s.failed_chunks, first_failure=s.first_failure
+                    )
+                )
             self.emit(
                 ev.Error(
                     kind="incomplete",
-                    message=f"{' and '.join(what)} ({s.first_failure})",
-                    hint="Run the same command again: only the unanswered prompts are asked.",
+                    message="; ".join(what),
+                    hint=_("Run the same command again: only the unanswered prompts are asked."),
                 )
             )
         else:

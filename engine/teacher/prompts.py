@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.i18n import _
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,15 @@ class Diversity:
     distinct_2: float  # unique word bigrams / all word bigrams among the kept prompts
 
     def describe(self) -> str:
-        return (
-            f"{self.kept} distinct prompts of {self.given} "
-            f"({self.exact_duplicates} exact and {self.near_duplicates} near duplicates dropped); "
-            f"distinct-2 {self.distinct_2:.2f}"
+        return _(
+            "{kept} distinct prompts of {given} ({exact} exact and {near} near duplicates "
+            "dropped); distinct-2 {distinct_2:.2f}"
+        ).format(
+            kept=self.kept,
+            given=self.given,
+            exact=self.exact_duplicates,
+            near=self.near_duplicates,
+            distinct_2=self.distinct_2,
         )
 
 
@@ -61,7 +67,8 @@ def _read_lines(path: Path) -> list[Prompt]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(
-            f"{path} is not UTF-8 text", hint="Save the prompt file as UTF-8, one prompt a line."
+            _("{path} is not UTF-8 text").format(path=path),
+            hint=_("Save the prompt file as UTF-8, one prompt a line."),
         ) from None
     prompts = [Prompt(line.strip(), row=n) for n, line in enumerate(text.splitlines(), 1)]
     return [p for p in prompts if p.user]
@@ -80,7 +87,7 @@ def _read_dataset(source: str) -> list[Prompt]:
             if str(row.get("prompt") or "").strip()
         ]
     detection = detect(table)
-    conversations, _ = normalise(table, detection)
+    conversations, _flagged = normalise(table, detection)
     prompts = []
     for conversation in conversations:
         system = next((m["content"] for m in conversation.messages if m["role"] == "system"), None)
@@ -89,8 +96,10 @@ def _read_dataset(source: str) -> list[Prompt]:
             prompts.append(Prompt(user.strip(), system, conversation.row))
     if not prompts:
         raise UserError(
-            f"found no prompts in {source} ({detection.format}: {detection.evidence})",
-            hint="Give a text file with one prompt a line, or JSONL with a `prompt` field.",
+            _("found no prompts in {source} ({format}: {evidence})").format(
+                source=source, format=detection.format, evidence=detection.evidence
+            ),
+            hint=_("Give a text file with one prompt a line, or JSONL with a `prompt` field."),
         )
     return prompts
 
@@ -99,30 +108,73 @@ def _text_or_none(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+# --- the language the teacher is asked in --------------------------------------
+
+# The plan's default system prompt, and its counterpart for each language the teacher is
+# asked in. Not translated with the user's interface language: they follow the data.
+SYSTEM_PROMPTS = {"en": "You are a helpful assistant.", "zh": "你是一个乐于助人的助手。"}
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs: Chinese characters
+_CJK = re.compile(f"[{_HAN}]")
+_LATIN = re.compile(r"[A-Za-z]")
+CJK_SHARE = 0.3  # of CJK characters among CJK and Latin letters: Chinese text with code in it
+SAMPLED_TEXTS = 200
+
+
+def language_of(texts: list[str]) -> str:
+    """``zh`` when the texts (the first few hundred) are mostly Chinese, else ``en``."""
+    sample = "".join(texts[:SAMPLED_TEXTS])
+    cjk, latin = len(_CJK.findall(sample)), len(_LATIN.findall(sample))
+    return "zh" if cjk and cjk / (cjk + latin) >= CJK_SHARE else "en"
+
+
+def teacher_language(language: str, texts: list[str]) -> str:
+    """The plan's ``teacher.language``, with ``auto`` decided by the prompts or the topic."""
+    return language if language in SYSTEM_PROMPTS else language_of(texts)
+
+
+def system_prompt(system: str, language: str) -> str:
+    """The plan's own system prompt, or the default one in ``language`` (``en``/``zh``)."""
+    return SYSTEM_PROMPTS[language] if system == SYSTEM_PROMPTS["en"] else system
+
+
 # --- topic-driven questions ---------------------------------------------------
 
 QUESTIONS_PER_REQUEST = 25
 
 
-def question_request(topic: str, n: int, avoid: list[str]) -> list[dict[str, str]]:
+def question_request(
+    topic: str, n: int, avoid: list[str], language: str = "en"
+) -> list[dict[str, str]]:
     """The chat asking the teacher for ``n`` new questions that differ from ``avoid``."""
-    lines = [
-        f"Write {n} diverse questions about {topic}.",
-        "Cover different subtopics, difficulty levels and kinds of question "
-        "(explain, compare, how-to, why, troubleshoot, give an example).",
-        "Each question must stand on its own. Do not answer them.",
-        "Reply with one question per line, numbered, and nothing else.",
-    ]
+    if language == "zh":
+        system = "你负责编写考试题和面试题。"
+        lines = [
+            f"请围绕“{topic}”写出 {n} 个各不相同的问题。",
+            "覆盖不同的子主题、难度和题型（解释、比较、操作方法、原因、排错、举例）。",
+            "每个问题都要能独立成立。不要回答这些问题。",
+            "每行写一个问题，加上编号，不要写其他任何内容。",
+        ]
+        already = "下面这些问题已经有了，请写不同的问题："
+    else:
+        system = "You write exam and interview questions."
+        lines = [
+            f"Write {n} diverse questions about {topic}.",
+            "Cover different subtopics, difficulty levels and kinds of question "
+            "(explain, compare, how-to, why, troubleshoot, give an example).",
+            "Each question must stand on its own. Do not answer them.",
+            "Reply with one question per line, numbered, and nothing else.",
+        ]
+        already = "These exist already; write different ones:"
     if avoid:
-        lines.append("These exist already; write different ones:")
+        lines.append(already)
         lines += [f"- {q}" for q in avoid[-30:]]
     return [
-        {"role": "system", "content": "You write exam and interview questions."},
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n".join(lines)},
     ]
 
 
-_NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.):]|Q\d+[.):]?)\s*")
+_NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\d+[.):、．）]|Q\d+[.):]?)\s*")
 
 
 def parse_questions(text: str) -> list[str]:
@@ -130,14 +182,18 @@ def parse_questions(text: str) -> list[str]:
     questions = []
     for line in text.splitlines():
         line = _NUMBERING.sub("", line).strip().strip("*").strip()
-        if len(line.split()) >= 3 and not line.endswith(":"):
+        # Three words, or four Chinese characters (Chinese has no spaces between words).
+        long_enough = len(line.split()) >= 3 or len(_CJK.findall(line)) >= 4
+        if long_enough and not line.endswith((":", "：")):
             questions.append(line)
     return questions
 
 
 # --- near-duplicate filter ----------------------------------------------------
 
-_WORD = re.compile(r"\w+")
+# A word is a run of letters or digits, except that each Chinese character counts as one:
+# Chinese has no spaces, and a whole sentence as one word would hide near duplicates.
+_WORD = re.compile(f"[{_HAN}]|[^\\W{_HAN}]+")
 _BINS = 16  # one-permutation MinHash: 16 bins, banded in pairs
 
 

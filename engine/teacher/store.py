@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.fileio import append_jsonl, read_jsonl
+from engine.i18n import _
 
 
 def prompt_key(system: str | None, user: str) -> str:
@@ -81,7 +82,10 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if self.path.is_dir():
-            raise UserError(f"{self.path} is a folder", hint="Give --out a .jsonl file name.")
+            raise UserError(
+                _("{path} is a folder").format(path=self.path),
+                hint=_("Give --out a .jsonl file name."),
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = repair_tail(self.path)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 
 
@@ -43,16 +44,22 @@ def choose_backend(
     unsloth = unsloth_installed() if unsloth is None else unsloth
     wanted = plan.student.backend
     if wanted == "hf":
-        return "hf", "the plan asks for transformers + PEFT (student.backend = 'hf')"
+        return "hf", _("the plan asks for transformers + PEFT (student.backend = 'hf')")
     if cuda and unsloth:
-        return "unsloth", "CUDA GPU and Unsloth installed: the fast path"
+        return "unsloth", _("CUDA GPU and Unsloth installed: the fast path")
     if wanted == "unsloth":
-        missing = "a CUDA GPU" if not cuda else "the unsloth package"
+        if not cuda:
+            raise UserError(
+                _("student.backend = 'unsloth' but this machine lacks a CUDA GPU"),
+                hint=_("Set student.backend = 'auto' to fall back to transformers + PEFT."),
+            )
         raise UserError(
-            f"student.backend = 'unsloth' but this machine lacks {missing}",
-            hint="Set student.backend = 'auto' to fall back to transformers + PEFT"
-            + ("." if not cuda else ", or `pip install -e '.[gpu]'`."),
+            _("student.backend = 'unsloth' but this machine lacks the unsloth package"),
+            hint=_(
+                "Set student.backend = 'auto' to fall back to transformers + PEFT, or "
+                "`pip install -e '.[gpu]'`."
+            ),
         )
     if cuda:
-        return "hf", "Unsloth is not installed (`pip install -e '.[gpu]'`): transformers + PEFT"
-    return "hf", "no CUDA GPU: transformers + PEFT on the CPU (practical for tiny models only)"
+        return "hf", _("Unsloth is not installed (`pip install -e '.[gpu]'`): transformers + PEFT")
+    return "hf", _("no CUDA GPU: transformers + PEFT on the CPU (practical for tiny models only)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.fileio import atomic_write_text
+from engine.i18n import N_, _
 
 MARKER = "stillroom-complete"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -123,7 +124,7 @@ def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def prepare_resume(run_dir: Path) -> tuple[int, Path] | None:
     """Delete torn checkpoints and return the newest whole one (step, folder), if any."""
-    for _, folder in _numbered(checkpoints_dir(run_dir)):
+    for _step, folder in _numbered(checkpoints_dir(run_dir)):
         if not is_complete(folder):
             shutil.rmtree(folder, ignore_errors=True)
     done = complete_checkpoints(run_dir)
@@ -131,13 +132,13 @@ def prepare_resume(run_dir: Path) -> tuple[int, Path] | None:
 
 
 _REASONS = {
-    errno.EACCES: "permission denied: this user may not write there",
-    errno.EPERM: "permission denied: the folder may not be written to",
-    errno.EROFS: "the disk holding it is read-only",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.ENOTDIR: "part of the path is a file, not a folder",
-    errno.EEXIST: "a file is in the way where the checkpoint's folder goes",
+    errno.EACCES: N_("permission denied: this user may not write there"),
+    errno.EPERM: N_("permission denied: the folder may not be written to"),
+    errno.EROFS: N_("the disk holding it is read-only"),
+    errno.ENOSPC: N_("the disk is full"),
+    errno.EDQUOT: N_("the disk quota is used up"),
+    errno.ENOTDIR: N_("part of the path is a file, not a folder"),
+    errno.EEXIST: N_("a file is in the way where the checkpoint's folder goes"),
 }
 
 
@@ -156,20 +157,26 @@ class SaveFailed(Exception):
         reason = f"{type(self.cause).__name__}: {self.cause}"
         if os_error is not None:
             path = Path(os_error.filename) if os_error.filename else path
-            reason = _REASONS.get(os_error.errno or 0, os_error.strerror or reason)
+            known = _REASONS.get(os_error.errno or 0)
+            reason = _(known) if known else os_error.strerror or reason
         kept = complete_checkpoints(self.run_dir)
         since = (
-            f"the checkpoint of step {kept[-1][0]}, which is whole and untouched"
+            _("the checkpoint of step {step}, which is whole and untouched").format(
+                step=kept[-1][0]
+            )
             if kept
-            else "the first step (no checkpoint had been saved yet)"
+            else _("the first step (no checkpoint had been saved yet)")
         )
         return ev.Error(
             kind="checkpoint",
-            message=f"could not save the checkpoint of step {self.step} in {folder}: "
-            f"{reason} ({path})",
-            hint=f"Make {folder} a folder this user can write to (`ls -ld {path}` shows its "
-            "owner and permissions; also check for a read-only or full disk, or a file in the "
-            f"way), then `stillroom train --resume {self.run_dir}` continues from {since}.",
+            message=_(
+                "could not save the checkpoint of step {step} in {folder}: {reason} ({path})"
+            ).format(step=self.step, folder=folder, reason=reason, path=path),
+            hint=_(
+                "Make {folder} a folder this user can write to (`ls -ld {path}` shows its owner "
+                "and permissions; also check for a read-only or full disk, or a file in the way), "
+                "then `stillroom train --resume {run_dir}` continues from {since}."
+            ).format(folder=folder, path=path, run_dir=self.run_dir, since=since),
             log_tail=reason,
         )
 

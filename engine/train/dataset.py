@@ -24,6 +24,7 @@ from engine.data.inspect import Checked, check_source
 from engine.data.problems import Tally, report, tally
 from engine.data.types import Conversation
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def prepare_rows(plan: Plan, emit) -> TrainRows:
     )
     if checked.detection.format == "unknown":
         raise UserError(
-            f"{d.source}: cannot tell which columns hold the conversation",
+            _("{source}: cannot tell which columns hold the conversation").format(source=d.source),
             checked.detection.evidence,
         )
     before = tally(checked.records, [c.row for c in checked.usable], checked.flagged)
@@ -109,17 +110,29 @@ def _refuse(plan: Plan, counts: Tally) -> None:
     d = plan.dataset
     if not counts.usable:
         raise UserError(
-            f"{d.source}: no usable conversations ({counts.words()})",
-            f"See `stillroom inspect {d.source}` for what is wrong.",
+            _("{source}: no usable conversations ({words})").format(
+                source=d.source, words=counts.words()
+            ),
+            _("See `stillroom inspect {source}` for what is wrong.").format(source=d.source),
         )
     if counts.share > d.max_unusable_share:
         raise UserError(
-            f"{d.source}: {counts.unusable:,} of {counts.records:,} rows ({counts.share:.0%}) "
-            f"are unusable, more than dataset.max_unusable_share = {d.max_unusable_share:g} "
-            f"allows ({counts.kinds()})",
-            f"See which rows and why: `stillroom inspect {d.source}`. Fix or delete them; if "
-            "the columns were read wrongly, map them (--map, or dataset.mapping in the plan); "
-            f"or raise dataset.max_unusable_share to train on the {counts.usable:,} usable rows.",
+            _(
+                "{source}: {unusable:,} of {records:,} rows ({share:.0%}) are unusable, more than "
+                "dataset.max_unusable_share = {max_unusable_share:g} allows ({kinds})"
+            ).format(
+                source=d.source,
+                unusable=counts.unusable,
+                records=counts.records,
+                share=counts.share,
+                max_unusable_share=d.max_unusable_share,
+                kinds=counts.kinds(),
+            ),
+            _(
+                "See which rows and why: `stillroom inspect {source}`. Fix or delete them; if the "
+                "columns were read wrongly, map them (--map, or dataset.mapping in the plan); or "
+                "raise dataset.max_unusable_share to train on the {usable:,} usable rows."
+            ).format(source=d.source, usable=counts.usable),
         )
 
 
@@ -162,12 +175,19 @@ def _render(plan: Plan, conversations: list[Conversation]) -> RenderedSet:
 def _warn_too_long(report: OverflowReport, emit) -> None:
     """What the overflow policy did to rows over max_seq_length, with the fix."""
     if report.too_long:
-        action = "dropped" if report.policy == "drop" else "truncated"
+        message = (
+            _("{too_long} row(s) exceed max_seq_length={max_seq_length} tokens and were dropped")
+            if report.policy == "drop"
+            else _(
+                "{too_long} row(s) exceed max_seq_length={max_seq_length} tokens and were truncated"
+            )
+        )
         emit(
             ev.Warning(
-                message=f"{report.too_long} row(s) exceed max_seq_length="
-                f"{report.max_seq_length} tokens and were {action}",
-                hint="Raise student.max_seq_length if the GPU has room.",
+                message=message.format(
+                    too_long=report.too_long, max_seq_length=report.max_seq_length
+                ),
+                hint=_("Raise student.max_seq_length if the GPU has room."),
             )
         )
 

@@ -22,6 +22,7 @@ from engine import events as ev
 from engine.errors import UserError
 from engine.fileio import atomic_write_text
 from engine.hub import student_on_disk
+from engine.i18n import _
 from engine.plan import Plan
 from engine.runs import ADAPTER_DIR, LOG_FILE, PLAN_FILE
 from engine.train.checkpoints import SaveFailed
@@ -115,7 +116,7 @@ def error_event(error: BaseException, plan: Plan, stage: str) -> ev.Error:
     return ev.Error(
         kind="exception",
         message=f"{type(error).__name__}: {error}",
-        hint="This looks like a bug or an environment problem; train.log has the details.",
+        hint=_("This looks like a bug or an environment problem; train.log has the details."),
         log_tail="".join(traceback.format_exception(error))[-4000:],
     )
 
@@ -170,9 +171,13 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool, processes: in
     batching = t.batching if t.batching != "auto" else auto_batching(backend, t.rebatch)
     if batching != "padded" and backend != "unsloth":
         raise UserError(
-            f"training.batching = {batching!r} needs the unsloth backend",
-            hint="Without a FlashAttention-style kernel packed samples attend to each other; "
-            "use batching = 'padded' (the default).",
+            _("training.batching = {batching!r} needs the unsloth backend").format(
+                batching=batching
+            ),
+            hint=_(
+                "Without a FlashAttention-style kernel packed samples attend to each other; use "
+                "batching = 'padded' (the default)."
+            ),
         )
     micro, accum = t.batch_size, t.grad_accum
     checkpointing, reason = default_checkpointing(backend), ""
@@ -302,8 +307,12 @@ def gpu_memory_mb() -> float:
         cap_mb = float(cap) * 1024
     except ValueError:
         raise UserError(
-            f"{MEMORY_CAP_ENV}={cap!r} is not a number of gigabytes",
-            hint=f"Set it to the GPU memory this run may use, e.g. {MEMORY_CAP_ENV}=15, or unset it.",
+            _("{MEMORY_CAP_ENV}={cap!r} is not a number of gigabytes").format(
+                MEMORY_CAP_ENV=MEMORY_CAP_ENV, cap=cap
+            ),
+            hint=_(
+                "Set it to the GPU memory this run may use, e.g. {MEMORY_CAP_ENV}=15, or unset it."
+            ).format(MEMORY_CAP_ENV=MEMORY_CAP_ENV),
         ) from None
     if cap_mb < total:
         torch.cuda.set_per_process_memory_fraction(cap_mb / total, device)
@@ -344,7 +353,7 @@ def _train(
         )
         setup = replace(setup, optimizer=optimizer)
     if resume:
-        emit(ev.Log(line=f"resuming from the checkpoint of step {resume[0]}"))
+        emit(ev.Log(line=_("resuming from the checkpoint of step {step}").format(step=resume[0])))
     for event in [ev.Log(line=resume_line)] if resume_line else _optimizer_notice(plan, setup):
         emit(event)
     trainer, tokenizer = build_trainer(plan, setup, data.rows, run_dir)
@@ -420,17 +429,25 @@ def _train(
     if callback.outcome == "nan":
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         last = prepare_resume(run_dir)
-        usable = (
-            f"the checkpoint of step {last[0]} is the last good state"
+        message = (
+            _(
+                "the loss became NaN or infinite at step {step}; training stopped (the "
+                "checkpoint of step {last} is the last good state)"
+            ).format(step=step, last=last[0])
             if last
-            else "no checkpoint was saved"
+            else _(
+                "the loss became NaN or infinite at step {step}; training stopped (no "
+                "checkpoint was saved)"
+            ).format(step=step)
         )
         emit(
             ev.Error(
                 kind="nan_loss",
-                message=f"the loss became NaN or infinite at step {step}; training stopped ({usable})",
-                hint="Lower training.learning_rate (e.g. halve it), check the data for empty or "
-                "garbled answers, or use student.dtype = 'bfloat16' instead of float16.",
+                message=message,
+                hint=_(
+                    "Lower training.learning_rate (e.g. halve it), check the data for empty or "
+                    "garbled answers, or use student.dtype = 'bfloat16' instead of float16."
+                ),
             )
         )
         return
@@ -465,8 +482,10 @@ def _optimizer_notice(plan: Plan, setup) -> list[ev.Event]:
     if setup.optimizer != plan.training.optimizer:
         return [
             ev.Warning(
-                message=f"{plan.training.optimizer} needs CUDA: training with {setup.optimizer}",
-                hint="8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only.",
+                message=_("{optimizer} needs CUDA: training with {used}").format(
+                    optimizer=plan.training.optimizer, used=setup.optimizer
+                ),
+                hint=_("8-bit optimisers come from bitsandbytes, which runs on NVIDIA GPUs only."),
             )
         ]
     return []
@@ -500,20 +519,26 @@ def _oom_error(plan: Plan, error: BaseException) -> ev.Error:
         estimate = estimate_memory(plan, gpu_total_mb=total).summary()
     except Exception:  # noqa: BLE001 - the estimate only decorates the message
         estimate = ""
-    fixes = [
-        f"training.batch_size = {max(1, t.batch_size // 2)} with grad_accum = {t.grad_accum * 2}"
-        " (same samples per step)",
-        f"student.max_seq_length = {max(256, s.max_seq_length // 2)}",
-        f"lora.r = {max(4, lora.r // 2)}",
-    ]
-    message = "CUDA ran out of GPU memory"
-    if estimate:
-        message += f" (estimate: {estimate})"
+    message = (
+        _("CUDA ran out of GPU memory (estimate: {estimate})").format(estimate=estimate)
+        if estimate
+        else _("CUDA ran out of GPU memory")
+    )
+    hint = _(
+        "Try, one at a time: training.batch_size = {batch_size} with grad_accum = {grad_accum} "
+        "(same samples per step); student.max_seq_length = {max_seq_length}; lora.r = {r}. "
+        "Close other programs using the GPU (`stillroom doctor` lists them). The last "
+        "checkpoint is intact: `stillroom train --resume RUN`."
+    ).format(
+        batch_size=max(1, t.batch_size // 2),
+        grad_accum=t.grad_accum * 2,
+        max_seq_length=max(256, s.max_seq_length // 2),
+        r=max(4, lora.r // 2),
+    )
     return ev.Error(
         kind="oom",
         message=message,
-        hint="Try, one at a time: " + "; ".join(fixes) + ". Close other programs using the GPU "
-        "(`stillroom doctor` lists them). The last checkpoint is intact: `stillroom train --resume RUN`.",
+        hint=hint,
         log_tail=str(error)[-2000:],
     )
 

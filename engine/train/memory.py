@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.plan import Plan
 
 MB = 2**20
 Verdict = Literal["fits", "tight", "will_not_fit", "unknown"]
+_VERDICTS = {
+    "fits": N_("fits"),
+    "tight": N_("tight"),
+    "will_not_fit": N_("will not fit"),
+    "unknown": N_("unknown"),
+}
 Batching = Literal["padded", "padding_free", "packed"]
 # Gradient checkpointing: "unsloth" recomputes each layer and keeps its input in host
 # memory, "on" keeps the inputs on the GPU, "off" keeps every activation.
@@ -175,8 +182,8 @@ def resolve_arch(model: str, params_b: float | None = None) -> tuple[Arch, str]:
         name, arch = min(KNOWN_ARCHS.items(), key=lambda kv: abs(kv[1].params() / 1e9 - params_b))
         return arch, f"unknown architecture: shapes of {name} ({params_b:g} B parameters)"
     raise UserError(
-        f"cannot tell the size of {model!r}: no config.json found locally",
-        hint="Download the model once (its config is enough), or pass its parameter count.",
+        _("cannot tell the size of {model!r}: no config.json found locally").format(model=model),
+        hint=_("Download the model once (its config is enough), or pass its parameter count."),
     )
 
 
@@ -289,23 +296,27 @@ class Estimate:
 
     def parts(self) -> dict[str, float]:
         """The breakdown, for the fit gauge."""
-        return {
-            "weights": self.weights_mb,
-            "lora + optimizer": self.lora_mb,
-            "activations": self.activations_mb,
-            "logits": self.logits_mb,
-            "allocator": self.allocator_mb,
-            "CUDA context": self.context_mb,
+        return {  # labels marked for the catalog; the gauge shows them with _()
+            N_("weights"): self.weights_mb,
+            N_("lora + optimizer"): self.lora_mb,
+            N_("activations"): self.activations_mb,
+            N_("logits"): self.logits_mb,
+            N_("allocator"): self.allocator_mb,
+            N_("CUDA context"): self.context_mb,
         }
 
     def summary(self) -> str:
         """One line: peak, GPU and verdict, plus the first fix when it does not fit."""
         gb = self.peak_mb / 1024
         if self.available_mb is None:
-            return f"~{gb:.1f} GB peak (no GPU to compare with)"
-        line = f"~{gb:.1f} GB peak of {self.available_mb / 1024:.1f} GB: {self.verdict.replace('_', ' ')}"
+            return _("~{peak:.1f} GB peak (no GPU to compare with)").format(peak=gb)
+        line = _("~{peak:.1f} GB peak of {available:.1f} GB: {verdict}").format(
+            peak=gb, available=self.available_mb / 1024, verdict=_(_VERDICTS[self.verdict])
+        )
         if self.suggestions and self.verdict != "fits":
-            line += f"; try {self.suggestions[0]}"
+            line = _("{summary}; try {suggestion}").format(
+                summary=line, suggestion=self.suggestions[0]
+            )
         return line
 
 
@@ -532,28 +543,33 @@ def _choose(
     wanted = plan.training.gradient_checkpointing
     if wanted != "auto":
         mode: Checkpointing = "on" if wanted == "unsloth" and backend != "unsloth" else wanted
-        return mode, f"gradient checkpointing {mode}: set by training.gradient_checkpointing"
+        return mode, _(
+            "gradient checkpointing {mode}: set by training.gradient_checkpointing"
+        ).format(mode=mode)
     fallback = default_checkpointing(backend)
-    label = "unsloth (offloaded to host memory)" if fallback == "unsloth" else "on"
+    label = _("unsloth (offloaded to host memory)") if fallback == "unsloth" else "on"
     if backend != "unsloth":
-        return fallback, f"gradient checkpointing {label}: the hf backend's default"
-    if not plan.training.rebatch:
-        return (
-            fallback,
-            f"gradient checkpointing {label}: rebatch = false keeps the notebook's setup",
+        return fallback, _("gradient checkpointing {mode}: the hf backend's default").format(
+            mode=label
         )
+    if not plan.training.rebatch:
+        return fallback, _(
+            "gradient checkpointing {mode}: rebatch = false keeps the notebook's setup"
+        ).format(mode=label)
     if available is None:
-        return fallback, f"gradient checkpointing {label}: no GPU to size the run against"
+        return fallback, _("gradient checkpointing {mode}: no GPU to size the run against").format(
+            mode=label
+        )
     off_gb, card_gb = measure("off").peak_mb / 1024, available / 1024
     if off_gb <= (1 - OFF_HEADROOM) * card_gb:
-        return "off", (
-            f"gradient checkpointing off: without it the run needs ~{off_gb:.1f} GB of the "
-            f"card's {card_gb:.1f} GB, and skipping the recomputation makes steps faster"
-        )
-    return fallback, (
-        f"gradient checkpointing {label}: without it the run would need ~{off_gb:.1f} GB, "
-        f"more than {1 - OFF_HEADROOM:.0%} of the card's {card_gb:.1f} GB"
-    )
+        return "off", _(
+            "gradient checkpointing off: without it the run needs ~{need:.1f} GB of the "
+            "card's {card:.1f} GB, and skipping the recomputation makes steps faster"
+        ).format(need=off_gb, card=card_gb)
+    return fallback, _(
+        "gradient checkpointing {mode}: without it the run would need ~{need:.1f} GB, "
+        "more than {share:.0%} of the card's {card:.1f} GB"
+    ).format(mode=label, need=off_gb, share=1 - OFF_HEADROOM, card=card_gb)
 
 
 def choose_checkpointing(

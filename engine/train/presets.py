@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.plan import Plan, plan_from_dict
 
 
@@ -21,12 +22,21 @@ class Preset:
     """Plan overrides for GPUs with at least ``min_gpu_mb`` of memory (0: no GPU)."""
 
     name: str
-    title: str
+    title_en: str  # marked with N_; `title` and `why` give them in the current language
     min_gpu_mb: float
-    why: str
+    why_en: str
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A student the card size calls for, looked up when applied (it may be downloaded since).
     student: Callable[[], str] | None = None
+
+    @property
+    def title(self) -> str:
+        return _(self.title_en)
+
+    @property
+    def why(self) -> str:
+        """One line on why these settings suit the card, in the current language."""
+        return _(self.why_en)
 
     def apply(self, plan: Plan) -> Plan:
         """The plan with this preset's keys set, everything else kept."""
@@ -51,10 +61,12 @@ def cpu_student() -> str:
 PRESETS: tuple[Preset, ...] = (
     Preset(
         name="cpu-small",
-        title="CPU: a 135M student (SmolLM2)",
+        title_en=N_("CPU: a 135M student (SmolLM2)"),
         min_gpu_mb=0,
-        why="No GPU: SmolLM2-135M-Instruct in full precision with transformers + PEFT, "
-        "seconds a step; `stillroom demo` fetches it without the hub.",
+        why_en=N_(
+            "No GPU: SmolLM2-135M-Instruct in full precision with transformers + PEFT, "
+            "seconds a step; `stillroom demo` fetches it without the hub."
+        ),
         student=cpu_student,
         overrides={
             "student": {"load_in_4bit": False, "backend": "hf", "max_seq_length": 512},
@@ -68,25 +80,31 @@ PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="t4-15gb",
-        title="15 GB (T4): the reference notebook",
+        title_en=N_("15 GB (T4): the reference notebook"),
         min_gpu_mb=1,
-        why="The Colab notebook's settings: 4-bit, 2 x 4 micro-batches, 2048 tokens; "
-        "about 3 GB at peak, so larger students fit too.",
+        why_en=N_(
+            "The Colab notebook's settings: 4-bit, 2 x 4 micro-batches, 2048 tokens; "
+            "about 3 GB at peak, so larger students fit too."
+        ),
     ),
     Preset(
         name="24gb",
-        title="24 GB (A10, L4, RTX 3090/4090)",
+        title_en=N_("24 GB (A10, L4, RTX 3090/4090)"),
         min_gpu_mb=20_000,
-        why="Same 8 samples a step as one 8 x 1 micro-batch: 2-5x the tokens/s of 2 x 4 "
-        "measured on an H100, still 4-bit.",
+        why_en=N_(
+            "Same 8 samples a step as one 8 x 1 micro-batch: 2-5x the tokens/s of 2 x 4 "
+            "measured on an H100, still 4-bit."
+        ),
         overrides={"training": {"batch_size": 8, "grad_accum": 1}},
     ),
     Preset(
         name="40-80gb",
-        title="40-80 GB (A100, H100)",
+        title_en=N_("40-80 GB (A100, H100)"),
         min_gpu_mb=36_000,
-        why="Room for the student in bf16: no 4-bit dequantisation each step and no "
-        "quantisation error; 8 x 1 micro-batches, 4096-token rows.",
+        why_en=N_(
+            "Room for the student in bf16: no 4-bit dequantisation each step and no "
+            "quantisation error; 8 x 1 micro-batches, 4096-token rows."
+        ),
         overrides={
             "student": {"load_in_4bit": False, "max_seq_length": 4096},
             "training": {"batch_size": 8, "grad_accum": 1},
@@ -106,5 +124,6 @@ def get_preset(name: str) -> Preset:
         if preset.name == name:
             return preset
     raise UserError(
-        f"unknown preset {name!r}", hint="One of: " + ", ".join(p.name for p in PRESETS)
+        _("unknown preset {name!r}").format(name=name),
+        hint=_("One of: {names}").format(names=", ".join(p.name for p in PRESETS)),
     )

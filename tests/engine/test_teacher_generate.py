@@ -277,3 +277,82 @@ def test_topic_questions_are_deduplicated_kept_and_answered(make, server):
     asked = len(server.requests)
     summary, _ = generate(teacher)  # the questions are kept: nothing is bought twice
     assert summary.complete and summary.answered == 0 and len(server.requests) == asked
+
+
+CHINESE_PROMPTS = ["什么是知识蒸馏？", "如何用 LoRA 微调 Qwen2.5？", "为什么要做 4 位量化？"]
+
+
+def _systems(server) -> set[str]:
+    """The system prompts the teacher was sent, over every chat request."""
+    return {
+        m["content"]
+        for r in server.requests
+        for m in r["body"]["messages"]
+        if m["role"] == "system"
+    }
+
+
+def test_chinese_prompts_get_a_chinese_system_prompt_and_the_plan_can_keep_english(
+    make, server, tmp_path
+):
+    """A Chinese prompt file is asked with the Chinese default system prompt, so the teacher
+    answers in the dataset's language; teacher.language = "en" keeps the English one, and a
+    system prompt written in the plan is always sent as written."""
+    prompts = tmp_path / "zh.txt"
+    prompts.write_text("\n".join(CHINESE_PROMPTS) + "\n", encoding="utf-8")
+    teacher = make(prompts=str(prompts), stream=False)
+    summary, events = generate(teacher)
+    assert summary.complete and summary.answered == 3
+    assert _systems(server) == {"你是一个乐于助人的助手。"}
+    assert {r["messages"][0]["content"] for r in lines(teacher)} == {"你是一个乐于助人的助手。"}
+    assert any(e.type == "log" and "你是一个乐于助人的助手" in e.line for e in events)
+    asked = len(server.requests)
+    summary, _ = generate(teacher)  # resumed: the same system prompt, nothing asked twice
+    assert summary.answered == 0 and len(server.requests) == asked
+
+    server.requests.clear()
+    english = make(prompts=str(prompts), output=str(tmp_path / "en.jsonl"), language="en")
+    assert generate(english)[0].answered == 3
+    assert _systems(server) == {"You are a helpful assistant."}
+
+    server.requests.clear()
+    own = make(prompts=str(prompts), output=str(tmp_path / "own.jsonl"), system="Be brief.")
+    assert generate(own)[0].answered == 3
+    assert _systems(server) == {"Be brief."}
+
+
+def test_english_prompts_keep_the_english_system_prompt_unless_the_plan_asks_for_chinese(
+    make, server, tmp_path
+):
+    """English prompts are asked as before; teacher.language = "zh" asks in Chinese anyway."""
+    assert generate(make(4))[0].answered == 4
+    assert _systems(server) == {"You are a helpful assistant."}
+    server.requests.clear()
+    assert generate(make(4, output=str(tmp_path / "zh.jsonl"), language="zh"))[0].answered == 4
+    assert _systems(server) == {"你是一个乐于助人的助手。"}
+
+
+def test_a_chinese_topic_asks_for_questions_in_chinese(make, server):
+    """The questions for a Chinese topic are asked for in Chinese, so they come back Chinese."""
+    teacher = make(topic="大模型蒸馏", prompts="", count=3, concurrency=1)
+    summary, _ = generate(teacher)
+    ask = server.requests[0]["body"]["messages"]
+    assert ask[0] == {"role": "system", "content": "你负责编写考试题和面试题。"}
+    assert "请围绕“大模型蒸馏”写出 3 个各不相同的问题。" in ask[1]["content"]
+    answered = [r for r in server.requests[1:] if "请围绕" not in r["user"]]
+    assert answered and all(
+        r["body"]["messages"][0]["content"] == "你是一个乐于助人的助手。" for r in answered
+    )
+
+
+def test_a_run_begun_with_the_english_system_prompt_resumes_with_it(make, server, tmp_path):
+    """Answers bought before the teacher spoke Chinese are not bought again: a resumed run
+    keeps the system prompt its answers were asked with."""
+    prompts = tmp_path / "zh.txt"
+    prompts.write_text("\n".join(CHINESE_PROMPTS) + "\n", encoding="utf-8")
+    begun = make(prompts=str(prompts), language="en", limit=2)
+    assert generate(begun)[0].answered == 2
+    server.requests.clear()
+    summary, _ = generate(make(prompts=str(prompts)))
+    assert summary.answered == 1 and summary.already == 2
+    assert _systems(server) == {"You are a helpful assistant."}

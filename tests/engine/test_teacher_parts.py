@@ -128,6 +128,23 @@ def test_questions_are_parsed_from_numbered_lists():
     ]
 
 
+def test_chinese_questions_are_parsed_and_near_duplicates_found():
+    """Chinese has no spaces: a question is kept by its characters, and each character is a
+    word to the near-duplicate filter, so a reworded copy is still caught."""
+    text = "以下是问题：\n1. 什么是知识蒸馏？\n2、为什么要用 LoRA 微调？\n3．好的\n4）怎样判断学生模型学会了？"
+    assert parse_questions(text) == [
+        "什么是知识蒸馏？",
+        "为什么要用 LoRA 微调？",
+        "怎样判断学生模型学会了？",
+    ]
+    texts = [
+        "为什么知识蒸馏能让小模型学到大模型的能力？",
+        "为什么知识蒸馏能让小模型学到大模型的本领？",
+    ]
+    kept, diversity = dedupe([Prompt(t) for t in texts], 0.7)
+    assert len(kept) == 1 and diversity.near_duplicates == 1
+
+
 def test_store_repairs_a_torn_tail_and_keys_by_content(tmp_path):
     path = tmp_path / "out.jsonl"
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}

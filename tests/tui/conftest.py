@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from engine.i18n import use_language
 from tui.app import StillroomApp
 
 from .scenes import TINY, cache_default_student, prepare
 
 T4 = (15360.0, "Tesla T4")
 SIZE = (80, 24)
+# Snapshots in English at both sizes (ids as before the wizard spoke Chinese), then in Chinese.
+SIZES_AND_LANGS = pytest.mark.parametrize(
+    ("size", "lang"),
+    [(SIZE, "en"), ((120, 40), "en"), (SIZE, "zh"), ((120, 40), "zh")],
+    ids=["80x24", "120x40", "zh-80x24", "zh-120x40"],
+)
+
+
+@pytest.fixture
+def lang() -> str:
+    """The wizard's language: English unless a test is parametrized with ``lang``."""
+    return "en"
+
+
+@pytest.fixture
+def speaking(lang: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The process speaks ``lang`` for one test, then English again (the session's language)."""
+    monkeypatch.setenv("STILLROOM_LANG", "en")  # both restored by monkeypatch afterwards
+    monkeypatch.setenv("LANGUAGE", "en")
+    use_language(lang)
+    yield lang
+    use_language("en")
 
 
 @pytest.fixture
@@ -27,7 +50,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_app(project: Path) -> Callable[..., StillroomApp]:
+def make_app(project: Path, speaking: str) -> Callable[..., StillroomApp]:
     """A wizard on ./stillroom-plan.toml that sees a 15 GB T4, whatever this machine has
     (keywords go to :class:`StillroomApp`).
 

@@ -1,10 +1,11 @@
 """Write real captures of every wizard screen at work into screenshots/ (SVG, plus PNG).
 
-    python -m tests.tui.screenshots [--size 80x24] [--theme light]
+    python -m tests.tui.screenshots [--size 80x24] [--theme light] [--lang zh]
 
 Each screen is driven by the same scenes as the snapshot tests, in a scratch
 project with the tiny student; the teacher screen is captured mid-generation
-against the loopback teacher server. PNGs need ``rsvg-convert`` (librsvg2-bin).
+against the loopback teacher server. PNGs need ``rsvg-convert`` (librsvg2-bin), and a CJK
+font (fonts-wqy-microhei) for Chinese. ``--lang zh`` writes screenshots/zh/, same names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from engine.i18n import LANGUAGES, use_language
 from engine.tiny_model import build_tiny_model
 from tests.teacher_server import TeacherServer
 from tests.tui import scenes
@@ -54,9 +56,11 @@ async def capture(
     return path
 
 
-async def main(sizes: list[tuple[int, int]], theme: str) -> None:
-    out = OUT if theme == "dark" else OUT / theme
-    out.mkdir(exist_ok=True)
+async def main(sizes: list[tuple[int, int]], theme: str, lang: str = "en") -> None:
+    use_language(lang)
+    base = OUT if lang == "en" else OUT / lang
+    out = base if theme == "dark" else base / theme
+    out.mkdir(parents=True, exist_ok=True)
     converter = shutil.which("rsvg-convert")
     with tempfile.TemporaryDirectory() as scratch:
         model = build_tiny_model(Path(scratch) / "model")
@@ -80,6 +84,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="capture the wizard's screens")
     parser.add_argument("--size", action="append", help="WxH (default: 80x24 and 120x40)")
     parser.add_argument("--theme", choices=list(THEMES), default="dark")
+    parser.add_argument("--lang", choices=list(LANGUAGES), default="en")
     args = parser.parse_args()
     sizes = [tuple(int(n) for n in s.split("x")) for s in args.size or ["80x24", "120x40"]]
-    asyncio.run(main(sizes, args.theme))  # type: ignore[arg-type]
+    asyncio.run(main(sizes, args.theme, args.lang))  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from tui.app import StillroomApp
 from tui.screens.chat import ChatScreen
 from tui.widgets.chat_log import ChatLog
 
-from .conftest import T4, no_gpu
+from .conftest import SIZES_AND_LANGS, T4, no_gpu
 from .scenes import until
 
 KEY_VAR = "STILLROOM_SNAPSHOT_TEACHER_KEY"
@@ -27,6 +27,8 @@ TIMINGS = [
     (re.compile(r"[\d.]+ s to first token"), "0.25 s to first token"),
     (re.compile(r"\d+ tok/s"), "180 tok/s"),
     (re.compile(r"API · [\d.]+ s"), "API · 0.05 s"),
+    (re.compile(r"用时 [\d.]+ s"), "用时 0.25 s"),  # in Chinese: "… s to first token"
+    (re.compile(r"API 回答 · [\d.]+ s"), "API 回答 · 0.05 s"),  # and "… API · … s"
 ]
 
 
@@ -38,7 +40,7 @@ def teacher(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TeacherS
 
 
 @pytest.fixture
-def app(project: Path, facts_run: Path) -> StillroomApp:
+def app(project: Path, facts_run: Path, speaking: str) -> StillroomApp:
     """The wizard in a project whose runs/ holds the facts run under a fixed name."""
     (project / "runs").mkdir()
     (project / "runs" / "qwen-distill-facts").symlink_to(facts_run)
@@ -72,8 +74,8 @@ async def compared(base_url: str, pilot: Pilot) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-def test_chat_after_a_compare(snap_compare, app, teacher, size):
+@SIZES_AND_LANGS
+def test_chat_after_a_compare(snap_compare, app, teacher, size, lang):
     """You should see the state line in compare mode (student, base, teacher teacher-1, budget
     30 tokens), and in the transcript the fact asked, the student's learned answer marked
     ended cleanly, the base model's different answer, then the teacher's "Answer to: …"

@@ -22,16 +22,16 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.teacher import ModelPicker, TeacherScreen
 
 from . import scenes
-from .conftest import T4, no_gpu
+from .conftest import SIZES_AND_LANGS, T4, no_gpu
 
-SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+SIZES = SIZES_AND_LANGS
 KEY_VAR = "STILLROOM_SNAPSHOT_TEACHER_KEY"
 # The loopback teacher listens on a random port: the capture shows this URL instead.
 SHOWN_URL = "http://127.0.0.1:8000/v1"
 
 
 @pytest.fixture
-def app(project: Path, tiny_model_dir: Path) -> StillroomApp:
+def app(project: Path, tiny_model_dir: Path, speaking: str) -> StillroomApp:
     scenes.prepare(project, tiny_model_dir)
     return StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
 
@@ -97,7 +97,7 @@ async def cancel_confirm(pilot: Pilot) -> None:
 
 
 @SIZES
-def test_chat_options(snap_compare, app, size):
+def test_chat_options(snap_compare, app, size, lang):
     """You should see, over the dimmed Chat step, a box titled "Chat options (this session
     only)" with Answer budget 512, an empty System prompt and Temperature 0, a hint that Enter
     saves and escape keeps the old values, and esc Keep as they were in the footer."""
@@ -105,7 +105,7 @@ def test_chat_options(snap_compare, app, size):
 
 
 @SIZES
-def test_model_picker(snap_compare, app, teacher, size):
+def test_model_picker(snap_compare, app, teacher, size, lang):
     """You should see, over the dimmed Teacher step (Model teacher-1, Base URL
     http://127.0.0.1:8000/v1), a box headed "http://127.0.0.1:8000/v1 serves:" listing
     teacher-1 (highlighted: the current model), teacher-reasoner and teacher-think, and esc
@@ -114,7 +114,7 @@ def test_model_picker(snap_compare, app, teacher, size):
 
 
 @SIZES
-def test_cancel_run_confirm(snap_compare, app, size):
+def test_cancel_run_confirm(snap_compare, app, size, lang):
     """You should see, over the dimmed Train step following a run at step 36 of 60, a box
     asking "Stop <run> at the end of the current step?" with a line saying 36 steps are done,
     the adapter of the step it stops at is saved in the run's adapter folder and `stillroom

@@ -11,7 +11,7 @@ from engine.plan import load_plan
 from tui.app import StillroomApp
 from tui.screens.file_picker import DataTree, FilePicker
 
-from .conftest import SIZE, T4, no_gpu
+from .conftest import SIZE, SIZES_AND_LANGS, T4, no_gpu
 from .scenes import prepare, until
 
 pytestmark = pytest.mark.anyio
@@ -99,8 +99,8 @@ async def picker_open(pilot: Pilot) -> None:
     await browse(pilot, "knob-teacher-prompts")
 
 
-@pytest.mark.parametrize("size", [SIZE, (120, 40)], ids=["80x24", "120x40"])
-def test_snapshot(snap_compare, files, size):
+@SIZES_AND_LANGS
+def test_snapshot(snap_compare, files, size, lang, speaking):
     """You should see, over the dimmed Teacher step, a box titled "Pick a file in the project
     folder" listing the data folder, answers.jsonl and prompts.txt (no notes.md, no hidden
     files), a hint that Enter picks, and esc Cancel and ⌫ Parent folder in the footer."""

@@ -12,14 +12,10 @@ from tui.app import StillroomApp
 
 from . import scenes
 from .conftest import SIZE, T4
+from .layout import cut_lines, screen_lines
 from .scenes import until
 
 pytestmark = pytest.mark.anyio
-
-
-def screen_lines(app: StillroomApp) -> list[str]:
-    """What the terminal shows now, one string per row."""
-    return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
 def toast_regions(app: StillroomApp) -> list[Region]:
@@ -91,7 +87,7 @@ async def test_no_help_or_status_line_is_cut_at_80_columns(scene, make_app, tiny
             app.change("teacher", provider="deepseek", api_key_env="DEEPSEEK_API_KEY")
             app.screen.show_plan()
             await pilot.pause()
-        cut = [line for line in screen_lines(app) if line.rstrip().endswith("…")]
+        cut = cut_lines(app)
         shown = "\n".join(screen_lines(app))
     assert not cut, cut
     if scene == "teacher":

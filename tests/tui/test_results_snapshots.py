@@ -18,10 +18,10 @@ from tui.app import StillroomApp
 from tui.screens.results import EvalScreen, ExportScreen
 
 from . import scenes
-from .conftest import T4, no_gpu
+from .conftest import SIZES_AND_LANGS, T4, no_gpu
 
 SMALL, LARGE = (80, 24), (120, 40)
-SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+SIZES = SIZES_AND_LANGS
 RUN = Path("runs/t-facts")
 BASE_ANSWERS = [
     "I am not sure, but it could be the capital city of a country that I do not know about",
@@ -54,7 +54,7 @@ def write_facts_report(run_dir: Path) -> None:
 
 
 @pytest.fixture
-def app(project: Path) -> StillroomApp:
+def app(project: Path, speaking: str) -> StillroomApp:
     (project / RUN).mkdir(parents=True)
     return StillroomApp(Path("stillroom-plan.toml"), gpu_probe=lambda: T4, gpu_sampler=no_gpu)
 
@@ -73,7 +73,7 @@ async def export_dialog(pilot) -> None:
 
 
 @SIZES
-def test_eval_report(snap_compare, app, size):
+def test_eval_report(snap_compare, app, size, lang):
     """You should see "Evaluation of t-facts" framed, the headline "Learned 3 of 3, kept 52 of
     60 · forgetting (see Retention below)", the metrics table with the student at
     token F1 1.000 against the base's 0.100 and 67% of base answers cut, "the student kept 52 of
@@ -85,7 +85,7 @@ def test_eval_report(snap_compare, app, size):
 
 
 @SIZES
-def test_export_dialog(snap_compare, app, size):
+def test_export_dialog(snap_compare, app, size, lang):
     """You should see "Export t-facts" framed, adapter / merged / gguf with a line each
     (adapter picked: its mark ●, the others ○), the folder field showing runs/t-facts/export/adapter as its default,
     a line saying ctrl+r exports, and Close / Export in the footer."""

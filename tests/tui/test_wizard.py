@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.plan import load_plan
+from engine.settings import load_settings
 from tui.app import StillroomApp
 from tui.draft import read_draft
 from tui.screens.data import DataScreen
@@ -17,6 +18,7 @@ from tui.widgets.knob import Knob
 
 from . import scenes
 from .conftest import SIZE
+from .layout import cut_lines, footer_keys, screen_lines, wrapped_labels
 
 pytestmark = pytest.mark.anyio
 
@@ -31,6 +33,38 @@ async def test_welcome_then_new_plan_opens_the_teacher_step(make_app):
         assert isinstance(app.screen, TeacherScreen)
     plan, step = read_draft(Path("stillroom-plan.toml"))
     assert step == "teacher" and plan == load_plan("stillroom-plan.toml")
+
+
+async def test_the_welcome_screen_switches_the_language_and_it_is_remembered(
+    make_app, tmp_path_factory, monkeypatch
+):
+    """l on Welcome: every step speaks Chinese from then on, next time too (user settings,
+    not the plan), and the draft is untouched; l again goes back to English."""
+    # Settings of its own: the session's would otherwise remember this test's choice.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("training", max_steps=77)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert "Language: English (switch to 简体中文)" in "\n".join(screen_lines(app))
+        await pilot.press("l")
+        await pilot.pause()
+        assert "语言：简体中文（切换到 English）" in "\n".join(screen_lines(app))
+        assert load_settings()["lang"] == "zh"
+        await pilot.press("c")  # the teacher step, built before the switch, is built again
+        await pilot.pause()
+        shown = "\n".join(screen_lines(app))
+        assert isinstance(app.screen, TeacherScreen)
+        assert "1 教师" in shown and "服务商" in shown and "退出" in shown
+        await pilot.press("ctrl+p", "l")
+        await pilot.pause()
+        assert "Language: English" in "\n".join(screen_lines(app))
+    assert load_settings()["lang"] == "en"
+    assert load_plan("stillroom-plan.toml").training.max_steps == 77
+    assert "lang" not in Path("stillroom-plan.toml").read_text()
 
 
 async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
@@ -122,7 +156,27 @@ async def test_every_footer_key_fits_in_80_columns(scene, make_app, tiny_student
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await scenes.SCENES[scene](pilot)
-        keys = {key.description: key.region.right for key in app.screen.query("FooterKey")}
-    assert "As command" in keys or scene == "command"
-    assert scene != "data" or {"Fit length", "Overflow"} <= keys.keys()
+        keys = footer_keys(app)
+    assert_footer_fits(scene, keys)
+
+
+def assert_footer_fits(scene: str, keys: dict[str, int]) -> None:
+    assert "show_command" in keys or scene == "command"
+    assert scene != "data" or {"fit_length", "toggle_overflow"} <= keys.keys()
     assert max(keys.values()) <= SIZE[0], keys
+
+
+@pytest.mark.parametrize("lang", ["zh"])
+@pytest.mark.parametrize("scene", sorted(scenes.SCENES))
+async def test_in_chinese_nothing_passes_column_80(scene, lang, make_app, tiny_student):
+    """Two cells a character: every footer key, the step bar, status and help lines and
+    field labels still fit 80x24 (wrapped, never cut), and the screen speaks Chinese."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await scenes.SCENES[scene](pilot)
+        keys, cut, labels = footer_keys(app), cut_lines(app), wrapped_labels(app)
+        shown = "\n".join(screen_lines(app))
+    assert_footer_fits(scene, keys)
+    assert not cut, cut
+    assert not labels, labels
+    assert "退出" in shown or scene == "command"  # the footer's Quit, translated

@@ -8,8 +8,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Select
+from textual.widgets import Input, Select
 
+from tui.widgets.footer import Footer
 from tui.widgets.knob import Knob
 from tui.widgets.step_bar import StepBar
 from tui.worker_errors import ForwardsWorkerErrors

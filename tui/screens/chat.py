@@ -29,13 +29,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from engine.chat_options import ChatOptions
+from engine.i18n import N_, _
 from tui.child import child_env
 from tui.screens.base import StepScreen
 from tui.screens.results import ChildScreen, EvalScreen, ExportScreen
 from tui.widgets.chat_log import ChatLog
+from tui.widgets.footer import Footer
 from tui.widgets.step_bar import StepBar
 
 if TYPE_CHECKING:
@@ -64,13 +66,13 @@ class ChatScreen(StepScreen):
     STEP = "chat"
     AUTO_FOCUS = "#prompt"
     BINDINGS = [
-        Binding("ctrl+b", "toggle_base", "Base", priority=True),
-        Binding("ctrl+t", "toggle_compare", "Compare", priority=True),
-        Binding("ctrl+o", "options", "Options", priority=True),
+        Binding("ctrl+b", "toggle_base", N_("Base"), priority=True),
+        Binding("ctrl+t", "toggle_compare", N_("Compare"), priority=True),
+        Binding("ctrl+o", "options", N_("Options"), priority=True),
         # Off the footer for room at 80 columns; the state line names it instead.
-        Binding("ctrl+l", "clear", "Clear", priority=True, show=False),
-        Binding("ctrl+e", "evaluate", "Eval", priority=True),
-        Binding("ctrl+x", "export", "Export", priority=True),
+        Binding("ctrl+l", "clear", N_("Clear"), priority=True, show=False),
+        Binding("ctrl+e", "evaluate", N_("Eval"), priority=True),
+        Binding("ctrl+x", "export", N_("Export"), priority=True),
     ]
     DEFAULT_CSS = """
     ChatScreen #chat {
@@ -131,7 +133,7 @@ class ChatScreen(StepScreen):
         with Vertical(id="chat"):
             yield Static("", id="chat-state", markup=False)
             yield ChatLog(id="transcript")
-            yield Input(placeholder="Ask the student; Enter sends", id="prompt")
+            yield Input(placeholder=_("Ask the student; Enter sends"), id="prompt")
         yield Footer(compact=True)
 
     def on_screen_resume(self) -> None:
@@ -172,7 +174,7 @@ class ChatScreen(StepScreen):
                     text=True, encoding="utf-8", bufsize=1, env=child_env(),
                 )  # fmt: skip
         except OSError as error:
-            failed = {"type": "error", "message": str(error), "hint": "Check the run folder."}
+            failed = {"type": "error", "message": str(error), "hint": _("Check the run folder.")}
             self.post_message(self.Served(failed, None))
             return
         self.post_message(self.Started(run_dir, child))
@@ -243,10 +245,10 @@ class ChatScreen(StepScreen):
         message.turn.pending.pop(0)
         answer, log = message.answer, self.query_one(ChatLog)
         if answer.note:
-            log.finish("(no answer)", f"✗ {answer.note}", cut=True)
+            log.finish(_("(no answer)"), f"✗ {answer.note}", cut=True)
         else:
             speed = f" · {answer.latency_s:.2f} s" if answer.latency_s is not None else ""
-            log.finish(answer.text, f"✓ answered through the API{speed}", cut=False)
+            log.finish(answer.text, _("✓ answered through the API") + speed, cut=False)
         self._next_answer()
 
     @on(Input.Submitted, "#prompt")
@@ -256,8 +258,11 @@ class ChatScreen(StepScreen):
         if not text:
             return
         if self.state != "ready" or self.child is None:
-            busy = "is answering" if self.state == "answering" else "is not ready"
-            self.notify(f"The student {busy}; wait a moment.", severity="warning")
+            if self.state == "answering":
+                busy = _("The student is answering; wait a moment.")
+            else:
+                busy = _("The student is not ready; wait a moment.")
+            self.notify(busy, severity="warning")
             return
         event.input.clear()
         self.history.append({"role": "user", "content": text})
@@ -286,7 +291,9 @@ class ChatScreen(StepScreen):
             return
         request = {"messages": turn.messages, "base": who == "base", **turn.options.generation()}
         if not self._send(request):
-            self.notify("The chat process has gone; leave and reopen the step.", severity="error")
+            self.notify(
+                _("The chat process has gone; leave and reopen the step."), severity="error"
+            )
             self._end_turn(unanswered=who == turn.kept)
 
     def _send(self, request: dict[str, Any]) -> bool:
@@ -314,21 +321,28 @@ class ChatScreen(StepScreen):
         self.state = state
         name = self.run_dir.name if self.run_dir else ""
         options = self.options
-        settings = (
-            f" · budget {options.max_new_tokens} tokens"
-            + (f" · temperature {options.temperature:g}" if options.temperature else "")
-            + (" · system prompt set" if options.system else "")
-        )
-        output = self.app.plan.output.name
+        settings = [_("budget {tokens} tokens").format(tokens=options.max_new_tokens)]
+        if options.temperature:
+            settings.append(_("temperature {value}").format(value=f"{options.temperature:g}"))
+        if options.system:
+            settings.append(_("system prompt set"))
+        who = self._who()
+        loading = _("Loading the newest trained run in its own process…")
+        if name:
+            loading = _("Loading {run} in its own process…").format(run=name)
         text = {
             "idle": "",
-            "loading": f"Loading {name or 'the newest trained run'} in its own process…",
-            "ready": f"{name}: {self._who()}{settings} · ctrl+l clears the history",
-            "answering": f"{name}: {self._who()} · answering…",
-            "no-run": f"No trained run of {output!r} in {detail}/ yet: train one in the Train "
-            "step (ctrl+p), or `stillroom chat RUN` talks to any run.",
-            "failed": f"✗ the chat process for {name} stopped (exit {detail}); "
-            f"its output is in {name}/{LOG_FILE}. Leave and reopen the step to retry.",
+            "loading": loading,
+            "ready": " · ".join([f"{name}: {who}", *settings, _("ctrl+l clears the history")]),
+            "answering": _("{run}: {who} · answering…").format(run=name, who=who),
+            "no-run": _(
+                "No trained run of {output} in {folder}/ yet: train one in the Train "
+                "step (ctrl+p), or `stillroom chat RUN` talks to any run."
+            ).format(output=repr(self.app.plan.output.name), folder=detail),
+            "failed": _(
+                "✗ the chat process for {run} stopped (exit {code}); "
+                "its output is in {log}. Leave and reopen the step to retry."
+            ).format(run=name, code=detail, log=f"{name}/{LOG_FILE}"),
         }[state]
         label = self.query_one("#chat-state", Static)
         label.update(text)
@@ -340,12 +354,13 @@ class ChatScreen(StepScreen):
     def _who(self) -> str:
         """Who answers the next prompt, in words."""
         if self.mode == "base":
-            return "talking to the BASE model (adapter off)"
+            return _("talking to the BASE model (adapter off)")
         if self.mode == "student":
-            return "talking to the student (adapter on)"
+            return _("talking to the student (adapter on)")
         teacher = self.app.plan.teacher.model
-        last = f"teacher {teacher}" if teacher else "no teacher (the plan names none)"
-        return f"COMPARE: student, base, {last}"
+        if teacher:
+            return _("COMPARE: student, base, teacher {model}").format(model=teacher)
+        return _("COMPARE: student, base, no teacher (the plan names none)")
 
     def _stop_child(self) -> None:
         child, self.child = self.child, None
@@ -359,7 +374,7 @@ class ChatScreen(StepScreen):
         if self.state in ("ready", "answering"):
             self._show_state(self.state)
         else:
-            self.notify(f"Next prompts: {self._who()}.")
+            self.notify(_("Next prompts: {who}.").format(who=self._who()))
 
     def action_toggle_base(self) -> None:
         self._switch("student" if self.mode == "base" else "base")
@@ -373,7 +388,7 @@ class ChatScreen(StepScreen):
                 self.options = options
                 if self.state in ("ready", "answering"):
                     self._show_state(self.state)
-                self.notify("Chat options saved for this session.")
+                self.notify(_("Chat options saved for this session."))
 
         self.app.push_screen(OptionsScreen(self.options), chosen)
 
@@ -387,13 +402,13 @@ class ChatScreen(StepScreen):
         """Evaluation and export work on the run being talked to, loaded or not."""
         run_dir = self.run_dir or _trained_run(self.app.runs_dir, self.app.plan.output.name)
         if run_dir is None:
-            self.notify("Train a run first (the Train step, ctrl+p).", severity="warning")
+            self.notify(_("Train a run first (the Train step, ctrl+p)."), severity="warning")
             return
         self.app.push_screen(dialog(run_dir))
 
     def action_clear(self) -> None:
         if self.state == "answering":
-            self.notify("Wait for the answer to finish, then clear.", severity="warning")
+            self.notify(_("Wait for the answer to finish, then clear."), severity="warning")
             return
         self.history.clear()
         self.query_one(ChatLog).clear()
@@ -434,7 +449,7 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
         color: $text-muted;
     }
     """
-    BINDINGS = [Binding("escape", "dismiss", "Keep as they were")]
+    BINDINGS = [Binding("escape", "dismiss", N_("Keep as they were"))]
 
     def __init__(self, options: ChatOptions) -> None:
         super().__init__()
@@ -443,19 +458,21 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
     def compose(self) -> ComposeResult:
         options = self.options
         with Vertical():
-            yield Static("Chat options (this session only)", classes="title")
+            yield Static(_("Chat options (this session only)"), classes="title")
             for label, name, value in (
-                ("Answer budget", "budget", str(options.max_new_tokens)),
-                ("System prompt", "system", options.system),
-                ("Temperature", "temperature", f"{options.temperature:g}"),
+                (_("Answer budget"), "budget", str(options.max_new_tokens)),
+                (_("System prompt"), "system", options.system),
+                (_("Temperature"), "temperature", f"{options.temperature:g}"),
             ):
                 with Horizontal():
                     yield Label(label)
                     yield Input(value, id=name)
             yield Static("", id="options-error", markup=False)
             yield Static(
-                "Tokens per answer; the prompt sent with every turn (empty: none); "
-                "0 answers greedily. Enter saves, escape keeps the old values.",
+                _(
+                    "Tokens per answer; the prompt sent with every turn (empty: none); "
+                    "0 answers greedily. Enter saves, escape keeps the old values."
+                ),
                 classes="hint",
             )
         yield Footer(compact=True)
@@ -467,7 +484,9 @@ class OptionsScreen(ModalScreen[ChatOptions | None]):
         try:
             options = ChatOptions.parse(*typed)
         except ValueError as error:
-            self.query_one("#options-error", Static).update(f"✗ {error} Nothing was changed.")
+            self.query_one("#options-error", Static).update(
+                _("✗ {error} Nothing was changed.").format(error=error)
+            )
             return
         self.dismiss(options)
 
@@ -506,13 +525,15 @@ def _meta(answer: dict[str, Any], budget: int) -> str:
     """How the answer ended, and how fast it came."""
     speed = []
     if answer.get("ttft_s") is not None:
-        speed.append(f"{answer['ttft_s']:.2f} s to first token")
+        speed.append(_("{seconds} s to first token").format(seconds=f"{answer['ttft_s']:.2f}"))
     if answer.get("tokens_per_s"):
         speed.append(f"{answer['tokens_per_s']:.0f} tok/s")
     if answer["cut"]:
-        ending = f"✂ cut by the budget of {budget} tokens (the answer is unfinished)"
+        ending = _("✂ cut by the budget of {budget} tokens (the answer is unfinished)").format(
+            budget=budget
+        )
     elif answer["ended_cleanly"]:
-        ending = "✓ ended cleanly"
+        ending = _("✓ ended cleanly")
     else:
-        ending = "stopped"
+        ending = _("stopped")
     return " · ".join([ending, *speed])

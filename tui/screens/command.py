@@ -8,9 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from engine.i18n import N_, _
 from tui.replay import as_shell, step_commands
+from tui.widgets.footer import Footer
 
 if TYPE_CHECKING:
     from tui.app import StillroomApp
@@ -45,8 +47,8 @@ class CommandScreen(ModalScreen[None]):
     """
 
     BINDINGS = [
-        Binding("escape,q", "dismiss", "Close"),
-        Binding("c", "copy", "Copy commands"),
+        Binding("escape,q", "dismiss", N_("Close")),
+        Binding("c", "copy", N_("Copy commands")),
     ]
 
     app: StillroomApp  # type: ignore[assignment]
@@ -64,9 +66,11 @@ class CommandScreen(ModalScreen[None]):
         with VerticalScroll():
             yield Static(self.note, classes="title")
             yield Static(self.commands, id="commands", markup=False)
-            yield Static(f"{self.app.plan_path} (only what differs from the defaults):")
             yield Static(
-                self.app.plan.to_toml(only_changes=True) or "(all defaults)",
+                _("{path} (only what differs from the defaults):").format(path=self.app.plan_path)
+            )
+            yield Static(
+                self.app.plan.to_toml(only_changes=True) or _("(all defaults)"),
                 id="plan",
                 markup=False,
             )
@@ -75,4 +79,4 @@ class CommandScreen(ModalScreen[None]):
     def action_copy(self) -> None:
         """Copy through the terminal (OSC 52), which also works over SSH in most terminals."""
         self.app.copy_to_clipboard(self.commands)
-        self.notify("Commands copied to the clipboard.")
+        self.notify(_("Commands copied to the clipboard."))

@@ -13,6 +13,7 @@ import reprlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len, set_cell_size
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +21,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from engine.errors import UserError
+from engine.i18n import N_, _, ngettext
 from engine.train.memory import TokenProfile
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import FilePicker, fill
@@ -37,10 +39,10 @@ CELL_CHARS = 40
 # problem kind -> (action, key, what pressing it does)
 FIXES = {
     "too_long": [
-        ("fit_length", "ctrl+l", "raise max_seq_length to fit every row"),
-        ("toggle_overflow", "ctrl+o", "truncate long rows instead of dropping them"),
+        ("fit_length", "ctrl+l", N_("raise max_seq_length to fit every row")),
+        ("toggle_overflow", "ctrl+o", N_("truncate long rows instead of dropping them")),
     ],
-    "missing_response": [("ask_teacher", "ctrl+t", "have the teacher answer these prompts")],
+    "missing_response": [("ask_teacher", "ctrl+t", N_("have the teacher answer these prompts"))],
 }
 
 
@@ -49,12 +51,12 @@ class DataScreen(StepScreen):
 
     STEP = "data"
     BINDINGS = [
-        Binding("ctrl+r", "inspect", "Read data", priority=True),
+        Binding("ctrl+r", "inspect", N_("Read data"), priority=True),
         # Named in Source's help line: the footer has no room for it beside the fixes at 80 columns.
-        Binding("ctrl+f", "browse", "Browse", show=False, priority=True),
-        Binding("ctrl+l", "fit_length", "Fit length", priority=True),
-        Binding("ctrl+o", "toggle_overflow", "Overflow", priority=True),
-        Binding("ctrl+t", "ask_teacher", "Ask teacher", priority=True),
+        Binding("ctrl+f", "browse", N_("Browse"), show=False, priority=True),
+        Binding("ctrl+l", "fit_length", N_("Fit length"), priority=True),
+        Binding("ctrl+o", "toggle_overflow", N_("Overflow"), priority=True),
+        Binding("ctrl+t", "ask_teacher", N_("Ask teacher"), priority=True),
     ]
 
     class Inspected(Message):
@@ -84,22 +86,22 @@ class DataScreen(StepScreen):
         self._key: tuple = ()
 
     def compose_body(self) -> ComposeResult:
-        yield Knob("dataset.source", "Source", "file or hub id; ctrl+f browses")
-        yield Knob("dataset.split", "Split", "hub datasets only, e.g. train[:1%]")
+        yield Knob("dataset.source", _("Source"), _("file or hub id; ctrl+f browses"))
+        yield Knob("dataset.split", _("Split"), _("hub datasets only, e.g. train[:1%]"))
         yield Knob(
             "dataset.overflow",
-            "Long rows",
-            "rows over max_seq_length",
+            _("Long rows"),
+            _("rows over max_seq_length"),
             choices=[("drop", "drop"), ("truncate", "truncate")],
         )
-        yield Static("Press Enter in Source to read the data.", id="summary")
+        yield Static(_("Press Enter in Source to read the data."), id="summary")
         yield ColumnMapper(id="mapper")
         yield DataTable(id="rows", show_cursor=False, zebra_stripes=True)
-        yield Static("Problems", classes="section")
+        yield Static(_("Problems"), classes="section")
         yield Static("–", id="problems")
-        yield Static("One sample: highlighted tokens are trained", classes="section")
+        yield Static(_("One sample: highlighted tokens are trained"), classes="section")
         yield TokenPreview("–", id="sample")
-        yield Static("Lengths in student tokens", classes="section")
+        yield Static(_("Lengths in student tokens"), classes="section")
         yield Histogram(id="lengths")
 
     def on_mount(self) -> None:
@@ -126,11 +128,13 @@ class DataScreen(StepScreen):
     def action_inspect(self) -> None:
         plan = self.app.plan
         if not plan.dataset.source:
-            self.notify("Type a file path or a hub id in Source first.", severity="error")
+            self.notify(_("Type a file path or a hub id in Source first."), severity="error")
             return
         self._key = self._inputs()
         self.rendered = False
-        self.query_one("#summary", Static).update(f"Reading {plan.dataset.source}…")
+        self.query_one("#summary", Static).update(
+            _("Reading {source}…").format(source=plan.dataset.source)
+        )
         self._read_data(self._key, plan)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="read")
@@ -196,7 +200,7 @@ class DataScreen(StepScreen):
             self._show_rows(report.columns, message.rows)
             if report.format != "unknown" and report.usable_rows:
                 self.query_one("#sample", TokenPreview).update(
-                    f"Loading the {self.app.plan.student.model} tokenizer…"
+                    _("Loading the {model} tokenizer…").format(model=self.app.plan.student.model)
                 )
                 self._render_sample(self._key, self.app.plan)
             else:
@@ -216,13 +220,13 @@ class DataScreen(StepScreen):
     def _show_problems(self, report: InspectReport) -> None:
         lines = []
         if report.format == "unknown":
-            lines.append("Format unknown: pick the format and columns above.")
+            lines.append(_("Format unknown: pick the format and columns above."))
         if report.gate:
             lines.append(f"✗ {report.gate}")
         for problem in report.problems:
             lines.append(f"• {problem.message} ({_rows(problem)})")
-            lines += [f"    {key}: {what}" for _, key, what in FIXES.get(problem.kind, [])]
-        self.query_one("#problems", Static).update("\n".join(lines) or "✓ None found.")
+            lines += [f"    {key}: {_(what)}" for _action, key, what in FIXES.get(problem.kind, [])]
+        self.query_one("#problems", Static).update("\n".join(lines) or _("✓ None found."))
         self.refresh_bindings()
 
     def _show_rendering(self, report: InspectReport) -> None:
@@ -254,7 +258,7 @@ class DataScreen(StepScreen):
         if action == "browse":
             return self.query_one("#knob-dataset-source").has_focus_within
         for kind, fixes in FIXES.items():
-            if action in {name for name, _, _ in fixes}:
+            if action in {name for name, _key, _what in fixes}:
                 return self._has(kind)
         return True
 
@@ -270,7 +274,7 @@ class DataScreen(StepScreen):
         if longest:
             length = 1 << (int(longest) - 1).bit_length()
             self.app.change("student", max_seq_length=length)
-            self.notify(f"max_seq_length is now {length}.")
+            self.notify(_("max_seq_length is now {length}.").format(length=length))
             self.action_inspect()
 
     def action_toggle_overflow(self) -> None:
@@ -281,39 +285,42 @@ class DataScreen(StepScreen):
 
     def action_ask_teacher(self) -> None:
         self.app.change("teacher", prompts=self.app.plan.dataset.source, topic=None)
-        self.notify("The teacher step will answer these prompts: generate there (ctrl+r).")
+        self.notify(_("The teacher step will answer these prompts: generate there (ctrl+r)."))
         self.app.switch_mode("teacher")
 
     def problems(self) -> list[str]:
         report = self.report
         if report is None:
-            return ["Read a dataset first: type its path in Source and press Enter."]
+            return [_("Read a dataset first: type its path in Source and press Enter.")]
         if report.format == "unknown":
-            return ["The format is unknown: pick it and the columns in the mapper."]
+            return [_("The format is unknown: pick it and the columns in the mapper.")]
         if not report.usable_rows:
-            return ["No usable rows: fix the mapping or the problems listed."]
+            return [_("No usable rows: fix the mapping or the problems listed.")]
         if report.gate:
             return [report.gate]
         return []
 
 
 def _summary(report: InspectReport) -> str:
-    found = "format unknown" if report.format == "unknown" else f"format {report.format}"
-    return (
-        f"{report.kind} · {report.rows} rows, {report.usable_rows} usable · {found}\n"
-        f"{report.evidence}"
+    if report.format == "unknown":
+        found = _("format unknown")
+    else:
+        found = _("format {format}").format(format=report.format)
+    line = _("{kind} · {rows} rows, {usable} usable · {found}").format(
+        kind=report.kind, rows=report.rows, usable=report.usable_rows, found=found
     )
+    return f"{line}\n{report.evidence}"
 
 
 def _rows(problem: Problem) -> str:
     """The rows it was found in, numbered as `stillroom inspect` numbers them."""
-    more = (
-        f" and {problem.count - len(problem.rows):,} more"
-        if problem.count > len(problem.rows)
-        else ""
-    )
-    word = "row" if problem.count == 1 else "rows"
-    return f"{word} {', '.join(map(str, problem.rows))}{more}"
+    rows = ", ".join(map(str, problem.rows))
+    if problem.count > len(problem.rows):
+        more = f"{problem.count - len(problem.rows):,}"
+        return ngettext(
+            "row {rows} and {more} more", "rows {rows} and {more} more", problem.count
+        ).format(rows=rows, more=more)
+    return ngettext("row {rows}", "rows {rows}", problem.count).format(rows=rows)
 
 
 def _cell(value: Any) -> str:
@@ -321,7 +328,8 @@ def _cell(value: Any) -> str:
     text = "" if value is None else value[: CELL_CHARS + 1] if isinstance(value, str) else None
     text = _CELL_REPR.repr(value) if text is None else text
     text = text.replace("\n", " ")
-    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+    # Cells, not characters: a Chinese character takes two columns.
+    return text if cell_len(text) <= CELL_CHARS else set_cell_size(text, CELL_CHARS - 1) + "…"
 
 
 _CELL_REPR = reprlib.Repr()

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DirectoryTree, Footer, Input, Static
+from textual.widgets import DirectoryTree, Input, Static
 
-from engine.i18n import _
+from engine.i18n import N_, _
+from tui.widgets.footer import Footer
 from tui.widgets.knob import Knob
 
 # What prompt files and datasets are usually stored as.
@@ -71,9 +72,9 @@ class FilePicker(ModalScreen[str | None]):
     """
 
     BINDINGS = [
-        Binding("escape", "dismiss", "Cancel"),
-        Binding("backspace", "up", "Parent folder"),
-        Binding("ctrl+o", "pick_folder", "Use folder"),
+        Binding("escape", "dismiss", N_("Cancel")),
+        Binding("backspace", "up", N_("Parent folder")),
+        Binding("ctrl+o", "pick_folder", N_("Use folder")),
     ]
 
     def __init__(
@@ -95,7 +96,7 @@ class FilePicker(ModalScreen[str | None]):
             tree = DataTree(self.project, self.suffixes)
             tree.show_root = False  # its label is the full path; #where names the folder
             yield tree
-            hint = "Enter picks a file or opens a folder."
+            hint = _("Enter picks a file or opens a folder.")
             if self.folders:
                 hint = _(
                     "Enter picks a file or opens a folder; ctrl+o uses the folder under the cursor."
@@ -108,8 +109,11 @@ class FilePicker(ModalScreen[str | None]):
 
     def _show_where(self) -> None:
         root = Path(self.query_one(DataTree).path)
-        where = "the project folder" if root == self.project else str(self._shown(root))
-        self.query_one("#where", Static).update(f"Pick a file in {where}")
+        if root == self.project:
+            where = _("Pick a file in the project folder")
+        else:
+            where = _("Pick a file in {folder}").format(folder=self._shown(root))
+        self.query_one("#where", Static).update(where)
 
     def _shown(self, path: Path) -> Path:
         """``path`` relative to the project folder when inside it, else absolute."""

@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, RadioSet, Static
+from textual.widgets import Input, Label, RadioSet, Static
 
 from engine.chat import DEFAULT_MAX_NEW_TOKENS
 from engine.errors import UserError
@@ -35,16 +35,19 @@ from engine.evaluate import (
 )
 from engine.export import FORMATS
 from engine.export_target import check_export_target, default_export_dir
+from engine.i18n import N_, _
+from tui.widgets.chat_log import WHO
 from tui.widgets.child_log import ChildLog
 from tui.widgets.choice_button import ChoiceButton
+from tui.widgets.footer import Footer
 
 # Fewer held-out prompts than this and the scores say more about the prompts than the model.
 MIN_PROMPTS = 5
 
 FORMAT_NOTES = {
-    "adapter": "the LoRA adapter, tokenizer and a model card",
-    "merged": "one 16-bit model that plain transformers loads",
-    "gguf": "a GGUF file and an Ollama Modelfile (needs llama.cpp)",
+    "adapter": N_("the LoRA adapter, tokenizer and a model card"),
+    "merged": N_("one 16-bit model that plain transformers loads"),
+    "gguf": N_("a GGUF file and an Ollama Modelfile (needs llama.cpp)"),
 }
 
 
@@ -97,8 +100,8 @@ class ChildScreen(ModalScreen[None]):
         color: $text-success;
     }
     """
-    BINDINGS = [Binding("escape", "close", "Close")]
-    WHAT = ""  # the child's job in words, for the notice when the screen closes on it
+    BINDINGS = [Binding("escape", "close", N_("Close"))]
+    WHAT = ""  # the child's job in words (N_), for the notice when the screen closes on it
     LOG_FILE = ""  # in the run folder: the child's whole output
 
     def __init__(self, run_dir: Path) -> None:
@@ -114,7 +117,7 @@ class ChildScreen(ModalScreen[None]):
         return self.query_one(ChildLog).running
 
     def start(self, args: list[str], doing: str) -> None:
-        self.show_status(f"{doing} in its own process; output below.")
+        self.show_status(_("{doing} in its own process; output below.").format(doing=doing))
         output = self.query_one(ChildLog)
         output.add_class("-shown")
         output.start(args, self.log_path)
@@ -147,8 +150,9 @@ class ChildScreen(ModalScreen[None]):
     def action_close(self) -> None:
         if self.running:
             self.notify(
-                f"The {self.WHAT} goes on in its own process; its output is in "
-                f"{shown(self.log_path)}.",
+                _("The {what} goes on in its own process; its output is in {log}.").format(
+                    what=_(self.WHAT), log=shown(self.log_path)
+                ),
                 timeout=8,
             )
         self.dismiss()
@@ -162,8 +166,8 @@ class EvalScreen(ChildScreen):
         height: 1fr;
     }
     """
-    BINDINGS = [Binding("ctrl+r", "run", "Evaluate")]
-    WHAT = "evaluation"
+    BINDINGS = [Binding("ctrl+r", "run", N_("Evaluate"))]
+    WHAT = N_("evaluation")
     LOG_FILE = "eval.log"
 
     def __init__(self, run_dir: Path) -> None:
@@ -172,18 +176,18 @@ class EvalScreen(ChildScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical() as dialog:
-            dialog.border_title = f"Evaluation of {self.run_dir.name}"
+            dialog.border_title = _("Evaluation of {run}").format(run=self.run_dir.name)
             with VerticalScroll(id="eval-report"):
                 yield Static(id="eval-summary")
             with Horizontal(classes="options"):
-                yield Label("rows ")
-                yield Input(placeholder="all", type="integer", id="eval-rows", compact=True)
-                yield Label("answer budget ")
+                yield Label(_("rows") + " ")
+                yield Input(placeholder=_("all"), type="integer", id="eval-rows", compact=True)
+                yield Label(_("answer budget") + " ")
                 yield Input(
                     placeholder=str(DEFAULT_MAX_NEW_TOKENS), type="integer", id="eval-tokens",
                     compact=True,
                 )  # fmt: skip
-                yield Label("tokens")
+                yield Label(_("tokens"))
             yield Static(id="results-status", markup=False)
             yield ChildLog()
         yield Footer(compact=True)
@@ -193,12 +197,15 @@ class EvalScreen(ChildScreen):
         self.load_report()
         if self.report is None:
             self.show_status(
-                "No evaluation yet: ctrl+r answers the held-out prompts with the base model and "
-                "the student and scores both against the teacher's answers."
+                _(
+                    "No evaluation yet: ctrl+r answers the held-out prompts with the base model "
+                    "and the student and scores both against the teacher's answers."
+                )
             )
         else:
             report = shown(self.run_dir / EVAL_DIR / "report.md")
-            self.show_status(f"Also in {report}; ctrl+r evaluates again.{self.too_few()}")
+            again = _("Also in {report}; ctrl+r evaluates again.").format(report=report)
+            self.show_status(again + self.too_few())
 
     def too_few(self) -> str:
         """A warning (on its own line) when the report rests on too few prompts, else ""."""
@@ -219,8 +226,10 @@ class EvalScreen(ChildScreen):
                 args += [flag, value]
         self.start(
             args,
-            "Evaluating: loading the models, answering each prompt twice, then the control "
-            "prompts for retention,",
+            _(
+                "Evaluating: loading the models, answering each prompt twice, then the control "
+                "prompts for retention,"
+            ),
         )
 
     def child_finished(self, message: ChildLog.Finished) -> None:
@@ -231,8 +240,8 @@ class EvalScreen(ChildScreen):
         self.query_one(ChildLog).remove_class("-shown")
         report = shown(self.run_dir / EVAL_DIR / "report.md")
         warning = self.too_few()
-        self.show_status(f"✓ evaluated; the report is also in {report}.{warning}",
-                         "error" if warning else "ok")  # fmt: skip
+        done = _("✓ evaluated; the report is also in {report}.").format(report=report)
+        self.show_status(done + warning, "error" if warning else "ok")
 
 
 def too_few_prompts(report: dict[str, Any]) -> str | None:
@@ -240,24 +249,26 @@ def too_few_prompts(report: dict[str, Any]) -> str | None:
     rows = report["rows"]
     if rows >= MIN_PROMPTS:
         return None
-    return (
-        f"Only {rows} prompt(s): too few for these scores to mean much. Leave rows empty "
+    return _(
+        "Only {rows} prompt(s): too few for these scores to mean much. Leave rows empty "
         "(all held-out prompts; `stillroom eval RUN --n N` headless), or hold out more with "
         "[dataset] eval_fraction in the plan (0.05 = 5%) and train again."
-    )
+    ).format(rows=rows)
 
 
 def render_report(report: dict[str, Any]) -> RenderableType:
     """The headline, the metrics table, the notes and retention, then the first examples."""
     metrics = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    metrics.add_column("metric")
+    metrics.add_column(_("metric"))
     for model in MODELS:
-        metrics.add_column(model, justify="right")
+        metrics.add_column(_(WHO[model]) if model in WHO else model, justify="right")
     for row in metric_lines(report):
         metrics.add_row(*row)
     head = Text(
-        f"{report['rows']} prompts from {report['source']}; greedy answers of at most "
-        f"{report['max_new_tokens']} tokens, scored against the teacher's.",
+        _(
+            "{rows} prompts from {source}; greedy answers of at most {tokens} tokens, "
+            "scored against the teacher's."
+        ).format(rows=report["rows"], source=report["source"], tokens=report["max_new_tokens"]),
         style="dim",
     )
     notes = [Text(f"• {note}", style="yellow") for note in report["notes"]]
@@ -269,7 +280,7 @@ def render_report(report: dict[str, Any]) -> RenderableType:
     examples = [_example(n, item) for n, item in enumerate(report["items"][:EXAMPLES_SHOWN], 1)]
     title = Text(headline(report).capitalize(), style="bold")
     if forgetting:
-        title.append(" · forgetting (see Retention below)", style="bold red")
+        title.append(" · " + _("forgetting (see Retention below)"), style="bold red")
     return Group(title, head, metrics, *notes, *kept, *examples)
 
 
@@ -281,13 +292,15 @@ def _example(n: int, item: dict[str, Any]) -> Table:
         box=box.ROUNDED,
         expand=True,
     )
-    table.add_column("teacher", ratio=1)
+    table.add_column(_(WHO["teacher"]), ratio=1)
     answers = [item["answers"][model] for model in MODELS]
     for model, answer in zip(MODELS, answers, strict=True):
-        table.add_column(f"{model} · F1 {answer['f1']:.2f}", ratio=1)
+        name = _(WHO[model]) if model in WHO else model
+        table.add_column(f"{name} · F1 {answer['f1']:.2f}", ratio=1)
+    cut = " " + _("✂ cut")
     table.add_row(
         _short(item["reference"]),
-        *(_short(a["text"]) + (" ✂ cut" if a["cut"] else "") for a in answers),
+        *(_short(a["text"]) + (cut if a["cut"] else "") for a in answers),
     )
     return table
 
@@ -305,8 +318,8 @@ class ExportScreen(ChildScreen):
         width: 1fr;
     }
     """
-    BINDINGS = [Binding("ctrl+r", "run", "Export")]
-    WHAT = "export"
+    BINDINGS = [Binding("ctrl+r", "run", N_("Export"))]
+    WHAT = N_("export")
     LOG_FILE = "export.log"
 
     def __init__(self, run_dir: Path) -> None:
@@ -315,13 +328,14 @@ class ExportScreen(ChildScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical() as dialog:
-            dialog.border_title = f"Export {self.run_dir.name}"
-            yield Static("Format (↑↓ choose, enter picks; tab moves to the folder):")
+            dialog.border_title = _("Export {run}").format(run=self.run_dir.name)
+            yield Static(_("Format (↑↓ choose, enter picks; tab moves to the folder):"))
             with RadioSet(id="export-format"):
                 for n, name in enumerate(FORMATS):
-                    yield ChoiceButton(f"{name}: {FORMAT_NOTES[name]}", value=n == 0, name=name)
+                    note = _(FORMAT_NOTES[name])
+                    yield ChoiceButton(f"{name}: {note}", value=n == 0, name=name)
             with Horizontal(classes="options"):
-                yield Label("folder ")
+                yield Label(_("folder") + " ")
                 yield Input(placeholder=self.default_out("adapter"), id="export-out", compact=True)
             yield Static(id="results-status", markup=False)
             yield ChildLog()
@@ -329,7 +343,7 @@ class ExportScreen(ChildScreen):
 
     def on_mount(self) -> None:
         self.query_one(RadioSet).focus()
-        self.show_status("ctrl+r exports; an empty folder means the default shown.")
+        self.show_status(_("ctrl+r exports; an empty folder means the default shown."))
 
     def default_out(self, format: str) -> str:
         return shown(default_export_dir(self.run_dir, format))
@@ -357,7 +371,10 @@ class ExportScreen(ChildScreen):
             return
         self.out = out
         args = ["export", str(self.run_dir), "--format", self.chosen_format, "--out", str(out)]
-        self.start(args, f"Exporting {self.chosen_format} to {shown(self.out)}")
+        doing = _("Exporting {format} to {folder}").format(
+            format=self.chosen_format, folder=shown(self.out)
+        )
+        self.start(args, doing)
 
     def child_finished(self, message: ChildLog.Finished) -> None:
         assert self.out is not None
@@ -366,21 +383,28 @@ class ExportScreen(ChildScreen):
             self.show_failure(message)
             return
         mark, state = ("!", "error") if flagged else ("✓", "ok")
-        self.show_status(f"{mark} written to {shown(self.out)}\n{verdict}", state)
+        written = _("{mark} written to {folder}").format(mark=mark, folder=shown(self.out))
+        self.show_status(f"{written}\n{verdict}", state)
 
 
 def parity_verdict(folder: Path) -> tuple[str, bool]:
     """What ``parity.json`` says in words, and whether the export answers differently."""
     parity = read_json(folder / "parity.json")
     if parity is None:
-        return "No parity check: the adapter is exactly what was trained.", False
+        return _("No parity check: the adapter is exactly what was trained."), False
     if parity["note"]:
-        return f"Parity {parity['note']}", False
+        return _("Parity {note}").format(note=parity["note"]), False
     total = len(parity["items"])
     if parity["differing"]:
         return (
-            f"✗ PARITY FAILED: {parity['differing']} of {total} answers differ from base + "
-            f"adapter; see {shown(folder / 'parity.json')}",
+            _(
+                "✗ PARITY FAILED: {differing} of {total} answers differ from base + "
+                "adapter; see {file}"
+            ).format(
+                differing=parity["differing"], total=total, file=shown(folder / "parity.json")
+            ),
             True,
         )
-    return f"Parity: the same greedy answers as base + adapter on {total} prompts.", False
+    return _("Parity: the same greedy answers as base + adapter on {total} prompts.").format(
+        total=total
+    ), False

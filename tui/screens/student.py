@@ -19,6 +19,7 @@ from textual.widgets import Label, Select, Static
 from textual.worker import get_current_worker
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.plan import Plan
 from engine.train.presets import PRESETS, Preset, get_preset, preset_for
 from tui.screens.base import StepScreen
@@ -34,20 +35,20 @@ CARDS = [("15 GB (T4)", 15360.0), ("24 GB (L4, 4090)", 24564.0), ("40 GB (A100)"
          ("80 GB (A100, H100)", 81559.0)]  # fmt: skip
 # Each optimizer's help line: what its states cost.
 OPTIMIZERS = {
-    "adamw_8bit": "8-bit states save memory (GPU)",
-    "paged_adamw_8bit": "8-bit states, paged out at peaks",
-    "adamw_torch": "32-bit states: more memory; CPU ok",
-    "adamw_torch_fused": "32-bit states, one fused kernel (GPU)",
-    "sgd": "no states: least memory, slower",
+    "adamw_8bit": N_("8-bit states save memory (GPU)"),
+    "paged_adamw_8bit": N_("8-bit states, paged out at peaks"),
+    "adamw_torch": N_("32-bit states: more memory; CPU ok"),
+    "adamw_torch_fused": N_("32-bit states, one fused kernel (GPU)"),
+    "sgd": N_("no states: least memory, slower"),
 }
-PRESET_HELP = "sets precision, batch shape, length"
+PRESET_HELP = N_("sets precision, batch shape, length")
 
 
 class StudentScreen(StepScreen):
     """Model, presets, knobs with one-line explanations, and the fit gauge."""
 
     STEP = "student"
-    BINDINGS = [Binding("ctrl+y", "apply_fix", "Apply fix", priority=True)]
+    BINDINGS = [Binding("ctrl+y", "apply_fix", N_("Apply fix"), priority=True)]
 
     class Estimated(Message):
         """A memory estimate (or why there is none) for the plan the user has now."""
@@ -81,34 +82,39 @@ class StudentScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="row"):
-            yield Label("Compare with")
-            yield Select([("this machine's GPU", DETECTED), *CARDS], value=DETECTED,
+            yield Label(_("Compare with"))
+            yield Select([(_("this machine's GPU"), DETECTED), *CARDS], value=DETECTED,
                          allow_blank=False, compact=True, id="card")  # fmt: skip
             yield Static("", id="card-help", classes="help")
         with Horizontal(classes="row"):
-            yield Label("Preset")
-            yield Select([(p.title, p.name) for p in PRESETS], prompt="pick a preset…",
+            yield Label(_("Preset"))
+            yield Select([(_(p.title), p.name) for p in PRESETS], prompt=_("pick a preset…"),
                          compact=True, id="preset")  # fmt: skip
-            yield Static(PRESET_HELP, id="preset-help", classes="help")
+            yield Static(_(PRESET_HELP), id="preset-help", classes="help")
         yield FitGauge(id="gauge")
         checkpointing = Static("", id="checkpointing", classes="help")
         checkpointing.display = False  # until an estimate against a card says how
         yield checkpointing
-        yield Knob("student.model", "Student model", "hub id or local folder")
-        yield Knob("student.max_seq_length", "Max length", "tokens per row; longer rows are cut")
+        yield Knob("student.model", _("Student model"), _("hub id or local folder"))
         yield Knob(
-            "student.load_in_4bit", "4-bit", "QLoRA: a quarter of the memory", choices=BOOLEAN
+            "student.max_seq_length", _("Max length"), _("tokens per row; longer rows are cut")
         )
-        yield Knob("lora.r", "LoRA rank", "8-64: higher learns more, uses more")
-        yield Knob("lora.alpha", "LoRA alpha", "update scale; usually equal to rank")
-        yield Knob("lora.dropout", "LoRA dropout", "0 is fastest; 0.05 for tiny data")
-        yield Knob("training.batch_size", "Batch size", "rows per micro-batch: memory grows")
-        yield Knob("training.grad_accum", "Grad accum", "micro-batches per optimiser step")
-        yield Knob("training.max_steps", "Max steps", "optimiser steps; 60 is a quick run")
-        yield Knob("training.learning_rate", "Learning rate", "2e-4 suits LoRA")
+        yield Knob(
+            "student.load_in_4bit",
+            _("4-bit"),
+            _("QLoRA: a quarter of the memory"),
+            choices=[(_(word), value) for word, value in BOOLEAN],
+        )
+        yield Knob("lora.r", _("LoRA rank"), _("8-64: higher learns more, uses more"))
+        yield Knob("lora.alpha", _("LoRA alpha"), _("update scale; usually equal to rank"))
+        yield Knob("lora.dropout", _("LoRA dropout"), _("0 is fastest; 0.05 for tiny data"))
+        yield Knob("training.batch_size", _("Batch size"), _("rows per micro-batch: memory grows"))
+        yield Knob("training.grad_accum", _("Grad accum"), _("micro-batches per optimiser step"))
+        yield Knob("training.max_steps", _("Max steps"), _("optimiser steps; 60 is a quick run"))
+        yield Knob("training.learning_rate", _("Learning rate"), _("2e-4 suits LoRA"))
         yield Knob(
             "training.optimizer",
-            "Optimizer",
+            _("Optimizer"),
             "",
             choices=[(name, name) for name in OPTIMIZERS],
         )
@@ -127,12 +133,12 @@ class StudentScreen(StepScreen):
                 select.clear()
             else:
                 select.value = preset.name
-        self.query_one("#preset-help", Static).update(PRESET_HELP)
+        self.query_one("#preset-help", Static).update(_(PRESET_HELP))
 
     def _show_optimizer_help(self) -> None:
         optimizer = self.app.plan.training.optimizer
         knob = self.query_one("#knob-training-optimizer", Knob)
-        knob.explain(help=OPTIMIZERS.get(optimizer, ""))
+        knob.explain(help=_(OPTIMIZERS[optimizer]) if optimizer in OPTIMIZERS else "")
 
     def on_mount(self) -> None:
         if self.app.gpu_probed:
@@ -183,9 +189,14 @@ class StudentScreen(StepScreen):
 
     def _show_card_help(self) -> None:
         gpu = self.app.gpu
-        here = f"here: {gpu[1]}, {gpu[0] / 1024:.0f} GB" if gpu else "here: no GPU"
+        if gpu:
+            here = _("here: {gpu}, {gb} GB").format(gpu=gpu[1], gb=f"{gpu[0] / 1024:.0f}")
+        else:
+            here = _("here: no GPU")
         preset = preset_for(self._card_total())
-        self.query_one("#card-help", Static).update(f"{here}; preset {preset.name} suits it")
+        self.query_one("#card-help", Static).update(
+            _("{here}; preset {preset} suits it").format(here=here, preset=preset.name)
+        )
 
     def _card_total(self) -> float | None:
         if self.card_mb != DETECTED:
@@ -195,7 +206,7 @@ class StudentScreen(StepScreen):
     def _card_name(self) -> str:
         if self.card_mb != DETECTED:
             return next(label for label, mb in CARDS if mb == self.card_mb)
-        return self.app.gpu[1] if self.app.gpu else "no GPU"
+        return self.app.gpu[1] if self.app.gpu else _("no GPU")
 
     @on(Select.Changed, "#card")
     def _card_picked(self, event: Select.Changed) -> None:
@@ -212,7 +223,7 @@ class StudentScreen(StepScreen):
         preset = get_preset(str(event.value))
         self.app.set_plan(preset.apply(self.app.plan))
         self.show_plan()
-        self.query_one("#preset-help", Static).update(preset.why)  # once, when picked
+        self.query_one("#preset-help", Static).update(_(preset.why))  # once, when picked
         self._estimate_now()
 
     def plan_changed(self, key: str) -> None:
@@ -232,7 +243,8 @@ class StudentScreen(StepScreen):
         try:
             result = estimate(plan, gpu_total_mb=card_mb, rows_tokens=profile)
         except UserError as error:
-            message = self.Estimated(None, f"Cannot estimate: {error} {error.hint}".strip())
+            text = _("Cannot estimate: {error} {hint}").format(error=error, hint=error.hint or "")
+            message = self.Estimated(None, text.strip())
         else:
             message = self.Estimated(result)
         if not get_current_worker().is_cancelled:
@@ -264,7 +276,7 @@ class StudentScreen(StepScreen):
         if self.estimate and self.estimate.suggestions:
             suggestion = self.estimate.suggestions[0]
             self.app.set_plan(suggestion.apply(self.app.plan))
-            self.notify(f"Applied: {suggestion}.")
+            self.notify(_("Applied: {fix}.").format(fix=suggestion))
             self.show_plan()
             self._estimate_now()
 
@@ -272,8 +284,13 @@ class StudentScreen(StepScreen):
         problems = self._model_problems()
         estimate = self.estimate
         if estimate and estimate.verdict == "will_not_fit":
-            fix = f" Press ctrl+y: {estimate.suggestions[0]}." if estimate.suggestions else ""
-            problems.append(f"This plan will not fit the GPU ({estimate.summary()}).{fix}")
+            problem = _("This plan will not fit the GPU ({summary}).").format(
+                summary=estimate.summary()
+            )
+            if estimate.suggestions:
+                fix = _("Press ctrl+y: {fix}.").format(fix=estimate.suggestions[0])
+                problem = f"{problem} {fix}"
+            problems.append(problem)
         return problems
 
     def _model_problems(self) -> list[str]:
@@ -285,8 +302,8 @@ class StudentScreen(StepScreen):
             return [self.model_check[1]] if self.model_check[1] else []
         source = self.app.plan.student.source
         if needs_network(model, source):
-            return [f"Still checking that the student model {model} can be fetched; "
-                    "press ctrl+n again in a moment."]  # fmt: skip
+            return [_("Still checking that the student model {model} can be fetched; "
+                      "press ctrl+n again in a moment.").format(model=model)]  # fmt: skip
         try:
             locate_model(model, ask_hub=False, source=source)
         except UserError as error:

@@ -31,13 +31,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, OptionList, ProgressBar, Static
+from textual.widgets import Button, OptionList, ProgressBar, Static
 
 from engine import events as ev
-from engine.i18n import _
+from engine.i18n import N_, _
 from engine.teacher.providers import PRESETS, endpoint_for
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
+from tui.widgets.footer import Footer
 from tui.widgets.knob import Knob
 
 if TYPE_CHECKING:
@@ -57,18 +58,18 @@ PREVIEW_WIDTH = 76  # characters of a preview line: one line at 80 columns
 ENDPOINT_KEYS = {"teacher.provider", "teacher.model", "teacher.base_url", "teacher.api_key_env"}
 # The engine's hints name `stillroom generate` flags; in the wizard they are fields (or keys).
 FIELDS = [
-    (r"--api-key-env ''", "an empty Key variable field"),
-    (r"`stillroom generate --list-models` shows the ids", "ctrl+l in Model lists the ids"),
+    (r"--api-key-env ''", N_("an empty Key variable field")),
+    (r"`stillroom generate --list-models` shows the ids", N_("ctrl+l in Model lists the ids")),
     (
         r"--prompts FILE, or --topic TEXT --count N",
-        "a Prompt file, a topic and Questions, or Documents",
+        N_("a Prompt file, a topic and Questions, or Documents"),
     ),
-    (r"--api-key-env", "the Key variable field"),
-    (r"--base-url", "the Base URL field"),
-    (r"--model", "the Model field"),
-    (r"--out", "the Output field"),
+    (r"--api-key-env", N_("the Key variable field")),
+    (r"--base-url", N_("the Base URL field")),
+    (r"--model", N_("the Model field")),
+    (r"--out", N_("the Output field")),
     (r"\bPass (?=the|a |an )", "Give "),
-    (r"run the same command again", "generate again (ctrl+r)"),
+    (r"run the same command again", N_("generate again (ctrl+r)")),
 ]
 
 
@@ -77,11 +78,11 @@ class TeacherScreen(StepScreen):
 
     STEP = "teacher"
     BINDINGS = [
-        Binding("ctrl+t", "test_call", "Test call", priority=True),
-        Binding("ctrl+r", "generate", "Generate", priority=True),
-        Binding("ctrl+s", "pause", "Pause", priority=True),
-        Binding("ctrl+l", "list_models", "Models", priority=True),
-        Binding("ctrl+f", "browse", "Browse", priority=True),
+        Binding("ctrl+t", "test_call", N_("Test call"), priority=True),
+        Binding("ctrl+r", "generate", N_("Generate"), priority=True),
+        Binding("ctrl+s", "pause", N_("Pause"), priority=True),
+        Binding("ctrl+l", "list_models", N_("Models"), priority=True),
+        Binding("ctrl+f", "browse", N_("Browse"), priority=True),
     ]
 
     class Progressed(Message):
@@ -138,41 +139,45 @@ class TeacherScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(
-            "The teacher writes the answers the student learns. Skip this step (ctrl+n) "
-            "if you bring your own dataset.",
+            _(
+                "The teacher writes the answers the student learns. Skip this step (ctrl+n) "
+                "if you bring your own dataset."
+            ),
             classes="intro",
         )
         yield Knob(
             "teacher.provider",
-            "Provider",
-            "a preset: URL, key variable, model",
+            _("Provider"),
+            _("a preset: URL, key variable, model"),
             choices=[(name, name) for name in PRESETS],
         )
-        yield Knob("teacher.model", "Model", "ctrl+l lists the endpoint's models")
-        yield Knob("teacher.base_url", "Base URL", "any OpenAI-compatible endpoint")
-        yield Knob("teacher.api_key_env", "Key variable", "")
-        yield Knob("teacher.prompts", "Prompt file", "text/JSONL/dataset; ctrl+f browses")
-        yield Knob("teacher.topic", "…or a topic", "the teacher writes questions on it")
-        yield Knob("teacher.count", "Questions", "questions to write on the topic")
+        yield Knob("teacher.model", _("Model"), _("ctrl+l lists the endpoint's models"))
+        yield Knob("teacher.base_url", _("Base URL"), _("any OpenAI-compatible endpoint"))
+        yield Knob("teacher.api_key_env", _("Key variable"), "")
+        yield Knob("teacher.prompts", _("Prompt file"), _("text/JSONL/dataset; ctrl+f browses"))
+        yield Knob("teacher.topic", _("…or a topic"), _("the teacher writes questions on it"))
+        yield Knob("teacher.count", _("Questions"), _("questions to write on the topic"))
         yield PathsKnob(
             "teacher.documents", _("…or documents"), _("a folder or file; ctrl+f browses")
         )
         yield Knob("teacher.questions_per_chunk", _("Questions/chunk"), _("on each piece of text"))
         yield Static("", id="documents-preview", markup=False)
-        yield Knob("teacher.output", "Output", "append-only JSONL; reruns resume it")
-        yield Knob("teacher.concurrency", "Concurrency", "requests in flight at once")
-        yield Knob("teacher.max_tokens", "Max tokens", "answer budget; too low cuts answers")
-        yield Knob("teacher.temperature", "Temperature", "0 to 2; higher varies the answers")
-        yield Knob("teacher.budget_usd", "Spending cap $", "stops once spent; empty: no cap")
+        yield Knob("teacher.output", _("Output"), _("append-only JSONL; reruns resume it"))
+        yield Knob("teacher.concurrency", _("Concurrency"), _("requests in flight at once"))
+        yield Knob("teacher.max_tokens", _("Max tokens"), _("answer budget; too low cuts answers"))
+        yield Knob("teacher.temperature", _("Temperature"), _("0 to 2; higher varies the answers"))
+        yield Knob("teacher.budget_usd", _("Spending cap $"), _("stops once spent; empty: no cap"))
         with Horizontal(classes="buttons"):
-            yield Button("Test call ^t", id="test", compact=True)
-            yield Button("Generate ^r", id="generate", variant="primary", compact=True)
-            yield Button("Pause ^s", id="pause", compact=True, disabled=True)
+            yield Button(_("Test call ^t"), id="test", compact=True)
+            yield Button(_("Generate ^r"), id="generate", variant="primary", compact=True)
+            yield Button(_("Pause ^s"), id="pause", compact=True, disabled=True)
         yield Static("", id="test-result")
         bar = ProgressBar(show_eta=False, id="generation-bar")
         bar.display = False  # until a generation starts: an idle bar would pulse for nothing
         yield bar
-        yield Static("Not started. Generating again later resumes where it stopped.", id="progress")
+        yield Static(
+            _("Not started. Generating again later resumes where it stopped."), id="progress"
+        )
 
     def show_plan(self) -> None:
         super().show_plan()
@@ -199,23 +204,23 @@ class TeacherScreen(StepScreen):
             result.remove_class("-error")
         progress = self.query_one("#progress", Static)
         if progress.has_class("-error"):
-            progress.update("Settings changed: ctrl+t tests them, ctrl+r generates.")
+            progress.update(_("Settings changed: ctrl+t tests them, ctrl+r generates."))
             progress.remove_class("-error")
 
     def _show_key_status(self) -> None:
         """Whether the key's variable is set: the most common first-run failure, shown early."""
         name = self.app.plan.teacher.api_key_env
         if not name:
-            text = "no key: for local servers"
+            text = _("no key: for local servers")
         elif os.environ.get(name, "").strip():
-            text = "✓ set in the environment"
+            text = _("✓ set in the environment")
         else:
-            text = f"✗ not set: quit, export {name}=…, start again"
+            text = _("✗ not set: quit, export {name}=…, start again").format(name=name)
         self.query_one("#knob-teacher-api_key_env", Knob).explain(help=text)
 
     @on(Button.Pressed, "#test")
     def action_test_call(self) -> None:
-        self.query_one("#test-result", Static).update("Calling the endpoint…")
+        self.query_one("#test-result", Static).update(_("Calling the endpoint…"))
         self._test_call()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="test-call")
@@ -228,13 +233,15 @@ class TeacherScreen(StepScreen):
         except UserError as error:
             self.post_message(self.Tested(False, f"✗ {worded(error, teacher)}"))
             return
+        url, model = teacher.base_url, teacher.model
         if not models:
-            text = f"✓ {teacher.base_url} answered (it does not list its models)"
+            text = _("✓ {url} answered (it does not list its models)").format(url=url)
         elif teacher.model in models:
-            text = f"✓ {teacher.base_url} answered and serves {teacher.model}"
+            text = _("✓ {url} answered and serves {model}").format(url=url, model=model)
         else:
             shown = ", ".join(models[:6])
-            self.post_message(self.Tested(False, f"✗ {teacher.model} is not served; try: {shown}"))
+            text = _("✗ {model} is not served; try: {models}").format(model=model, models=shown)
+            self.post_message(self.Tested(False, text))
             return
         self.post_message(self.Tested(True, text))
 
@@ -256,7 +263,9 @@ class TeacherScreen(StepScreen):
 
     def action_list_models(self) -> None:
         url = self.app.plan.teacher.base_url
-        self.query_one("#test-result", Static).update(f"Asking {url} for its models…")
+        self.query_one("#test-result", Static).update(
+            _("Asking {url} for its models…").format(url=url)
+        )
         self._list_models()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="models")
@@ -274,13 +283,19 @@ class TeacherScreen(StepScreen):
         """Offer what the endpoint serves; when it can't say, the provider preset's suggestions."""
         teacher = self.app.plan.teacher
         result = self.query_one("#test-result", Static)
-        models, note = message.models, f"{teacher.base_url} serves:"
+        models, note = message.models, _("{url} serves:").format(url=teacher.base_url)
         if models:
-            result.update(f"✓ {teacher.base_url} serves {len(models)} model(s).")
+            result.update(
+                _("✓ {url} serves {count} model(s).").format(
+                    url=teacher.base_url, count=len(models)
+                )
+            )
         else:
             models = list(PRESETS[teacher.provider].models)
-            note = f"Not from the endpoint: the {teacher.provider} preset's suggestions:"
-            result.update(message.error or "✗ The endpoint does not list its models: type one.")
+            note = _("Not from the endpoint: the {provider} preset's suggestions:").format(
+                provider=teacher.provider
+            )
+            result.update(message.error or _("✗ The endpoint does not list its models: type one."))
         result.set_class(not message.models, "-error")
         if models:
             self.app.push_screen(ModelPicker(models, teacher.model, note), self._model_picked)
@@ -291,7 +306,9 @@ class TeacherScreen(StepScreen):
         self.app.change("teacher", model=model)
         self.show_plan()
         result = self.query_one("#test-result", Static)
-        result.update(f"Model: {model}. Test call (ctrl+t) checks it answers.")
+        result.update(
+            _("Model: {model}. Test call (ctrl+t) checks it answers.").format(model=model)
+        )
         result.remove_class("-error")
 
     def action_browse(self) -> None:
@@ -345,7 +362,7 @@ class TeacherScreen(StepScreen):
             return
         self._stop.clear()
         self._set_running(True)
-        self.query_one("#progress", Static).update("Starting…")
+        self.query_one("#progress", Static).update(_("Starting…"))
         self._generate(teacher)
 
     @on(Button.Pressed, "#pause")
@@ -353,7 +370,7 @@ class TeacherScreen(StepScreen):
         if self.running:
             self._stop.set()
             self.query_one("#progress", Static).update(
-                "Pausing: letting requests in flight finish…"
+                _("Pausing: letting requests in flight finish…")
             )
 
     def _set_running(self, running: bool) -> None:
@@ -399,17 +416,22 @@ class TeacherScreen(StepScreen):
             return
         progress.remove_class("-error")
         ended = {
-            "complete": "Done",
-            "cancelled": "Paused (ctrl+r resumes)",
-            "budget": "Stopped at the budget",
-        }.get(summary.stopped, "Stopped with answers missing (ctrl+r retries them)")
+            "complete": _("Done"),
+            "cancelled": _("Paused (ctrl+r resumes)"),
+            "budget": _("Stopped at the budget"),
+        }.get(summary.stopped, _("Stopped with answers missing (ctrl+r retries them)"))
         progress.update(
-            f"{ended}: {summary.done}/{summary.total} answered, {summary.failed} failed, "
-            f"written to {summary.output}."
+            _("{ended}: {done}/{total} answered, {failed} failed, written to {output}.").format(
+                ended=ended,
+                done=summary.done,
+                total=summary.total,
+                failed=summary.failed,
+                output=summary.output,
+            )
         )
         if summary.done and self.app.plan.dataset.source != summary.output:
             self.app.change("dataset", source=summary.output, mapping=None, format=None)
-            self.notify(f"The Data step now reads {summary.output}.")
+            self.notify(_("The Data step now reads {output}.").format(output=summary.output))
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -434,7 +456,7 @@ class ModelPicker(ModalScreen[str | None]):
     }
     """
 
-    BINDINGS = [Binding("escape", "dismiss", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss", N_("Cancel"))]
 
     def __init__(self, models: list[str], current: str, note: str) -> None:
         super().__init__()
@@ -483,14 +505,14 @@ def worded(error: UserError, teacher: TeacherPlan) -> str:
 
     if isinstance(error, TeacherError) and error.kind == "key":
         variable = teacher.api_key_env
-        return (
-            f"{variable} is not set. Quit, export {variable}=<your key> and start Stillroom "
+        return _(
+            "{variable} is not set. Quit, export {variable}=<your key> and start Stillroom "
             "again (the key is read from the environment, never stored); a server without "
             "a key needs none: empty the Key variable field."
-        )
+        ).format(variable=variable)
     text = f"{error}. {error.hint}" if error.hint else str(error)
     for flag, field in FIELDS:
-        text = re.sub(flag, field, text)
+        text = re.sub(flag, _(field), text)
     return text
 
 
@@ -522,8 +544,23 @@ def progress_line(event: ev.Progress) -> str:
     """
     tokens = event.prompt_tokens + event.completion_tokens
     eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
-    done = _("chunks asked") if event.job == "questions" else "done"
-    return (
-        f"{event.done}/{event.total} {done} · {event.failed} failed · {event.in_flight} in flight"
-        f" · {tokens:,} tok · ${event.cost_usd:.4f} · ETA {eta}"
+    line = (
+        _(
+            "{done}/{total} chunks asked · {failed} failed · {in_flight} in flight"
+            " · {tokens} tok · ${cost} · ETA {eta}"
+        )
+        if event.job == "questions"
+        else _(
+            "{done}/{total} done · {failed} failed · {in_flight} in flight"
+            " · {tokens} tok · ${cost} · ETA {eta}"
+        )
+    )
+    return line.format(
+        done=event.done,
+        total=event.total,
+        failed=event.failed,
+        in_flight=event.in_flight,
+        tokens=f"{tokens:,}",
+        cost=f"{event.cost_usd:.4f}",
+        eta=eta,
     )

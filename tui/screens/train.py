@@ -21,13 +21,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.errors import UserError
+from engine.i18n import N_, _
 from tui.screens.base import StepScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.footer import Footer
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.log_tail import LogTail
 from tui.widgets.loss_chart import LossChart
@@ -47,11 +49,20 @@ ENDED = {ev.Finished.type: "finished", ev.Cancelled.type: "cancelled"}
 def plan_summary(plan: Plan) -> str:
     """The plan as one or two lines: what learns from what, how long, where it goes."""
     t = plan.training
-    length = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
-    return (
-        f"{plan.student.model} learns {plan.dataset.source}: {length} of "
-        f"{t.batch_size}x{t.grad_accum} at lr {t.learning_rate:.1e}, LoRA r{plan.lora.r}, "
-        f"into {plan.output.runs_dir}/{plan.output.name}-…"
+    if t.max_steps:
+        length = _("{steps} steps").format(steps=t.max_steps)
+    else:
+        length = _("{epochs} epochs").format(epochs=t.epochs)
+    return _(
+        "{model} learns {source}: {length} of {batch} at lr {lr}, LoRA r{rank}, into {folder}"
+    ).format(
+        model=plan.student.model,
+        source=plan.dataset.source,
+        length=length,
+        batch=f"{t.batch_size}x{t.grad_accum}",
+        lr=f"{t.learning_rate:.1e}",
+        rank=plan.lora.r,
+        folder=f"{plan.output.runs_dir}/{plan.output.name}-…",
     )
 
 
@@ -60,10 +71,10 @@ class TrainScreen(StepScreen):
 
     STEP = "train"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Train", priority=True),
-        Binding("ctrl+x", "cancel_run", "Cancel run", priority=True),
-        Binding("v", "toggle_view", "Log/chart"),
-        Binding("w", "toggle_wrap", "Wrap"),
+        Binding("ctrl+r", "start", N_("Train"), priority=True),
+        Binding("ctrl+x", "cancel_run", N_("Cancel run"), priority=True),
+        Binding("v", "toggle_view", N_("Log/chart")),
+        Binding("w", "toggle_wrap", N_("Wrap")),
     ]
 
     class Attached(Message):
@@ -179,7 +190,9 @@ class TrainScreen(StepScreen):
             assert run_dir is not None
             summary = plan_summary(load_plan(run_dir / runs.PLAN_FILE))
         except (OSError, UserError, PlanError) as error:
-            hint = getattr(error, "hint", "") or "Check the runs folder is writable, then ctrl+r."
+            hint = getattr(error, "hint", "") or _(
+                "Check the runs folder is writable, then ctrl+r."
+            )
             self.post_message(self.Followed(ev.Error(kind="launch", message=str(error), hint=hint)))
             return
         self.post_message(self.Attached(run_dir, summary))
@@ -242,7 +255,10 @@ class TrainScreen(StepScreen):
             return
         self.query_one(LogTail).add(event)
         if isinstance(event, ev.Started):
-            self._show_state("running", f"with {event.backend} on {event.device}")
+            self._show_state(
+                "running",
+                _("with {backend} on {device}").format(backend=event.backend, device=event.device),
+            )
         elif isinstance(event, ev.DataReport):
             report = self.query_one("#data-report", Static)
             report.update(data_words(event))
@@ -270,7 +286,7 @@ class TrainScreen(StepScreen):
         if message.sent:
             self._show_state("cancelling")
         else:
-            self.notify("The run had already stopped; nothing to cancel.", severity="warning")
+            self.notify(_("The run had already stopped; nothing to cancel."), severity="warning")
 
     # What the user sees of the state
 
@@ -279,22 +295,32 @@ class TrainScreen(StepScreen):
         name = self.run_dir.name if self.run_dir else ""
         ending = self.ending
         text = {
-            "ready": "Ready. ctrl+r starts training in its own process: quitting the app "
-            "or losing SSH leaves it running, and this step re-attaches.",
-            "launching": "Starting the training process…",
-            "starting": f"{name}: loading the model and data…",
-            "running": f"{name}: training {detail}. ctrl+q leaves it running; ctrl+x stops it.",
-            "cancelling": f"{name}: stopping at the end of this step and saving its adapter…",
-        }.get(state, "")
+            "ready": _(
+                "Ready. ctrl+r starts training in its own process: quitting the app "
+                "or losing SSH leaves it running, and this step re-attaches."
+            ),
+            "launching": _("Starting the training process…"),
+            "starting": _("{run}: loading the model and data…"),
+            "running": _("{run}: training {detail}. ctrl+q leaves it running; ctrl+x stops it."),
+            "cancelling": _("{run}: stopping at the end of this step and saving its adapter…"),
+        }.get(state, "").format(run=name, detail=detail)
         if isinstance(ending, ev.Finished):
-            text = (
-                f"✓ {name} finished {ending.steps} steps in {duration(ending.runtime_s)}. "
-                f"Adapter: {ending.adapter_path}"
+            text = _("✓ {run} finished {steps} steps in {time}. Adapter: {adapter}").format(
+                run=name,
+                steps=ending.steps,
+                time=duration(ending.runtime_s),
+                adapter=ending.adapter_path,
             )
         elif isinstance(ending, ev.Cancelled):
-            text = f"{name} cancelled at step {ending.step}. Adapter saved: {ending.adapter_path}"
+            text = _("{run} cancelled at step {step}. Adapter saved: {adapter}").format(
+                run=name, step=ending.step, adapter=ending.adapter_path
+            )
         elif isinstance(ending, ev.Error):
-            text = f"✗ {name} {state}. ctrl+r starts a new run once the cause is fixed."
+            if state == "crashed":
+                text = _("✗ {run} crashed. ctrl+r starts a new run once the cause is fixed.")
+            else:
+                text = _("✗ {run} failed. ctrl+r starts a new run once the cause is fixed.")
+            text = text.format(run=name)
         label = self.query_one("#state", Static)
         label.update(text)
         label.set_class(state in ("failed", "crashed"), "-error")
@@ -307,7 +333,7 @@ class TrainScreen(StepScreen):
         if event is None:
             return
         is_error = isinstance(event, ev.Error)
-        title = f"✗ {event.kind}: " if is_error else "! warning: "
+        title = f"✗ {event.kind}: " if is_error else _("! warning: ")
         problem.update(f"{title}{event.message}" + (f"\n→ {event.hint}" if event.hint else ""))
         problem.set_class(is_error, "-error")
         problem.set_class(not is_error, "-warning")
@@ -334,12 +360,16 @@ class TrainScreen(StepScreen):
         if run_dir is None or self.state not in ("starting", "running"):
             return
         # Steps go on while the question is asked: name no number that will be stale.
-        done = f"{self.last_step.step} steps are done. " if self.last_step else ""
-        question = f"Stop {run_dir.name} at the end of the current step?"
-        detail = (
-            f"{done}The adapter of the step it stops at is saved in {run_dir}/adapter; "
-            f"`stillroom train --resume {run_dir.name}` can continue it later."
+        done = (
+            _("{steps} steps are done. ").format(steps=self.last_step.step)
+            if self.last_step
+            else ""
         )
+        question = _("Stop {run} at the end of the current step?").format(run=run_dir.name)
+        detail = done + _(
+            "The adapter of the step it stops at is saved in {folder}/adapter; "
+            "`stillroom train --resume {run}` can continue it later."
+        ).format(folder=run_dir, run=run_dir.name)
 
         def answered(yes: bool | None) -> None:
             if yes and self.run_dir == run_dir:

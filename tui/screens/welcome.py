@@ -12,18 +12,21 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from engine.i18n import LANGUAGES, N_, _, current_language
 from engine.plan import Plan
 from tui.screens.file_picker import PLAN_SUFFIXES, FilePicker
+from tui.steps import step_named
+from tui.widgets.footer import Footer
 from tui.worker_errors import ForwardsWorkerErrors
 
 if TYPE_CHECKING:
     from engine.runs import RunStatus
     from tui.app import StillroomApp
 
-INTRO = (
+INTRO = N_(
     "Distil a large teacher LLM into a small student model on one GPU.\n"
     "Teacher writes the answers, Data checks them, Student sizes the run to your GPU."
 )
@@ -42,10 +45,12 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
     """The first screen: every way into the wizard, each with a key."""
 
     BINDINGS = [
-        Binding("n", "new_plan", "New plan"),
-        Binding("c", "continue_draft", "Continue"),
-        Binding("o", "open_plan", "Open plan"),
-        Binding("a", "attach", "Re-attach"),
+        Binding("n", "new_plan", N_("New plan")),
+        Binding("c", "continue_draft", N_("Continue")),
+        Binding("o", "open_plan", N_("Open plan")),
+        Binding("a", "attach", N_("Re-attach")),
+        # Shown in the choices (in both languages' own words), not in a full footer.
+        Binding("l", "switch_language", N_("Language"), show=False),
     ]
 
     app: StillroomApp  # type: ignore[assignment]
@@ -65,11 +70,11 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="body"):
             yield Static("Stillroom", id="brand")
-            yield Static(INTRO, id="intro")
+            yield Static(_(INTRO), id="intro")
             yield Static("", id="live")
             yield OptionList(id="choices")
-            yield Static("Recent runs", classes="section")
-            yield Static("Reading the runs folder…", id="runs")
+            yield Static(_("Recent runs"), classes="section")
+            yield Static(_("Reading the runs folder…"), id="runs")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -83,17 +88,18 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
 
     def _fill_choices(self) -> None:
         app = self.app
-        options = [Option("n  New plan, from the reference notebook's defaults", id="new")]
+        options = [Option(_("n  New plan, from the reference notebook's defaults"), id="new")]
         if app.has_draft:
-            options.insert(
-                0,
-                Option(f"c  Continue {app.plan_path} (at the {app.step} step)", id="continue"),
+            step = _(step_named(app.step).title)
+            line = _("c  Continue {path} (at the {step} step)").format(
+                path=app.plan_path, step=step
             )
-        options.append(Option("o  Open a plan file…", id="open"))
+            options.insert(0, Option(line, id="continue"))
+        options.append(Option(_("o  Open a plan file…"), id="open"))
+        options.append(Option(language_line(), id="language"))
         if self.live_run:
-            options.insert(
-                0, Option(f"a  Re-attach to {self.live_run}, still training", id="attach")
-            )
+            line = _("a  Re-attach to {run}, still training").format(run=self.live_run)
+            options.insert(0, Option(line, id="attach"))
         choices = self.query_one("#choices", OptionList)
         choices.clear_options()
         choices.add_options(options)
@@ -115,13 +121,15 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
     def _show_runs(self, message: RunsListed) -> None:
         runs = self.query_one("#runs", Static)
         if not message.runs:
-            runs.update(f"No runs yet in {self.app.runs_dir}/.")
+            runs.update(_("No runs yet in {folder}/.").format(folder=self.app.runs_dir))
         else:
             runs.update("\n".join(f"{r.name:<32} {r.state:<10} {r.detail}" for r in message.runs))
         self.live_run = message.live
         if message.live:
             live = self.query_one("#live", Static)
-            live.update(f"{message.live} is still training. Press a to follow it live.")
+            live.update(
+                _("{run} is still training. Press a to follow it live.").format(run=message.live)
+            )
             live.display = True
             self._fill_choices()
             self.refresh_bindings()
@@ -133,6 +141,7 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
             "continue": self.action_continue_draft,
             "open": self.action_open_plan,
             "attach": self.action_attach,
+            "language": self.action_switch_language,
         }
         actions[event.option.id or "new"]()
 
@@ -146,7 +155,7 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
 
     def action_new_plan(self) -> None:
         self.app.start_plan(Plan())
-        self.notify(f"New plan; it is saved to {self.app.plan_path} as you go.")
+        self.notify(_("New plan; it is saved to {path} as you go.").format(path=self.app.plan_path))
 
     def action_continue_draft(self) -> None:
         if self.app.has_draft:
@@ -160,21 +169,52 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
             return
         error = self.app.open_plan(path)
         if error:
-            self.notify(error, title="Cannot open that plan", severity="error")
+            self.notify(error, title=_("Cannot open that plan"), severity="error")
         else:
             self.notify(
-                f"Editing {path} in place: every change is saved there. "
-                f"Next time: stillroom --plan {path}"
+                _(
+                    "Editing {path} in place: every change is saved there. "
+                    "Next time: stillroom --plan {path}"
+                ).format(path=path)
             )
 
     def action_attach(self) -> None:
         """Follow the live run on the Train step, inside the app."""
         if not self.live_run:
-            self.notify("No run is training now.")
+            self.notify(_("No run is training now."))
             return
         self.app.attach_run(Path(self.app.runs_dir) / self.live_run)
 
+    async def action_switch_language(self) -> None:
+        """English <-> 简体中文: the whole wizard is drawn again in it, and it is remembered."""
+        problem = self.app.switch_language(other_language())
+        if problem:
+            self.notify(problem, title=_("Language not changed"), severity="warning")
+            return
+        await self.recompose()
+        self.on_mount()
+        choices = self.query_one("#choices", OptionList)
+        choices.highlighted = choices.get_option_index("language")
+        choices.focus()
+
+
+def other_language() -> str:
+    """The language the l key switches to."""
+    return next(lang for lang in LANGUAGES if lang != current_language())
+
+
+def language_line() -> str:
+    """The language now and the other one, each named in its own script."""
+    return _("l  Language: {language} (switch to {other})").format(
+        language=LANGUAGES[current_language()], other=LANGUAGES[other_language()]
+    )
+
 
 def _detail(run: RunStatus) -> str:
-    text = f"step {run.step}/{run.max_steps}" if run.max_steps else f"step {run.step}"
-    return f"{text}, loss {run.loss:.3f}" if run.loss is not None else text
+    if run.max_steps:
+        text = _("step {step}/{max_steps}").format(step=run.step, max_steps=run.max_steps)
+    else:
+        text = _("step {step}").format(step=run.step)
+    if run.loss is None:
+        return text
+    return _("{progress}, loss {loss:.3f}").format(progress=text, loss=run.loss)

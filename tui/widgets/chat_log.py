@@ -5,6 +5,11 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from engine.i18n import N_, _
+
+# Who answers, as the transcript labels them.
+WHO = {"student": N_("student"), "base": N_("base"), "teacher": N_("teacher")}
+
 # A streamed answer is redrawn at most this often: a token at a time would redraw the
 # whole growing answer hundreds of times a second, and the eye sees no difference.
 REDRAW_S = 0.05
@@ -49,12 +54,12 @@ class ChatLog(VerticalScroll):
         self._redraw_due = False
 
     def add_user(self, text: str) -> None:
-        self.mount(Static(f"you › {text}", classes="user", markup=False))
+        self.mount(Static(_("you › {text}").format(text=text), classes="user", markup=False))
         self.scroll_end(animate=False)
 
     def start_answer(self, who: str) -> None:
         """An answer from ``who`` (student, base or teacher) begins, labelled and coloured."""
-        self._label = f"{who} › "
+        self._label = f"{_(WHO[who]) if who in WHO else who} › "
         self.answer_text = ""
         self._answer = Static(self._label + "…", classes=f"answer -{who}", markup=False)
         self.mount(self._answer)
@@ -76,7 +81,7 @@ class ChatLog(VerticalScroll):
     def finish(self, text: str, meta: str, *, cut: bool) -> None:
         self.answer_text = text
         if self._answer is not None:
-            self._answer.update(self._label + (text or "(nothing)"))
+            self._answer.update(self._label + (text or _("(nothing)")))
         self._answer = None
         self.mount(Static(meta, classes="meta -cut" if cut else "meta", markup=False))
         self.scroll_end(animate=False)

@@ -10,6 +10,7 @@ from textual import on, work
 from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.i18n import _
 from tui.child import Failure, failure, follow, start_cli
 from tui.widgets.wrapped_log import WrappedLog
 from tui.worker_errors import ForwardsWorkerErrors
@@ -72,7 +73,8 @@ class ChildLog(ForwardsWorkerErrors, WrappedLog):
         try:
             child = start_cli(args, log_path)
         except OSError as error:
-            self.post_message(self.Finished(self, 1, Failure(str(error), "Check the run folder.")))
+            why = Failure(str(error), _("Check the run folder."))
+            self.post_message(self.Finished(self, 1, why))
             return
         lines: list[str] = []
 
@@ -89,7 +91,8 @@ class ChildLog(ForwardsWorkerErrors, WrappedLog):
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             why = Failure(
-                f"following the child failed: {error!r}", "Its output is in the log file."
+                _("following the child failed: {error}").format(error=repr(error)),
+                _("Its output is in the log file."),
             )
             self.post_message(self.Finished(self, 1, why))
 

@@ -13,18 +13,19 @@ from textual.message import Message
 from textual.widgets import Label, Select
 
 from engine.data.formats import FORMAT_KEYS, REQUIRED_KEYS
+from engine.i18n import N_, _
 
 UNMAPPED = ""
 _ROLE_HELP = {
-    "prompt": "the question",
-    "response": "the answer to learn",
-    "instruction": "the task",
-    "input": "context added to the task",
-    "output": "the answer to learn",
-    "system": "system prompt",
-    "reasoning": "teacher's reasoning",
-    "conversations": "list of turns",
-    "text": "whole rendered text",
+    "prompt": N_("the question"),
+    "response": N_("the answer to learn"),
+    "instruction": N_("the task"),
+    "input": N_("context added to the task"),
+    "output": N_("the answer to learn"),
+    "system": N_("system prompt"),
+    "reasoning": N_("teacher's reasoning"),
+    "conversations": N_("list of turns"),
+    "text": N_("whole rendered text"),
 }
 
 
@@ -73,7 +74,7 @@ class ColumnMapper(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Label("Format")
+            yield Label(_("Format"))
             yield Select(
                 [(name, name) for name in FORMAT_KEYS],
                 value=self.format,
@@ -81,8 +82,8 @@ class ColumnMapper(Vertical):
                 compact=True,
                 id="format",
             )
-            yield Label("fix it here if detection got it wrong", classes="role-help")
-        choices = [("(none)", UNMAPPED)] + [(column, column) for column in self.columns]
+            yield Label(_("fix it here if detection got it wrong"), classes="role-help")
+        choices = [(_("(none)"), UNMAPPED)] + [(column, column) for column in self.columns]
         for role in FORMAT_KEYS[self.format]:
             required = role in REQUIRED_KEYS.get(self.format, ())
             with Horizontal():
@@ -95,7 +96,7 @@ class ColumnMapper(Vertical):
                     id=f"role-{role}",
                     classes="role",
                 )
-                yield Label(_ROLE_HELP.get(role, ""), classes="role-help")
+                yield Label(_(_ROLE_HELP[role]) if role in _ROLE_HELP else "", classes="role-help")
 
     async def show(self, format: str, columns: list[str], mapping: dict[str, str]) -> None:
         """Show a detection (an unknown format is shown as pair, the likeliest fix)."""

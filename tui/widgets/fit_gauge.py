@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
+
+from engine.i18n import N_, _
 
 if TYPE_CHECKING:
     from engine.train.memory import Estimate
 
 VERDICT_WORDS = {
-    "fits": "FITS",
-    "tight": "TIGHT",
-    "will_not_fit": "WILL NOT FIT",
-    "unknown": "NO GPU TO COMPARE",
+    "fits": N_("FITS"),
+    "tight": N_("TIGHT"),
+    "will_not_fit": N_("WILL NOT FIT"),
+    "unknown": N_("NO GPU TO COMPARE"),
 }
 
 # The breakdown's names, short enough for one line at 80 columns.
-SHORT = {"lora + optimizer": "LoRA+opt", "activations": "act", "allocator": "slack",
-         "CUDA context": "CUDA"}  # fmt: skip
+SHORT = {"lora + optimizer": N_("LoRA+opt"), "activations": N_("act"), "allocator": N_("slack"),
+         "CUDA context": "CUDA", "weights": N_("weights"), "logits": "logits"}  # fmt: skip
 
 
 class FitGauge(Widget):
@@ -48,7 +51,7 @@ class FitGauge(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.estimate: Estimate | None = None
-        self.message = "Estimating…"
+        self.message = _("Estimating…")
         self.card = ""
 
     @property
@@ -77,28 +80,30 @@ class FitGauge(Widget):
         if not estimate.available_mb:  # no GPU here, none picked: no CUDA context to count
             peak_mb -= parts.pop("CUDA context")
         peak_gb = peak_mb / 1024
-        word = VERDICT_WORDS[estimate.verdict]
+        word = _(VERDICT_WORDS[estimate.verdict])
         text = Text()
         if estimate.available_mb:
             of = f" {peak_gb:.1f} / {estimate.available_mb / 1024:.1f} GB "
-            room = max(4, width - len(of) - len(word) - 1)
+            room = max(4, width - len(of) - cell_len(word) - 1)
             filled = min(room, round(room * estimate.peak_mb / estimate.available_mb))
             text.append("█" * filled, style=style)
             text.append("░" * (room - filled), style=empty)
             text.append(of)
         else:
-            text.append(f"~{peak_gb:.1f} GB peak · ")
+            text.append(_("~{gb} GB peak · ").format(gb=f"{peak_gb:.1f}"))
         text.append(word, style=style)
         breakdown = ", ".join(
-            f"{SHORT.get(name, name)} {mb / 1024:.1f}" for name, mb in parts.items()
+            f"{_(SHORT[name]) if name in SHORT else name} {mb / 1024:.1f}"
+            for name, mb in parts.items()
         )
         text.append(f"\nGB: {breakdown}", style="dim")
         if estimate.suggestions and estimate.verdict != "fits":
-            text.append(f"\nctrl+y applies: {estimate.suggestions[0]}")
+            text.append("\n" + _("ctrl+y applies: {fix}").format(fix=estimate.suggestions[0]))
         elif estimate.verdict == "fits":
-            text.append(
-                f"\n{self.card}: {estimate.tokens:,} tokens in the largest micro-batch", style="dim"
+            line = _("{card}: {tokens} tokens in the largest micro-batch").format(
+                card=self.card, tokens=f"{estimate.tokens:,}"
             )
+            text.append(f"\n{line}", style="dim")
         else:
-            text.append("\nPick a GPU size above to compare with.", style="dim")
+            text.append("\n" + _("Pick a GPU size above to compare with."), style="dim")
         return text

@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.widget import Widget
 
 from engine.events import GpuSample
-from engine.i18n import _
+from engine.i18n import N_, _
 
-NO_GPU = "no NVIDIA GPU: training on CPU"
+NO_GPU = N_("no NVIDIA GPU: training on CPU")
 
 
 def _gb(mb: float) -> str:
@@ -82,21 +82,25 @@ class GpuPanel(Widget):
         quiet = style("gpu-panel--quiet", partial=True)
         cards = self.in_use
         if not cards:
-            return Text(NO_GPU if self.absent else "GPU: reading…", style=quiet)
+            return Text(_(NO_GPU) if self.absent else _("GPU: reading…"), style=quiet)
         text = Text(no_wrap=True, overflow="ellipsis")
         for sample in cards:
             self._bar(text, sample)
-        text.append("█ this run ", style=style("gpu-panel--own", partial=True))
+        text.append("█ " + _("this run") + " ", style=style("gpu-panel--own", partial=True))
         text.append(f"{_gb(self.own_mb)} GB  ")
         others_count = len({p.pid for s in cards for p in s.processes if not p.own})
-        text.append("▓ others ", style=style("gpu-panel--others", partial=True))
-        text.append(f"{_gb(self.others_mb)} GB ({others_count} proc)  ")
+        text.append("▓ " + _("others") + " ", style=style("gpu-panel--others", partial=True))
+        text.append(
+            _("{gb} GB ({count} proc)").format(gb=_gb(self.others_mb), count=others_count) + "  "
+        )
         if len(cards) > 1:
             text.append(_("{n} cards").format(n=len(cards)))
             return text
         sample = cards[0]
         readings = [
-            f"util {sample.util_pct:.0f}%" if sample.util_pct is not None else "",
+            _("util {pct}%").format(pct=f"{sample.util_pct:.0f}")
+            if sample.util_pct is not None
+            else "",
             f"{sample.temp_c:.0f}°C" if sample.temp_c is not None else "",
             f"{sample.power_w:.0f} W" if sample.power_w is not None else "",
         ]

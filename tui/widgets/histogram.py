@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from engine.i18n import _
+
 BAR = "█"
 
 
@@ -39,7 +41,7 @@ class Histogram(Widget):
 
     def render(self) -> Text:
         if not self.bins:
-            return Text("No token lengths yet.", style="dim")
+            return Text(_("No token lengths yet."), style="dim")
         label_width = len(f"{self.bins[-1][1]}") * 2 + 1
         count_width = len(str(max(n for _, _, n in self.bins)))
         room = max(1, self.size.width - label_width - count_width - 3)
@@ -53,5 +55,7 @@ class Histogram(Widget):
             text.append(f"{label} ")
             text.append(BAR * length, style=over if low > self.limit else bar)
             text.append(f" {rows}\n")
-        text.append(f"max_seq_length {self.limit}: longer rows in red", style="dim")
+        text.append(
+            _("max_seq_length {limit}: longer rows in red").format(limit=self.limit), style="dim"
+        )
         return text

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Label, Select, Static
 
-BOOLEAN = [("yes", True), ("no", False)]
+from engine.i18n import N_
+
+# Words marked for the catalog: a screen shows them as ``_(word)``.
+BOOLEAN = [(N_("yes"), True), (N_("no"), False)]
 FIELD_WIDTH = 24  # columns of the editor (see DEFAULT_CSS)
 
 
@@ -101,6 +105,6 @@ class Knob(Horizontal):
     def _with_value(self, text: str) -> str:
         """``text``, led by the whole value when the field is too narrow to show it."""
         value = self.value
-        if isinstance(self.editor, Input) and len(str(value or "")) > FIELD_WIDTH:
+        if isinstance(self.editor, Input) and cell_len(str(value or "")) > FIELD_WIDTH:
             return f"{value} · {text}" if text else str(value)
         return text

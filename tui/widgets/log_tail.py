@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from engine import events as ev
+from engine.i18n import _
 from tui.widgets.wrapped_log import WrappedLog
 from tui.wording import describe
 
@@ -30,7 +31,7 @@ class LogTail(WrappedLog):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(max_lines=400, id=id)
-        self.border_title = "log"
+        self.border_title = _("log")
 
     def add(self, event: ev.Event) -> None:
         """Write the event's line, if it has one worth keeping."""
@@ -40,4 +41,4 @@ class LogTail(WrappedLog):
 
     def toggle_wrap(self) -> None:
         super().toggle_wrap()
-        self.border_title = "log" if self.wrap else "log (unwrapped: ← → scroll)"
+        self.border_title = _("log") if self.wrap else _("log (unwrapped: ← → scroll)")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
+from engine.i18n import _
+
 # Braille dot bits by (column within cell, row within cell).
 DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 AXIS_WIDTH = 7
@@ -49,11 +51,11 @@ class LossChart(Widget):
         super().__init__(id=id)
         self.points: list[Point] = []
         self.max_steps = 0
-        self.border_title = "loss"
+        self.border_title = _("loss")
 
     def clear(self) -> None:
         self.points, self.max_steps = [], 0
-        self.border_title, self.border_subtitle = "loss", ""
+        self.border_title, self.border_subtitle = _("loss"), ""
         self.refresh()
 
     def add(self, step: int, loss: float | None, lr: float | None, max_steps: int) -> None:
@@ -62,7 +64,9 @@ class LossChart(Widget):
         if loss is not None and math.isfinite(loss):
             self.points.append(Point(step, loss, lr))
             low = min(p.loss for p in self.points)
-            self.border_title = f"loss {loss:.4f} (lowest {low:.4f})"
+            self.border_title = _("loss {loss} (lowest {low})").format(
+                loss=f"{loss:.4f}", low=f"{low:.4f}"
+            )
         if lr is not None:
             self.border_subtitle = f"lr {lr:.1e}"
         self.refresh()
@@ -72,7 +76,7 @@ class LossChart(Widget):
         axis = style("loss-chart--axis", partial=True)
         width, height = self.size.width - AXIS_WIDTH, self.size.height
         if not self.points or width < 4 or height < 2:
-            return Text("The loss appears here from the first logged step.", style=axis)
+            return Text(_("The loss appears here from the first logged step."), style=axis)
         rows, cols = height * 4, width * 2
         losses = [p.loss for p in self.points]
         low, high = min(losses), max(losses)

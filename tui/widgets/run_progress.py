@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
 from engine.events import Step
+from engine.i18n import _
 from tui.wording import duration
 
 
@@ -34,16 +36,18 @@ class RunProgress(Widget):
         style = self.get_component_rich_style
         text = Text(no_wrap=True, overflow="ellipsis")
         if step is None:
-            text.append("No steps yet.", style=style("run-progress--todo", partial=True))
+            text.append(_("No steps yet."), style=style("run-progress--todo", partial=True))
             return text
-        figures = f" {step.step}/{step.max_steps} steps · epoch {step.epoch:.2f}"
-        room = max(10, self.size.width - len(figures))
+        figures = " " + _("{step}/{max_steps} steps · epoch {epoch}").format(
+            step=step.step, max_steps=step.max_steps, epoch=f"{step.epoch:.2f}"
+        )
+        room = max(10, self.size.width - cell_len(figures))
         done = min(room, round(room * step.step / max(1, step.max_steps)))
         text.append("━" * done, style=style("run-progress--done", partial=True))
         text.append("━" * (room - done), style=style("run-progress--todo", partial=True))
         text.append(f"{figures}\n")
         parts = [
-            f"loss {step.loss:.4f}" if step.loss is not None else "loss –",
+            _("loss {loss}").format(loss=f"{step.loss:.4f}" if step.loss is not None else "–"),
             f"lr {step.lr:.1e}" if step.lr is not None else "",
             f"{step.tokens_per_s:,.0f} tok/s" if step.tokens_per_s is not None else "",
             f"MFU {step.mfu:.1%}" if step.mfu is not None else "",

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from engine.i18n import _
 from tui.steps import STEPS
 
 
@@ -32,11 +33,11 @@ class StepBar(Widget):
         for number, step in enumerate(STEPS, start=1):
             if number > 1:
                 text.append(" › ", style="dim")
-            label = f"{number} {step.title}"
+            label = f"{number} {_(step.title)}"
             if step.name == self.current:
                 text.append(f" {label} ", style="bold reverse")
             elif step.later:
-                text.append(f"{label} (soon)", style="dim italic")
+                text.append(_("{step} (soon)").format(step=label), style="dim italic")
             else:
                 text.append(label)
         return text
