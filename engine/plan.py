@@ -104,6 +104,16 @@ class TeacherPlan(_Section):
     prompts: str = Field("", description="Prompt file: text (one a line), JSONL or any dataset.")
     topic: str = Field("", description="Or: the teacher first writes `count` questions on this.")
     count: int = Field(100, ge=1, le=1_000_000, description="Questions to write for `topic`.")
+    documents: list[str] = Field(
+        default_factory=list,
+        description="Or: files and folders (.txt .md .pdf .docx .html) to write questions from.",
+    )
+    questions_per_chunk: int = Field(
+        5, ge=1, le=50, description="Documents: questions the teacher writes on each chunk."
+    )
+    chunk_tokens: int = Field(
+        600, ge=64, le=8192, description="Documents: size of a chunk of text, in tokens."
+    )
     limit: int | None = Field(None, ge=1, description="Answer at most this many prompts.")
     output: str = Field("teacher.jsonl", description="Append-only JSONL of finished answers.")
     stream: bool = Field(
@@ -168,12 +178,20 @@ class TeacherPlan(_Section):
             raise PydanticCustomError(KEY_ERROR, what, {"shown": masked(found)})
         return value
 
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        """The wizard's field gives one path as text; a plan or the command line, a list."""
+        if isinstance(value, str):
+            return [value] if value.strip() else []
+        return value
+
     @model_validator(mode="after")
     def _needs(self) -> TeacherPlan:
         if not self.base_url:
             raise ValueError(_("base_url: a custom provider needs its endpoint's URL"))
-        if self.prompts and self.topic:
-            raise ValueError(_("set prompts or topic, not both"))
+        if sum(map(bool, (self.prompts, self.topic, self.documents))) > 1:
+            raise ValueError(_("set one of prompts, topic or documents"))
         return self
 
     @field_validator("api_key_env")

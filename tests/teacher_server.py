@@ -34,6 +34,9 @@ WEB_PAGE = (
     b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Wi-Fi login</body></html>"
 )
 QUESTION_ASK = re.compile(r"Write (\d+) diverse questions about (.+?)\.\n")
+DOCUMENT_ASK = re.compile(
+    r"Section: (.*?)\n\n<excerpt>\n(.*?)\n</excerpt>\n\nWrite (\d+) questions", re.DOTALL
+)
 VOCABULARY = (
     "cache index shard replica lock queue buffer thread kernel driver token schema "
     "tensor gradient batch stream socket packet router signal"
@@ -43,6 +46,14 @@ VOCABULARY = (
 def answer_for(user: str) -> str:
     """The answer the server gives to ``user``: deterministic, easy to assert on."""
     return f"Answer to: {user}"
+
+
+def document_questions(section: str, excerpt: str, n: int) -> list[str]:
+    """The questions the server writes on a document chunk: distinct, naming the section."""
+    import hashlib
+
+    tags = [hashlib.sha256(f"{i} {excerpt}".encode()).hexdigest()[:8] for i in range(n)]
+    return [f"How is {tag} handled in {section}?" for tag in tags]
 
 
 def reasoning_for(user: str) -> str:
@@ -57,7 +68,9 @@ class Fault:
     (answer after ``seconds``), ``malformed`` (a body that is not JSON), ``drop``
     (close the socket), ``cut`` (a stream that stops mid-answer), ``close_only``
     (reasoning then ``</think>`` without an opening tag), ``length`` (cut by
-    max_tokens), ``refusal``, ``empty``, ``html`` (a 200 web page instead of the answer).
+    max_tokens), ``refusal``, ``empty``, ``html`` (a 200 web page instead of the answer),
+    ``prose`` (a document-questions reply as chatty text around a fenced JSON block, as
+    a server that ignores ``response_format`` writes it).
     """
 
     kind: str
@@ -251,6 +264,13 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
             kind = fault.kind if fault else None
             ask = QUESTION_ASK.search(user)
             content = server._questions_for(int(ask[1]), ask[2]) if ask else answer_for(user)
+            document = DOCUMENT_ASK.search(user)
+            if document:
+                questions = document_questions(document[1], document[2], int(document[3]))
+                content = json.dumps({"questions": questions}, ensure_ascii=False)
+                json_asked = body.get("response_format", {}).get("type") == "json_object"
+                if kind == "prose" or not json_asked:
+                    content = f"Sure! Here they are:\n```json\n{content}\n```\nHope this helps."
             reasoning = None
             finish = "stop"
             if "reasoner" in model:

@@ -481,8 +481,16 @@ def normalise(table: Table, detection: Detection) -> tuple[list[Conversation], l
         ):
             messages.insert(0, {"role": "system", "content": system})
         reasoning = _text(row.get(reasoning_col)) if reasoning_col else None
-        conversations.append(Conversation(messages, number, reasoning or None, _flags(row)))
+        conversations.append(
+            Conversation(messages, number, reasoning or None, _flags(row), _held_out(row))
+        )
     return conversations, unreadable
+
+
+def _held_out(row: dict[str, Any]) -> bool:
+    """Whether a teacher output row is marked ``meta.heldout`` (kept for eval)."""
+    meta = row.get("meta")
+    return isinstance(meta, dict) and meta.get("heldout") is True
 
 
 def _flags(row: dict[str, Any]) -> tuple[str, ...]:

@@ -61,13 +61,15 @@ class Conversation:
     """One training example: chat messages plus optional teacher reasoning.
 
     ``row`` is the 1-based row number in the source, for problem reports;
-    ``flags`` come from a teacher output file's ``meta.flags``.
+    ``flags`` come from a teacher output file's ``meta.flags``, ``held_out`` from its
+    ``meta.heldout`` (questions on the user's documents kept for eval, never trained on).
     """
 
     messages: list[Message]
     row: int
     reasoning: str | None = None
     flags: tuple[str, ...] = ()  # the teacher's quality flags (cut, empty, refusal), if any
+    held_out: bool = False
 
 
 @dataclass

@@ -101,6 +101,8 @@ class Summary:
     first_failure: str = ""
     diversity: Diversity | None = None
     error: UserError | None = None
+    failed_chunks: int = 0  # documents: chunks the teacher wrote no usable questions for
+    corpus: Any = None  # documents: what was read (engine.teacher.documents.job.Corpus)
 
     @property
     def done(self) -> int:
@@ -108,7 +110,7 @@ class Summary:
 
     @property
     def complete(self) -> bool:
-        return self.error is None and self.done == self.total
+        return self.error is None and self.done == self.total and not self.failed_chunks
 
 
 @dataclass(frozen=True)
@@ -272,9 +274,15 @@ def run(teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool] = _nev
     """Answer every prompt not yet in ``teacher.output``; never raises for user errors.
 
     A user-fixable failure (missing key, bad model, no balance...) ends the job
-    with an ``error`` event and is returned in ``Summary.error``.
+    with an ``error`` event and is returned in ``Summary.error``. A plan naming
+    ``documents`` runs the two-stage documents job (questions, then answers).
     """
-    job = _Job(teacher, emit, should_stop)
+    if teacher.documents:
+        from engine.teacher.documents.job import DocumentsJob
+
+        job: _Job = DocumentsJob(teacher, emit, should_stop)
+    else:
+        job = _Job(teacher, emit, should_stop)
     try:
         asyncio.run(job.main())
     except UserError as error:
@@ -284,7 +292,11 @@ def run(teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool] = _nev
 
 
 class _Job:
-    """The state of one run; every method runs on the job's event loop thread."""
+    """The state of one run; every method runs on the job's event loop thread.
+
+    Its hooks (:meth:`prompts`, :meth:`request`, :meth:`record_meta`, :meth:`key_of`,
+    :meth:`done_keys`) are what the documents job changes; the rest is shared.
+    """
 
     def __init__(self, teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool]):
         self.teacher = teacher
@@ -299,6 +311,7 @@ class _Job:
         self.fatal: TeacherError | None = None
         self.key = ""
         self.client: Any = None
+        self.stage_spent = 0.0  # cost before the current stage (documents: the questions)
 
     # -- accounting ---------------------------------------------------------------
 
@@ -335,24 +348,57 @@ class _Job:
     def _on_retry(self, reason: str) -> None:
         self.summary.retries += 1
 
-    def _over_budget(self, prompt: Prompt) -> bool:
-        """Would one more request risk passing the cap, counting those in flight?"""
+    def over_budget(self, messages: list[dict[str, str]]) -> bool:
+        """Would one more request (of ``messages``) risk passing the cap, counting those in flight?
+
+        Each costs the mean of this stage's requests so far; before the first, the worst case.
+        """
         budget = self.teacher.budget_usd
         if budget is None or self.price is None:
             return False
         s = self.summary
         if s.answered:
-            each = (s.cost_usd or 0.0) / s.answered
+            each = ((s.cost_usd or 0.0) - self.stage_spent) / s.answered
         else:  # no answer yet: assume the worst, every answer at max_tokens
-            asked = sum(estimate_tokens(m["content"]) for m in _messages(self.teacher, prompt))
+            asked = sum(estimate_tokens(m["content"]) for m in messages)
             each = self.price.cost(asked, self.teacher.max_tokens)
         return (s.cost_usd or 0.0) + (self.in_flight + 1) * each > budget
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def check_input(self) -> None:
+        """Refuse bad input before the endpoint is called (a typo fails at once, for free)."""
+        refuse_output_over_prompts(self.teacher)
+
+    async def prompts(self) -> tuple[list[Prompt], Diversity]:
+        """What to answer: the teacher's own questions on a topic, or the prompt file's."""
+        if self.teacher.topic:
+            return await self._topic_prompts()
+        return _file_prompts(self.teacher)
+
+    def request(self, prompt: Prompt) -> list[dict[str, str]]:
+        """The messages sent for ``prompt``; the record keeps them with the answer."""
+        return _messages(self.teacher, prompt)
+
+    def record_messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        """The messages a record keeps before the answer (what the student learns from)."""
+        return self.request(prompt)
+
+    def record_meta(self, prompt: Prompt) -> dict[str, Any]:
+        """Fields a record's ``meta`` gets besides the request's numbers."""
+        return {}
+
+    def key_of(self, prompt: Prompt) -> str:
+        return _key(self.teacher, prompt)
+
+    def done_keys(self, store: Store) -> set[str]:
+        return store.done_keys()
 
     # -- the job ----------------------------------------------------------------------
 
     async def main(self) -> None:
         teacher = self.teacher
-        refuse_output_over_prompts(teacher)
+        self.check_input()
         if teacher.budget_usd is not None and self.price is None:
             raise UserError(
                 _("budget_usd is set but the price of {model} is unknown").format(
@@ -378,13 +424,10 @@ class _Job:
         self.key = api_key(teacher)
         async with make_client(teacher, self.key) as self.client:
             await self._preflight()
-            if teacher.topic:
-                prompts, diversity = await self._topic_prompts()
-            else:
-                prompts, diversity = _file_prompts(teacher)
+            prompts, diversity = await self.prompts()
             self.summary.diversity = diversity
             self.emit(ev.Log(line=_("prompts: {diversity}").format(diversity=diversity.describe())))
-            done = store.done_keys()
+            done = self.done_keys(store)
             asked = in_language(teacher, prompts, done)
             if asked.system != teacher.system:
                 line = _("system prompt: {system!r}, in the language of the prompts").format(
@@ -392,7 +435,7 @@ class _Job:
                 )
                 self.emit(ev.Log(line=line))
             self.teacher = teacher = asked
-            pending = [p for p in prompts if _key(teacher, p) not in done]
+            pending = [p for p in prompts if self.key_of(p) not in done]
             self.summary.total = len(prompts)
             self.summary.already = len(prompts) - len(pending)
             self.emit(
@@ -408,7 +451,9 @@ class _Job:
                 )
             )
             self.started = time.monotonic()
-            await self._answer_all(store, pending)
+            self.stage_spent = self.summary.cost_usd or 0.0
+            if self.summary.stopped != "budget":  # the questions may have spent it already
+                await self._answer_all(store, pending)
 
     async def _preflight(self) -> None:
         """Ask ``/models`` first: a wrong URL or key fails in a second, for free."""
@@ -519,44 +564,61 @@ class _Job:
         return self.fatal is not None or self.should_stop()
 
     async def _answer_all(self, store: Store, pending: list[Prompt]) -> None:
-        queue = list(reversed(pending))
         loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher-writer")
 
+        async def answer(prompt: Prompt) -> None:
+            record = await self._answer(prompt)
+            if record is not None:
+                await loop.run_in_executor(writer, store.append, record)
+                self.summary.answered += 1
+
+        try:
+            await self.drain(pending, answer, lambda p: self.over_budget(self.request(p)))
+        finally:
+            writer.shutdown(wait=True)
+
+    async def drain(
+        self,
+        items: list[Any],
+        handle: Callable[[Any], Any],
+        over_budget: Callable[[Any], bool],
+        job: str = JOB,
+    ) -> None:
+        """``handle`` every item, ``concurrency`` at a time, with progress; stop when asked,
+        at the budget (``stopped = "budget"``) or on a fatal error (raised at the end)."""
+        queue = list(reversed(items))
+
         async def worker() -> None:
             while queue and not self._stopping():
-                if self._over_budget(queue[-1]):
+                if over_budget(queue[-1]):
                     self.summary.stopped = "budget"
                     return
-                prompt = queue.pop()
+                item = queue.pop()
                 self.in_flight += 1
                 try:
-                    record = await self._answer(prompt)
-                    if record is not None:
-                        await loop.run_in_executor(writer, store.append, record)
-                        self.summary.answered += 1
+                    await handle(item)
                 finally:
                     self.in_flight -= 1
 
         async def ticker() -> None:
             while True:
-                self.progress()
+                self.progress(job)
                 await asyncio.sleep(PROGRESS_EVERY_S)
 
         ticking = asyncio.create_task(ticker())
         try:
-            workers = min(self.teacher.concurrency, len(pending))
+            workers = min(self.teacher.concurrency, len(items))
             await asyncio.gather(*(worker() for _ in range(workers)))
         finally:
             ticking.cancel()
-            writer.shutdown(wait=True)
-        self.progress()
+        self.progress(job)
         if self.fatal is not None:
             raise self.fatal
 
     async def _answer(self, prompt: Prompt) -> dict[str, Any] | None:
         """One prompt to one record, or ``None`` when it failed (and is asked next run)."""
-        messages = _messages(self.teacher, prompt)
+        messages = self.request(prompt)
         try:
             reply = await chat_with_retries(
                 self.client, self.teacher, messages, self.key, self.gate, self._on_retry
@@ -584,7 +646,9 @@ class _Job:
             meta["cost_usd"] = round(cost, 8)
         if reply.usage_estimated:
             meta["usage_estimated"] = True
-        record: dict[str, Any] = {"messages": [*messages, {"role": "assistant", "content": answer}]}
+        meta.update(self.record_meta(prompt))
+        kept = self.record_messages(prompt)
+        record: dict[str, Any] = {"messages": [*kept, {"role": "assistant", "content": answer}]}
         if reasoning:
             record["reasoning"] = reasoning
         record["meta"] = meta
@@ -625,18 +689,29 @@ class _Job:
         elif self.should_stop():
             s.stopped = "cancelled"
             self.emit(ev.Cancelled(step=s.done))
-        elif s.failed:
+        elif s.failed or s.failed_chunks:
             s.stopped = "incomplete"
-            self.emit(
-                ev.Error(
-                    kind="incomplete",
-                    message=_(
+            what = []
+            if s.failed:
+                what.append(
+                    _(
                         "{failed} prompts failed after {max_retries} retries ({first_failure})"
                     ).format(
                         failed=s.failed,
                         max_retries=self.teacher.max_retries,
                         first_failure=s.first_failure,
-                    ),
+                    )
+                )
+            if s.failed_chunks:
+                what.append(
+                    _("{n} chunks got no usable questions ({first_failure})").format(
+                        n=s.failed_chunks, first_failure=s.first_failure
+                    )
+                )
+            self.emit(
+                ev.Error(
+                    kind="incomplete",
+                    message="; ".join(what),
                     hint=_("Run the same command again: only the unanswered prompts are asked."),
                 )
             )

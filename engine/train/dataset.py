@@ -135,12 +135,20 @@ def _refuse(plan: Plan, counts: Tally) -> None:
 
 
 def _split(conversations: list[Conversation], fraction: float, seed: int):
-    """A seeded, reproducible eval hold-out; never the whole set."""
-    n_eval = min(int(len(conversations) * fraction), len(conversations) - 1)
+    """A seeded, reproducible eval hold-out; never the whole set.
+
+    Rows marked ``held_out`` (by ``generate --docs``) are held out first, so eval
+    asks questions the student never trained on about documents it did learn from.
+    """
+    marked = [i for i, c in enumerate(conversations) if c.held_out]
+    wanted = max(int(len(conversations) * fraction), len(marked)) if fraction > 0 else 0
+    n_eval = min(wanted, len(conversations) - 1)
     if n_eval <= 0:
         return conversations, []
     order = list(range(len(conversations)))
     random.Random(seed).shuffle(order)
+    first = set(marked)
+    order = marked + [i for i in order if i not in first]
     held = set(order[:n_eval])
     return (
         [c for i, c in enumerate(conversations) if i not in held],

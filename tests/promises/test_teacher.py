@@ -115,6 +115,34 @@ def test_generate_never_writes_answers_into_its_own_prompt_file(server, tmp_path
     assert server.hits == []
 
 
+@pytest.mark.parametrize("out", ["notes.md", "manual.PDF", "page.htm"])
+def test_generate_docs_never_writes_answers_into_a_document(server, tmp_path, out):
+    """generate --docs refuses an output file named like a document (it may be one of the
+    user's), before it reads, sends or writes anything."""
+    (tmp_path / "docs").mkdir()
+    document = tmp_path / "docs" / out
+    document.write_bytes(b"# Notes\n\nThe valve opens at 2 bar.\n")
+    result = stillroom(
+        "generate", "--docs", "docs", "--out", f"docs/{out}", "--base-url", server.base_url,
+        "--model", "teacher-1", "--api-key-env", "", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "named like a document" in result.stderr and "--out" in result.stderr
+    assert document.read_bytes() == b"# Notes\n\nThe valve opens at 2 bar.\n"
+    assert server.hits == []
+
+
+def test_generate_docs_with_a_wrong_path_fails_before_calling_the_endpoint(server, tmp_path):
+    """generate --docs names a path that does not exist at once, for free, and writes nothing."""
+    result = stillroom(
+        "generate", "--docs", "no-such-folder", "--out", "out.jsonl", "--base-url",
+        server.base_url, "--model", "teacher-1", "--api-key-env", "", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no-such-folder does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.jsonl").exists()
+    assert server.hits == []
+
+
 # --- the endpoint a plan names is the one used ---------------------------------------
 
 # (plan [teacher] keys, flags, the server that must answer, model, key variable sent)

@@ -20,6 +20,7 @@ from engine.i18n import _
 from engine.plan import PlanError, Provider, TeacherPlan, describe_errors, load_plan
 
 if TYPE_CHECKING:
+    from engine.teacher.documents.job import DocumentsEstimate
     from engine.teacher.generate import Estimate, Summary
 
 # flag -> TeacherPlan key, for the flags that map one to one
@@ -35,6 +36,9 @@ _FLAGS = {
     "prompts": "prompts",
     "topic": "topic",
     "count": "count",
+    "docs": "documents",
+    "questions_per_chunk": "questions_per_chunk",
+    "chunk_tokens": "chunk_tokens",
     "out": "output",
     "budget": "budget_usd",
     "limit": "limit",
@@ -63,6 +67,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source.add_argument("--count", type=int, metavar="N", help=_("questions to write for --topic"))
     source.add_argument("--limit", type=int, metavar="N", help=_("answer only the first N prompts"))
+    docs = parser.add_argument_group(
+        _("documents"),
+        _("have the teacher write questions on your files, then answer each from its passage"),
+    )
+    docs.add_argument(
+        "--docs",
+        nargs="+",
+        metavar="PATH",
+        help=_("files or folders (.txt .md .pdf .docx .html), read recursively"),
+    )
+    docs.add_argument(
+        "--questions-per-chunk", type=int, metavar="N", help=_("questions per chunk (default 5)")
+    )
+    docs.add_argument(
+        "--chunk-tokens", type=int, metavar="T", help=_("chunk size in tokens (default 600)")
+    )
     teacher = parser.add_argument_group(_("teacher"))
     teacher.add_argument(
         "--plan", metavar="PLAN", help=_("take the [teacher] settings from a plan")
@@ -123,10 +143,11 @@ def teacher_from_args(args: argparse.Namespace) -> TeacherPlan:
     written: dict[str, Any] = plan.teacher.model_dump(exclude_unset=True) if plan else {}
     given = {key: getattr(args, flag) for flag, key in _FLAGS.items()}
     given = {key: value for key, value in given.items() if value is not None}
-    if given.get("prompts"):
-        written.pop("topic", None)
-    if given.get("topic"):
-        written.pop("prompts", None)
+    sources = {"prompts", "topic", "documents"}
+    for chosen in sources:  # a source given on the command line replaces the plan's
+        if given.get(chosen):
+            for other in sources - {chosen}:
+                written.pop(other, None)
     source = f"{args.plan} with the command line" if args.plan else "the command line"
     try:
         return TeacherPlan.model_validate(layered(written, given))
@@ -145,15 +166,27 @@ def main(args: argparse.Namespace) -> int:
     if args.list_models:
         return _list_models(teacher, as_json=args.json)
     if args.dry_run:
+        return _dry_run(teacher, as_json=args.json)
+    return _generate(teacher)
+
+
+def _dry_run(teacher: TeacherPlan, *, as_json: bool) -> int:
+    """Forecast without sending: the documents job's two stages, or the prompts' answers."""
+    if teacher.documents:
+        from engine.teacher.documents.job import estimate as estimate_documents
+
+        forecast: Any = estimate_documents(teacher)
+        data, show = _documents_json, _print_documents_estimate
+    else:
         from engine.teacher.generate import estimate
 
         forecast = estimate(teacher)
-        if args.json:
-            print(json.dumps(_estimate_json(teacher, forecast), indent=2))
-        else:
-            _print_estimate(teacher, forecast)
-        return 0
-    return _generate(teacher)
+        data, show = _estimate_json, _print_estimate
+    if as_json:
+        print(json.dumps(data(teacher, forecast), indent=2))
+    else:
+        show(teacher, forecast)
+    return 0
 
 
 def _list_models(teacher: TeacherPlan, *, as_json: bool = False) -> int:
@@ -181,11 +214,23 @@ def _money(value: float | None) -> str:
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
-def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
-    """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
+def _cost_json(teacher: TeacherPlan, estimate: Estimate | DocumentsEstimate) -> dict[str, Any]:
+    """The price used and what a forecast costs, as the end of a dry run's JSON."""
     from engine.teacher.providers import PRESETS
 
     price = estimate.price
+    return {
+        "price_per_mtok": None
+        if price is None
+        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
+        "prices_as_of": PRESETS[teacher.provider].prices_as_of,
+        "cost_usd": estimate.cost_usd(),
+        "cost_max_usd": estimate.cost_max_usd,
+    }
+
+
+def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
+    """The dry run's forecast as plain data (the key is never in it, only its variable's name)."""
     return {
         "model": teacher.model,
         "base_url": teacher.base_url,
@@ -196,13 +241,96 @@ def _estimate_json(teacher: TeacherPlan, estimate: Estimate) -> dict[str, Any]:
         "completion_tokens": estimate.completion_tokens,
         "answer_tokens_each": estimate.answer_tokens_each,
         "answer_tokens_measured": estimate.answer_tokens_measured,
-        "price_per_mtok": None
-        if price is None
-        else {"input": price.input_per_mtok, "output": price.output_per_mtok},
-        "prices_as_of": PRESETS[teacher.provider].prices_as_of,
-        "cost_usd": estimate.cost_usd(),
-        "cost_max_usd": estimate.cost_max_usd,
+        **_cost_json(teacher, estimate),
     }
+
+
+def _documents_json(teacher: TeacherPlan, estimate: DocumentsEstimate) -> dict[str, Any]:
+    """The documents dry run as plain data: what was read, then both stages' tokens and cost."""
+    corpus = estimate.corpus
+    return {
+        "model": teacher.model,
+        "base_url": teacher.base_url,
+        "documents": len(corpus.documents),
+        "pages": corpus.pages,
+        "chunks": len(corpus.chunks),
+        "tokens": corpus.tokens,
+        "skipped": [
+            {"file": s.file, "reason": s.reason, "scanned": s.scanned} for s in corpus.skipped
+        ],
+        "questions": {
+            "chunks_done": estimate.chunks_done,
+            "requests": estimate.question_requests,
+            "prompt_tokens": estimate.question_prompt_tokens,
+            "completion_tokens": estimate.question_completion_tokens,
+        },
+        "answers": {
+            "questions_known": estimate.questions_known,
+            "already_answered": estimate.answers_done,
+            "to_send": estimate.answers_to_send,
+            "prompt_tokens": estimate.answer_prompt_tokens,
+            "answer_tokens_each": estimate.answer_tokens_each,
+            "answer_tokens_measured": estimate.answer_tokens_measured,
+        },
+        "prompt_tokens": estimate.prompt_tokens,
+        "completion_tokens": estimate.completion_tokens,
+        **_cost_json(teacher, estimate),
+    }
+
+
+def _print_documents_estimate(teacher: TeacherPlan, estimate: DocumentsEstimate) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    corpus = estimate.corpus
+    title = _("Dry run: {model} at {url}").format(model=teacher.model, url=teacher.base_url)
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        (
+            _("documents"),
+            _("{n} ({pages} PDF pages)").format(n=len(corpus.documents), pages=corpus.pages),
+        ),
+        (
+            _("chunks"),
+            _("{n} of ~{size} tokens").format(n=len(corpus.chunks), size=teacher.chunk_tokens),
+        ),
+        (_("text tokens"), f"~{corpus.tokens:,}"),
+        *((_("skipped"), escape(f"{s.file}: {s.reason}")) for s in corpus.skipped),
+        (
+            _("questions"),
+            _("{n} chunks to ask ({done} asked before), {each} questions each").format(
+                n=estimate.question_requests,
+                done=estimate.chunks_done,
+                each=teacher.questions_per_chunk,
+            ),
+        ),
+        (
+            _("answers"),
+            _("~{n} to send ({done} answered before)").format(
+                n=estimate.answers_to_send, done=estimate.answers_done
+            ),
+        ),
+        (_("input tokens"), _("~{n} (both stages)").format(n=f"{estimate.prompt_tokens:,}")),
+        (
+            _("output tokens"),
+            (
+                _("~{n} ({each} an answer, mean of earlier answers)")
+                if estimate.answer_tokens_measured
+                else _("~{n} ({each} an answer, assumed)")
+            ).format(n=f"{estimate.completion_tokens:,}", each=estimate.answer_tokens_each),
+        ),
+        (_("expected cost"), _money(estimate.cost_usd())),
+        (
+            _("at most"),
+            _("{cost} (every reply at max_tokens)").format(cost=_money(estimate.cost_max_usd)),
+        ),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    Console().print(table)
 
 
 def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:
@@ -320,6 +448,9 @@ def _generate(teacher: TeacherPlan) -> int:
         return 130
     if not summary.complete:
         missing = summary.total - summary.done
+        if summary.failed_chunks:
+            line = _("{n} chunks have no questions yet: the teacher's reply held none.")
+            console.print(f"[red]{line.format(n=summary.failed_chunks)}[/]")
         console.print(
             _(
                 "[red]{missing} of {total} prompts are not answered yet ({why}).[/] "
@@ -343,6 +474,11 @@ def _print_summary(console: Any, summary: Summary) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row(_("output"), summary.output)
+    if summary.corpus is not None:
+        table.add_row(_("documents"), summary.corpus.describe())
+        if summary.failed_chunks:
+            failed = _("{n} (no usable questions)").format(n=summary.failed_chunks)
+            table.add_row(_("chunks failed"), failed)
     table.add_row(_("prompts"), f"{summary.total:,}")
     table.add_row(
         _("answered"),

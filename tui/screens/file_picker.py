@@ -19,6 +19,7 @@ from tui.widgets.knob import Knob
 # What prompt files and datasets are usually stored as.
 DATA_SUFFIXES = frozenset({".txt", ".jsonl", ".json", ".csv", ".tsv", ".parquet"})
 PLAN_SUFFIXES = frozenset({".toml"})
+DOCUMENT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm"})
 
 
 class DataTree(DirectoryTree):
@@ -73,14 +74,21 @@ class FilePicker(ModalScreen[str | None]):
     BINDINGS = [
         Binding("escape", "dismiss", N_("Cancel")),
         Binding("backspace", "up", N_("Parent folder")),
+        Binding("ctrl+o", "pick_folder", N_("Use folder")),
     ]
 
     def __init__(
-        self, project: Path | None = None, *, suffixes: frozenset[str] = DATA_SUFFIXES
+        self,
+        project: Path | None = None,
+        *,
+        suffixes: frozenset[str] = DATA_SUFFIXES,
+        folders: bool = False,
     ) -> None:
+        """``folders``: a folder may be picked too (ctrl+o), for sources that read a whole tree."""
         super().__init__()
         self.project = (project or Path.cwd()).resolve()
         self.suffixes = suffixes
+        self.folders = folders
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -88,7 +96,12 @@ class FilePicker(ModalScreen[str | None]):
             tree = DataTree(self.project, self.suffixes)
             tree.show_root = False  # its label is the full path; #where names the folder
             yield tree
-            yield Static(_("Enter picks a file or opens a folder."), classes="hint")
+            hint = _("Enter picks a file or opens a folder.")
+            if self.folders:
+                hint = _(
+                    "Enter picks a file or opens a folder; ctrl+o uses the folder under the cursor."
+                )
+            yield Static(hint, classes="hint")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -105,6 +118,18 @@ class FilePicker(ModalScreen[str | None]):
     def _shown(self, path: Path) -> Path:
         """``path`` relative to the project folder when inside it, else absolute."""
         return path.relative_to(self.project) if path.is_relative_to(self.project) else path
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.folders if action == "pick_folder" else True
+
+    def action_pick_folder(self) -> None:
+        """The folder under the cursor, or the one listed when the cursor is on a file."""
+        tree = self.query_one(DataTree)
+        node = tree.cursor_node
+        path = Path(node.data.path) if node is not None and node.data is not None else None
+        if path is None or not path.is_dir():
+            path = Path(tree.path) if path is None else path.parent
+        self.dismiss(str(self._shown(path)))
 
     def action_up(self) -> None:
         tree = self.query_one(DataTree)

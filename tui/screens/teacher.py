@@ -7,7 +7,14 @@ engine skips every prompt already answered in the output file.
 
 The footer has room for the step's keys at 80 columns because it shows only
 those that apply now: Generate or Pause, and a field's own key (ctrl+l lists
-models from the Model field, ctrl+f browses from the Prompt file field).
+models from the Model field, ctrl+f browses from the Prompt file and Documents
+fields).
+
+Prompts come from one of three sources: a prompt file, a topic, or documents
+(files or a folder the teacher writes questions on, then answers from). For
+documents, a preview of the first chunks and their heading paths is read in a
+thread worker whenever the path changes, so the user sees what the teacher will
+be shown before paying for it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -29,24 +37,33 @@ from engine import events as ev
 from engine.i18n import N_, _
 from engine.teacher.providers import PRESETS, endpoint_for
 from tui.screens.base import StepScreen
-from tui.screens.file_picker import FilePicker, fill
+from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
 from tui.widgets.footer import Footer
 from tui.widgets.knob import Knob
 
 if TYPE_CHECKING:
     from engine.errors import UserError
     from engine.plan import TeacherPlan
+    from engine.teacher.documents.job import Corpus
     from engine.teacher.generate import Summary
 
-# action -> the knob whose key it is: active (and in the footer) while that field has focus
-FIELD_KEYS = {"list_models": "#knob-teacher-model", "browse": "#knob-teacher-prompts"}
+# action -> the knobs whose key it is: active (and in the footer) while one of them has focus
+FIELD_KEYS = {
+    "list_models": ("#knob-teacher-model",),
+    "browse": ("#knob-teacher-prompts", "#knob-teacher-documents"),
+}
+PREVIEW_CHUNKS = 3  # chunks the documents preview shows, one line each
+PREVIEW_WIDTH = 76  # characters of a preview line: one line at 80 columns
 # The keys a test call or a generation error is about: changing one makes that error stale.
 ENDPOINT_KEYS = {"teacher.provider", "teacher.model", "teacher.base_url", "teacher.api_key_env"}
 # The engine's hints name `stillroom generate` flags; in the wizard they are fields (or keys).
 FIELDS = [
     (r"--api-key-env ''", N_("an empty Key variable field")),
     (r"`stillroom generate --list-models` shows the ids", N_("ctrl+l in Model lists the ids")),
-    (r"--prompts FILE, or --topic TEXT --count N", N_("a Prompt file, or a topic and Questions")),
+    (
+        r"--prompts FILE, or --topic TEXT --count N",
+        N_("a Prompt file, a topic and Questions, or Documents"),
+    ),
     (r"--api-key-env", N_("the Key variable field")),
     (r"--base-url", N_("the Base URL field")),
     (r"--model", N_("the Model field")),
@@ -81,6 +98,14 @@ class TeacherScreen(StepScreen):
                 and isinstance(message.event, ev.Progress)
                 and isinstance(self.event, ev.Progress)
             )
+
+    class Previewed(Message):
+        """The documents preview came back: what was read, or ``error`` (one line)."""
+
+        def __init__(self, corpus: Corpus | None, error: str | None = None) -> None:
+            super().__init__()
+            self.corpus = corpus
+            self.error = error
 
     class Generated(Message):
         """The generation job ended (complete, paused, or failed)."""
@@ -132,6 +157,11 @@ class TeacherScreen(StepScreen):
         yield Knob("teacher.prompts", _("Prompt file"), _("text/JSONL/dataset; ctrl+f browses"))
         yield Knob("teacher.topic", _("…or a topic"), _("the teacher writes questions on it"))
         yield Knob("teacher.count", _("Questions"), _("questions to write on the topic"))
+        yield PathsKnob(
+            "teacher.documents", _("…or documents"), _("a folder or file; ctrl+f browses")
+        )
+        yield Knob("teacher.questions_per_chunk", _("Questions/chunk"), _("on each piece of text"))
+        yield Static("", id="documents-preview", markup=False)
         yield Knob("teacher.output", _("Output"), _("append-only JSONL; reruns resume it"))
         yield Knob("teacher.concurrency", _("Concurrency"), _("requests in flight at once"))
         yield Knob("teacher.max_tokens", _("Max tokens"), _("answer budget; too low cuts answers"))
@@ -152,8 +182,11 @@ class TeacherScreen(StepScreen):
     def show_plan(self) -> None:
         super().show_plan()
         self._show_key_status()
+        self._preview_documents()
 
     def plan_changed(self, key: str) -> None:
+        if key in ("teacher.documents", "teacher.chunk_tokens"):
+            self._preview_documents()
         if key == "teacher.provider":
             teacher = self.app.plan.teacher
             self.app.change("teacher", **endpoint_for(teacher.provider, teacher.base_url))
@@ -221,7 +254,7 @@ class TeacherScreen(StepScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in FIELD_KEYS:
-            return self.query_one(FIELD_KEYS[action]).has_focus_within
+            return any(self.query_one(knob).has_focus_within for knob in FIELD_KEYS[action])
         if action == "generate":
             return not self.running
         if action == "pause":
@@ -279,18 +312,50 @@ class TeacherScreen(StepScreen):
         result.remove_class("-error")
 
     def action_browse(self) -> None:
-        self.app.push_screen(FilePicker(), self._prompts_picked)
+        if self.query_one("#knob-teacher-documents").has_focus_within:
+            picker = FilePicker(suffixes=DOCUMENT_SUFFIXES, folders=True)
+            self.app.push_screen(picker, self._picked("#knob-teacher-documents"))
+        else:
+            self.app.push_screen(FilePicker(), self._picked("#knob-teacher-prompts"))
 
-    def _prompts_picked(self, path: str | None) -> None:
-        if path is not None:
-            fill(self.query_one(FIELD_KEYS["browse"], Knob), path)
+    def _picked(self, knob: str) -> Callable[[str | None], None]:
+        def fill_in(path: str | None) -> None:
+            if path is not None and fill(self.query_one(knob, Knob), path):
+                self.plan_changed(self.query_one(knob, Knob).key)
+
+        return fill_in
+
+    def _preview_documents(self) -> None:
+        preview = self.query_one("#documents-preview", Static)
+        preview.display = bool(self.app.plan.teacher.documents)
+        if preview.display:
+            preview.update(_("Reading the documents…"))
+            self._read_documents(self.app.plan.teacher)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="documents")
+    def _read_documents(self, teacher: TeacherPlan) -> None:
+        from engine.errors import UserError
+        from engine.teacher.documents.job import read_corpus
+
+        try:
+            self.post_message(self.Previewed(read_corpus(teacher)))
+        except UserError as error:
+            self.post_message(self.Previewed(None, f"✗ {worded(error, teacher)}"))
+
+    @on(Previewed)
+    def _previewed(self, message: Previewed) -> None:
+        preview = self.query_one("#documents-preview", Static)
+        preview.set_class(message.corpus is None, "-error")
+        preview.update(message.error or documents_preview(message.corpus))
 
     @on(Button.Pressed, "#generate")
     def action_generate(self) -> None:
         teacher = self.app.plan.teacher
-        if not teacher.prompts and not teacher.topic:
+        if not teacher.prompts and not teacher.topic and not teacher.documents:
             self.notify(
-                _("Give a prompt file or a topic first."), title=_("No prompts"), severity="error"
+                _("Give a prompt file, a topic or documents first."),
+                title=_("No prompts"),
+                severity="error",
             )
             return
         if self.running:
@@ -298,7 +363,6 @@ class TeacherScreen(StepScreen):
         self._stop.clear()
         self._set_running(True)
         self.query_one("#progress", Static).update(_("Starting…"))
-        self.query_one("#progress").scroll_visible()
         self._generate(teacher)
 
     @on(Button.Pressed, "#pause")
@@ -311,8 +375,9 @@ class TeacherScreen(StepScreen):
 
     def _set_running(self, running: bool) -> None:
         self.running = running
-        if running:
+        if running:  # show the bar and the line under it (below the settings at 80x24)
             self.query_one("#generation-bar").display = True
+            self.call_after_refresh(self.query_one("#progress").scroll_visible, animate=False)
         self.query_one("#generate", Button).disabled = running
         self.query_one("#pause", Button).disabled = not running
         self.refresh_bindings()
@@ -451,14 +516,46 @@ def worded(error: UserError, teacher: TeacherPlan) -> str:
     return text
 
 
+class PathsKnob(Knob):
+    """A knob for a list of paths: shows them joined; what is typed is one path."""
+
+    def show(self, value: object) -> None:
+        super().show(", ".join(value) if isinstance(value, list) else value)
+
+
+def documents_preview(corpus: Corpus | None) -> str:
+    """What was read, then the first chunks, each under its heading path."""
+    if corpus is None:
+        return ""
+    lines = [corpus.describe()]
+    for skipped in corpus.skipped[:3]:
+        lines.append(_("skipped {file}: {reason}").format(file=skipped.file, reason=skipped.reason))
+    for chunk in corpus.chunks[:PREVIEW_CHUNKS]:
+        page = _(" (p. {page})").format(page=chunk.page) if chunk.page else ""
+        line = f"▸ {chunk.heading}{page}: {' '.join(chunk.text.split())}"
+        lines.append(line if len(line) <= PREVIEW_WIDTH else line[: PREVIEW_WIDTH - 1] + "…")
+    return "\n".join(lines)
+
+
 def progress_line(event: ev.Progress) -> str:
-    """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns."""
+    """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns.
+
+    While a documents job asks for questions (``job == "questions"``), it counts chunks.
+    """
     tokens = event.prompt_tokens + event.completion_tokens
     eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
-    return _(
-        "{done}/{total} done · {failed} failed · {in_flight} in flight"
-        " · {tokens} tok · ${cost} · ETA {eta}"
-    ).format(
+    line = (
+        _(
+            "{done}/{total} chunks asked · {failed} failed · {in_flight} in flight"
+            " · {tokens} tok · ${cost} · ETA {eta}"
+        )
+        if event.job == "questions"
+        else _(
+            "{done}/{total} done · {failed} failed · {in_flight} in flight"
+            " · {tokens} tok · ${cost} · ETA {eta}"
+        )
+    )
+    return line.format(
         done=event.done,
         total=event.total,
         failed=event.failed,

@@ -1,0 +1,1 @@
+"""The teacher reads the user's documents: extract, chunk, questions, grounded answers."""
