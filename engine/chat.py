@@ -27,6 +27,7 @@ from typing import Any
 from engine.chat_options import DEFAULT_MAX_NEW_TOKENS
 from engine.data.types import Message
 from engine.errors import UserError
+from engine.i18n import _
 from engine.plan import Plan, TeacherPlan
 from engine.run_dir import RunDir
 from engine.runs import find_run, newest_trained
@@ -62,7 +63,10 @@ def resolve_run(ref: str | None, runs_dir: str | Path = "runs") -> Path:
     newest = newest_trained(runs_dir)
     if newest is not None:
         return newest
-    raise UserError(f"no trained run in {runs_dir}/", hint="`stillroom runs` lists them.")
+    raise UserError(
+        _("no trained run in {runs_dir}/").format(runs_dir=runs_dir),
+        hint=_("`stillroom runs` lists them."),
+    )
 
 
 class Student:
@@ -235,14 +239,16 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     adapter = run.adapter
     if not base_only and adapter is None:
         raise UserError(
-            f"{run.name} has no adapter yet",
-            hint="It appears when training finishes or is cancelled; `stillroom runs` shows "
-            "the state. --base talks to the base model alone.",
+            _("{name} has no adapter yet").format(name=run.name),
+            hint=_(
+                "It appears when training finishes or is cancelled; `stillroom runs` shows "
+                "the state. --base talks to the base model alone."
+            ),
         )
     from engine.stdout import chatter_to_stderr
     from engine.train.backend_choice import choose_backend
 
-    backend, _ = choose_backend(plan)
+    backend, _reason = choose_backend(plan)
     with chatter_to_stderr():
         if backend == "unsloth":
             model, tokenizer = _load_unsloth(plan, None if base_only else adapter)
@@ -313,7 +319,7 @@ def ask_teacher(
     from engine.teacher.client import Gate, api_key, chat_with_retries, make_client
 
     if not teacher.model:
-        return TeacherAnswer(note="the plan names no teacher model")
+        return TeacherAnswer(note=_("the plan names no teacher model"))
     chat = (
         [{"role": "system", "content": system or teacher.system}]
         if system or teacher.system
@@ -333,9 +339,10 @@ def ask_teacher(
     try:
         return asyncio.run(once())
     except UserError as error:
-        return TeacherAnswer(note=f"teacher skipped: {error.message}")
+        return TeacherAnswer(note=_("teacher skipped: {why}").format(why=error.message))
     except Exception as error:  # noqa: BLE001 - the student's answers still stand
-        return TeacherAnswer(note=f"teacher skipped: {type(error).__name__}: {error}")
+        why = f"{type(error).__name__}: {error}"
+        return TeacherAnswer(note=_("teacher skipped: {why}").format(why=why))
 
 
 def compare(
@@ -352,5 +359,5 @@ def compare(
         base=student.answer(messages, system=system, base=True, **options),
         teacher=ask_teacher(student.plan.teacher, messages, system)
         if with_teacher
-        else TeacherAnswer(note="teacher not asked"),
+        else TeacherAnswer(note=_("teacher not asked")),
     )

@@ -69,7 +69,7 @@ def load(run_dir: Path) -> EventLog:
 def unreadable(path: Path, error: OSError) -> EventsUnreadable:
     reason = error.strerror or type(error).__name__
     return EventsUnreadable(
-        f"{path.name} cannot be read: {reason}",
+        _("{name} cannot be read: {reason}").format(name=path.name, reason=reason),
         hint=_(
             "Move it aside (`mv {path} {path}.broken`) to list and resume the run again; the run's "
             "checkpoints and adapter are not affected."

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine import run_events, spawn
+from engine.i18n import _
 from engine.run_dir import RunDir
 from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
 from engine.trainer_process import child_alive, read_trainer
@@ -30,9 +31,13 @@ def crash_event(run_dir: Path) -> ev.Error:
     """What a child that died without a word left behind."""
     return ev.Error(
         kind="crashed",
-        message="the training process ended without finishing (killed, out of host memory, "
-        "or a crash in native code)",
-        hint=f"`stillroom train --resume {run_dir}` continues from the newest whole checkpoint.",
+        message=_(
+            "the training process ended without finishing (killed, out of host memory, "
+            "or a crash in native code)"
+        ),
+        hint=_("`stillroom train --resume {run}` continues from the newest whole checkpoint.").format(
+            run=run_dir
+        ),
         log_tail=log_tail(run_dir),
     )
 
@@ -125,6 +130,6 @@ def _lost_ending(run_dir: Path, attempt: Attempt) -> ev.Event:
 
 def _damaged_warning(run_dir: Path) -> ev.Warning:
     return ev.Warning(
-        message=f"a damaged line in {run_dir / EVENTS_FILE} was skipped",
-        hint="Training is not affected; `stillroom runs` counts the damaged lines.",
+        message=_("a damaged line in {path} was skipped").format(path=run_dir / EVENTS_FILE),
+        hint=_("Training is not affected; `stillroom runs` counts the damaged lines."),
     )

@@ -28,6 +28,7 @@ from engine import events as ev
 from engine import run_events, run_lock, spawn
 from engine.errors import UserError
 from engine.fileio import cannot_write
+from engine.i18n import _
 from engine.plan import Plan, load_plan, save_plan
 from engine.run_dir import ADAPTER_DIR, CANCEL_FILE, LOG_FILE, PID_FILE, PLAN_FILE, RunDir
 from engine.run_events import EVENTS_FILE, Attempt, EventsUnreadable
@@ -178,20 +179,30 @@ def busy_error(run_dir: Path) -> UserError:
     """What a second launch on a run folder is told: which process trains it."""
     trainer, process = read_trainer(run_dir), trainer_process(run_dir)
     holder = (
-        f"process {trainer.pid} (started {started_text(trainer.created)})"
+        _("process {pid} (started {when})").format(
+            pid=trainer.pid, when=started_text(trainer.created)
+        )
         if trainer is not None and process is not None
-        else "another process that is starting up"
+        else _("another process that is starting up")
     )
     name = Path(run_dir).name
     if process is not None and status(run_dir).state not in LIVE:
         return UserError(
-            f"{name}'s trainer, {holder}, has ended the run but has not exited yet",
-            hint=f"Try again in a minute; if it does not exit, `kill {process.pid}` ends it "
-            "(the run's files are complete).",
+            _("{name}'s trainer, {holder}, has ended the run but has not exited yet").format(
+                name=name, holder=holder
+            ),
+            hint=_(
+                "Try again in a minute; if it does not exit, `kill {pid}` ends it "
+                "(the run's files are complete)."
+            ).format(pid=process.pid),
         )
     return UserError(
-        f"{name} is being trained by {holder}; a run folder has one trainer at a time",
-        hint=f"Follow it: `stillroom attach {run_dir}`; stop it: `stillroom cancel {run_dir}`.",
+        _("{name} is being trained by {holder}; a run folder has one trainer at a time").format(
+            name=name, holder=holder
+        ),
+        hint=_("Follow it: `stillroom attach {run}`; stop it: `stillroom cancel {run}`.").format(
+            run=run_dir
+        ),
     )
 
 
@@ -268,8 +279,14 @@ def find_run(ref: str, runs_dir: str | Path = "runs") -> Path:
         return matches[0]
     if matches:
         names = ", ".join(sorted(p.name for p in matches))
-        raise UserError(f"{ref!r} matches several runs: {names}", hint="Give more of the name.")
-    raise UserError(f"no run {ref!r} in {root}/", hint="`stillroom runs` lists them.")
+        raise UserError(
+            _("{ref!r} matches several runs: {names}").format(ref=ref, names=names),
+            hint=_("Give more of the name."),
+        )
+    raise UserError(
+        _("no run {ref!r} in {root}/").format(ref=ref, root=root),
+        hint=_("`stillroom runs` lists them."),
+    )
 
 
 def newest_trained(runs_dir: str | Path, name: str = "") -> Path | None:
@@ -302,7 +319,9 @@ def cancel(run_dir: Path) -> None:
     state = status(run_dir)
     if process is None or state.state not in LIVE:
         raise UserError(
-            f"{run_dir.name} is not training ({state.state}): there is nothing to cancel",
+            _("{name} is not training ({state}): there is nothing to cancel").format(
+                name=run_dir.name, state=state.state
+            ),
             hint=_nothing_signalled(run_dir, state),
         )
     (run_dir / CANCEL_FILE).touch()
@@ -317,17 +336,20 @@ def cancel(run_dir: Path) -> None:
 def _nothing_signalled(run_dir: Path, state: RunStatus) -> str:
     import psutil
 
-    text = "No process was signalled. `stillroom runs` shows every run's state."
+    sentences = [_("No process was signalled. `stillroom runs` shows every run's state.")]
     trainer = read_trainer(run_dir)
     if trainer is not None and psutil.pid_exists(trainer.pid):
-        text = (
-            f"Its pid file names process {trainer.pid}, which is not this run's trainer "
-            "(the trainer ended and the pid now belongs to another program): it was left "
-            "alone. " + text
+        sentences.insert(
+            0,
+            _(
+                "Its pid file names process {pid}, which is not this run's trainer "
+                "(the trainer ended and the pid now belongs to another program): it was left "
+                "alone."
+            ).format(pid=trainer.pid),
         )
     if state.state in ("crashed", "failed", "cancelled"):
-        text += f" `stillroom train --resume {run_dir}` continues it."
-    return text
+        sentences.append(_("`stillroom train --resume {run}` continues it.").format(run=run_dir))
+    return " ".join(sentences)
 
 
 def request_cancel(run_dir: Path) -> bool:
@@ -345,12 +367,15 @@ def prepare_resume(ref: str, runs_dir: str | Path = "runs") -> Path:
     state = status(run_dir)
     if state.state == "unreadable":
         raise UserError(
-            f"{run_dir.name} cannot be resumed: {state.message}",
-            hint=f"Move {run_dir / EVENTS_FILE} aside, then resume again.",
+            _("{name} cannot be resumed: {why}").format(name=run_dir.name, why=state.message),
+            hint=_("Move {path} aside, then resume again.").format(path=run_dir / EVENTS_FILE),
         )
     if state.state in LIVE:
         raise busy_error(run_dir)
     if state.state == "finished":
-        raise UserError(f"{run_dir.name} already finished", hint="Its adapter is in adapter/.")
+        raise UserError(
+            _("{name} already finished").format(name=run_dir.name),
+            hint=_("Its adapter is in adapter/."),
+        )
     load_plan(run_dir / PLAN_FILE)
     return run_dir
