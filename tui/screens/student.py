@@ -100,7 +100,9 @@ class StudentScreen(StepScreen):
         yield checkpointing
         yield Knob("student.model", _("Student model"), _("hub id or local folder"))
         yield Knob(
-            "student.source", _("Model hub"), _("where a hub id is downloaded from"),
+            "student.source",
+            _("Model hub"),
+            _("where a hub id is downloaded from"),
             choices=SOURCES,
         )
         yield Knob(
