@@ -317,13 +317,30 @@ def _api_key_check(plan: Plan) -> Check:
     )
 
 
-def _offline_check() -> Check:
-    """The offline variables, judged against whether the hub answers from here."""
+def _offline_check(plan: Plan) -> Check:
+    """The offline variables, judged against whether the hub answers from here.
+
+    A ModelScope student never asks Hugging Face for its weights, so that hub's
+    reachability says nothing about it (and ModelScope's is not probed here).
+    """
     from engine.hub import endpoint, hub_reachable
 
     unset = [name for name in OFFLINE_VARIABLES if not os.environ.get(name)]
     if not unset:
         return Check("offline", "ok", " and ".join(f"{n}=1" for n in OFFLINE_VARIABLES))
+    if plan.student.source == "modelscope":
+        return Check(
+            "offline",
+            "ok",
+            _(
+                "the student comes from ModelScope (student.source), so the Hugging Face hub is "
+                "not asked; whether ModelScope answers from here is not checked"
+            ),
+            _(
+                "Set UNSLOTH_DISABLE_STATISTICS=1 so Unsloth does not contact the Hugging Face "
+                "hub at every model load."
+            ),
+        )
     hint = _(
         "Set HF_HUB_OFFLINE=1 and UNSLOTH_DISABLE_STATISTICS=1 so models load from the cache "
         "without waiting for the hub (Unsloth contacts it at every model load)."
@@ -362,7 +379,7 @@ def diagnose(plan: Plan | None = None) -> list[Check]:
         _student_check(plan),
         _disk_check(plan),
         _api_key_check(plan),
-        _offline_check(),
+        _offline_check(plan),
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.data.formats import column_kinds, detect, normalise
 from engine.data.load import read_table
@@ -20,6 +20,9 @@ from engine.data.problems import Tally, find_problems, repair, report, tally
 from engine.data.types import Conversation, Detection, Message, Problem, Table
 from engine.errors import UserError
 from engine.i18n import _
+
+if TYPE_CHECKING:
+    from engine.hub import Source
 
 _HISTOGRAM_BINS = 10
 
@@ -96,6 +99,7 @@ def inspect_source(
     model: str | None = None,
     max_seq_length: int = 2048,
     overflow: str = "drop",
+    model_source: Source = "huggingface",
 ) -> InspectReport:
     """Read ``source`` and report its format, mapping, problems and (with a model) token lengths.
 
@@ -130,7 +134,7 @@ def inspect_source(
         if usable:
             from engine.data.render import load_tokenizer
 
-            tokenizer = load_tokenizer(model)
+            tokenizer = load_tokenizer(model, model_source)
             clock.lap("tokenizer")
             usable = _measure(
                 report_, usable, tokenizer, max_seq_length, overflow, flagged, details

@@ -20,11 +20,14 @@ import statistics
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from engine.data.types import Conversation, Message
 from engine.errors import UserError
 from engine.i18n import _
+
+if TYPE_CHECKING:
+    from engine.hub import Source
 
 IGNORE_INDEX = -100
 Overflow = Literal["drop", "truncate"]
@@ -150,11 +153,16 @@ class Segment(NamedTuple):
     trained: bool
 
 
-def load_tokenizer(model_id_or_path: str) -> Any:
-    """The student's tokenizer (hub id or local folder), checked to have a chat template."""
-    from engine.hub import locate_model
+def load_tokenizer(model_id_or_path: str, source: Source = "huggingface") -> Any:
+    """The student's tokenizer (hub id or local folder), checked to have a chat template.
 
-    locate_model(model_id_or_path, whole=False)
+    ``source="modelscope"`` fetches a hub id from ModelScope, as training will.
+    """
+    from engine.hub import from_modelscope, locate_model
+
+    locate_model(model_id_or_path, whole=False, source=source)
+    if source == "modelscope":
+        model_id_or_path = from_modelscope(model_id_or_path)
     from engine.stdout import chatter_to_stderr
 
     try:

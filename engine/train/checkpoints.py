@@ -79,19 +79,20 @@ def resume_optimizer(saved: str | None, chosen: str, cuda: bool) -> tuple[str, b
         return (
             saved,
             True,
-            (
-                f"optimizer: the checkpoint's states are {saved}'s, so training goes on with {saved} "
-                f"in place of {chosen} (what this launch would choose), keeping them"
-            ),
+            _(
+                "optimizer: the checkpoint's states are {saved}'s, so training goes on with "
+                "{saved} in place of {chosen} (what this launch would choose), keeping them"
+            ).format(saved=saved, chosen=chosen),
         )
     return (
         chosen,
         False,
-        (
-            f"optimizer: the checkpoint's {saved} states need CUDA; training goes on with {chosen} "
-            "from fresh optimizer states (the adapter's weights, the step and the learning-rate "
-            "schedule carry on; the first steps rebuild the optimizer's running averages)"
-        ),
+        _(
+            "optimizer: the checkpoint's {saved} states need CUDA; training goes on with "
+            "{chosen} from fresh optimizer states (the adapter's weights, the step and the "
+            "learning-rate schedule carry on; the first steps rebuild the optimizer's running "
+            "averages)"
+        ).format(saved=saved, chosen=chosen),
     )
 
 

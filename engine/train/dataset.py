@@ -258,25 +258,50 @@ def describe(plan: Plan, setup, data: TrainRows) -> list[str]:
     seen = setup.max_steps * samples
     n = len(data.rows)
     epochs = seen / n if n else 0.0
-    covers = (
-        f"sees {min(seen, n):,} of {n:,} training rows"
-        if seen < n
-        else f"covers the {n:,} training rows {epochs:.1f} times"
+    if seen < n:
+        schedule = _(
+            "max_steps={steps} x {samples} samples per step sees {seen} of {rows} training rows "
+            "({epochs} epochs; {held_out} rows held out for eval)"
+        )
+    else:
+        schedule = _(
+            "max_steps={steps} x {samples} samples per step covers the {rows} training rows "
+            "{times} times ({epochs} epochs; {held_out} rows held out for eval)"
+        )
+    shape = dict(micro=setup.micro_batch, accum=setup.grad_accum, batching=setup.batching,
+                 precision=setup.precision, optimizer=setup.optimizer, device=setup.device,
+                 backend=setup.backend)  # fmt: skip
+    batches = (
+        _(
+            "batches: {micro} x {accum} (micro-batch x grad-accum) x {processes} processes, "
+            "{batching}, {precision}, {optimizer} on {device} via {backend}"
+        ).format(processes=processes, **shape)
+        if processes > 1
+        else _(
+            "batches: {micro} x {accum} (micro-batch x grad-accum), "
+            "{batching}, {precision}, {optimizer} on {device} via {backend}"
+        ).format(**shape)
     )
     lines = [
-        f"max_steps={setup.max_steps} x {samples} samples per step {covers} "
-        f"({epochs:.2f} epochs; {data.eval_rows:,} rows held out for eval)",
-        f"batches: {setup.micro_batch} x {setup.grad_accum} (micro-batch x grad-accum)"
-        + (f" x {processes} processes" if processes > 1 else "")
-        + ", "
-        f"{setup.batching}, {setup.precision}, {setup.optimizer} on {setup.device} via {setup.backend}",
+        schedule.format(
+            steps=setup.max_steps,
+            samples=samples,
+            seen=f"{min(seen, n):,}",
+            rows=f"{n:,}",
+            times=f"{epochs:.1f}",
+            epochs=f"{epochs:.2f}",
+            held_out=f"{data.eval_rows:,}",
+        ),
+        batches,
     ]
     if setup.save:
-        every = f"every {t.save_steps} steps and every {t.save_minutes:g} min"
         lines.append(
-            f"checkpoints {every} (two kept); after a crash `stillroom train --resume RUN` "
-            "continues from the newest; a cancel saves the adapter of the step it stopped at"
+            _(
+                "checkpoints every {steps} steps and every {minutes} min (two kept); after a "
+                "crash `stillroom train --resume RUN` continues from the newest; a cancel saves "
+                "the adapter of the step it stopped at"
+            ).format(steps=t.save_steps, minutes=f"{t.save_minutes:g}")
         )
     if not math.isfinite(epochs) or epochs > 20:
-        lines.append("that is many passes over a small set: expect the student to memorise it")
+        lines.append(_("that is many passes over a small set: expect the student to memorise it"))
     return lines

@@ -127,7 +127,7 @@ def _student_source(plan: Plan) -> list[str]:
     from engine.hub import locate_model
 
     source = locate_model(plan.student.model, source=plan.student.source)
-    return [f"student model {source.model}: {source.detail}"]
+    return [_("student model {model}: {detail}").format(model=source.model, detail=source.detail)]
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -233,7 +233,7 @@ def _setup(plan: Plan, backend: str, data: TrainRows, probe: bool, processes: in
 def _order_line(setup) -> str:
     """The run log's word on the order rows are seen in, when Stillroom changes it."""
     if setup.group_by_length and setup.batching == "padded" and setup.micro_batch > 1:
-        return (
+        return _(
             "rows are length-grouped: similar lengths share a micro-batch (less padding), "
             "so the order differs from plain random sampling"
         )
@@ -244,10 +244,10 @@ def _pad_line(setup) -> str:
     """The run log's word on padding beyond the longest row of a micro-batch."""
     if not setup.pad_multiple:
         return ""
-    return (
-        f"micro-batches are padded to a multiple of {setup.pad_multiple} tokens: fewer "
+    return _(
+        "micro-batches are padded to a multiple of {tokens} tokens: fewer "
         "batch shapes for torch.compile to recompile for (padding tokens carry no loss)"
-    )
+    ).format(tokens=setup.pad_multiple)
 
 
 MEMORY_CAP_ENV = "STILLROOM_GPU_MEMORY_GB"
@@ -283,8 +283,12 @@ def pad_multiple_override() -> int | None:
         return None
     if not value.isdigit():
         raise UserError(
-            f"{PAD_ENV}={value!r} is not a whole number of tokens",
-            hint=f"Set it to e.g. {PAD_ENV}=64 (0 turns it off), or unset it.",
+            _("{variable}={value!r} is not a whole number of tokens").format(
+                variable=PAD_ENV, value=value
+            ),
+            hint=_("Set it to e.g. {variable}=64 (0 turns it off), or unset it.").format(
+                variable=PAD_ENV
+            ),
         )
     return int(value)
 
@@ -361,11 +365,10 @@ def _train(
     if not keep_states:
         load_schedule_only(trainer)
     trainable, total = trainable_parameters(trainer.model)
-    emit(
-        ev.Log(
-            line=f"LoRA trains {trainable:,} parameters ({100 * trainable / total:.2f} % of {total:,} as stored)"
-        )
+    line = _("LoRA trains {trainable} parameters ({share} % of {total} as stored)").format(
+        trainable=f"{trainable:,}", share=f"{100 * trainable / total:.2f}", total=f"{total:,}"
     )
+    emit(ev.Log(line=line))
     counter = CountingCollator(trainer.data_collator)
     meter = overhead.OverheadMeter()
     trainer.data_collator = meter.wrap_collator(counter)
@@ -475,9 +478,11 @@ def _optimizer_notice(plan: Plan, setup) -> list[ev.Event]:
     if setup.optimizer == "adamw_torch_fused" != plan.training.optimizer:
         return [
             ev.Log(
-                line=f"optimizer: {plan.training.optimizer} runs as fused AdamW with full-precision "
-                "states (adamw_torch_fused), the same update with faster steps on this card; "
-                "rebatch = false keeps the notebook's 8-bit states"
+                line=_(
+                    "optimizer: {optimizer} runs as fused AdamW with full-precision states "
+                    "(adamw_torch_fused), the same update with faster steps on this card; "
+                    "rebatch = false keeps the notebook's 8-bit states"
+                ).format(optimizer=plan.training.optimizer)
             )
         ]
     if setup.optimizer != plan.training.optimizer:

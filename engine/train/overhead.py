@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.i18n import _
+
 PROFILE_ENV = "STILLROOM_PROFILE"
 PROFILE_STEP_ENV = "STILLROOM_PROFILE_STEP"
 NVML_PERIOD_S = 3.0  # engine/__main__.py samples the GPU this often
@@ -104,9 +106,14 @@ def describe(report: dict[str, float | None]) -> str:
         for k, v in report.items()
         if k.endswith("_ms") and k not in ("total_ms", "step_ms") and v is not None
     )
-    share = report.get("share")
-    of_step = f" ({100 * share:.2f} % of a {report['step_ms']:.0f} ms step)" if share else ""
-    return f"Stillroom's own work per step: {report['total_ms']:.2f} ms{of_step}: {parts} (ms)"
+    share, total = report.get("share"), f"{report['total_ms']:.2f}"
+    if not share:
+        return _("Stillroom's own work per step: {total} ms: {parts} (ms)").format(
+            total=total, parts=parts
+        )
+    return _(
+        "Stillroom's own work per step: {total} ms ({share} % of a {step} ms step): {parts} (ms)"
+    ).format(total=total, share=f"{100 * share:.2f}", step=f"{report['step_ms']:.0f}", parts=parts)
 
 
 def nvml_cost(meter: OverheadMeter, steps: int, step_s: float | None) -> None:

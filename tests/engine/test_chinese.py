@@ -141,3 +141,27 @@ def test_a_chinese_dataset_reads_its_problems_out_in_chinese(chinese_file):
     assert "1 条数据的回答为空" in result.stdout
     assert "1 条数据与前面某条完全相同；只保留第一份。" in result.stdout
     assert "什么是知识蒸馏？" in result.stdout  # the sample, intact
+
+
+def test_the_run_log_reads_in_chinese_when_the_user_asked_for_chinese(tiny_model_dir, tmp_path):
+    """A run started in Chinese writes its plain-words lines (the schedule, the batches,
+    checkpoints, how many parameters LoRA trains, Stillroom's own cost) in Chinese."""
+    from engine import events as ev
+    from tests.engine.training import events_of, write_facts, write_plan
+
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=2)
+    result = stillroom("train", str(plan), env={**os.environ, "STILLROOM_LANG": "zh"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    lines = [e.line for e in events_of(run_dir, ev.Log)]
+    for start in (
+        "学生模型 ",
+        "max_steps=2 x",
+        "批次：",
+        "每 10 步",
+        "LoRA 训练 ",
+        "Stillroom 自身",
+    ):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    english = ("student model ", "batches:", "checkpoints every", "LoRA trains", "Stillroom's own")
+    assert not [line for line in lines if line.startswith(english)], lines

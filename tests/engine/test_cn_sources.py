@@ -118,6 +118,22 @@ def test_ids_the_hubs_spell_differently_are_translated_and_others_kept():
     assert modelscope_id("Qwen/Qwen3-1.7B") == "Qwen/Qwen3-1.7B"
 
 
+def test_inspect_model_source_modelscope_measures_tokens_with_the_modelscope_tokenizer(
+    fake_modelscope, tmp_path
+):
+    """`inspect --model ID --model-source modelscope` fetches the tokenizer from ModelScope
+    (under its ModelScope id), never from Hugging Face."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "Name a colour.", "output": "Blue."}) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(fake_modelscope.parent / "fake_site"),
+           "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}  # fmt: skip
+    result = stillroom("inspect", str(data), "--json", "--model", "unsloth/Qwen2.5-1.5B-Instruct",
+                       "--model-source", "modelscope", cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["tokens"]["max"] > 0
+    assert fake_modelscope.read_text().split() == ["Qwen/Qwen2.5-1.5B-Instruct"]
+
+
 def test_doctor_names_the_missing_modelscope_package(tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text('[student]\nmodel = "unsloth/Qwen2.5-1.5B-Instruct"\nsource = "modelscope"\n')

@@ -135,6 +135,19 @@ def test_doctor_checks_the_student_model_and_the_hub(tmp_path, silent_hub):
     assert "memory fit" in checks
 
 
+def test_doctor_does_not_judge_a_modelscope_student_by_hugging_face(tmp_path, silent_hub):
+    """With student.source = "modelscope", an unreachable Hugging Face hub is no warning:
+    doctor says the student comes from ModelScope and that it does not probe it."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[student]\nmodel = "unsloth/Qwen2.5-1.5B-Instruct"\nsource = "modelscope"\n')
+    result = run("doctor", str(plan), "--json", cwd=tmp_path, HF_ENDPOINT=silent_hub,
+                 HF_HUB_CACHE=str(tmp_path / "cache"), UNSLOTH_DISABLE_STATISTICS="")  # fmt: skip
+    offline = {c["name"]: c for c in json.loads(result.stdout)}["offline"]
+    assert offline["status"] == "ok", offline
+    assert "ModelScope" in offline["detail"]
+    assert "could not be reached" not in offline["detail"]
+
+
 def test_doctor_accepts_a_local_student_folder(tmp_path, tiny_model_dir):
     plan = tmp_path / "plan.toml"
     plan.write_text(f'[student]\nmodel = "{tiny_model_dir}"\n')

@@ -265,3 +265,23 @@ async def test_student_says_how_the_run_will_checkpoint_on_the_card_compared_wit
         app.screen.query_one("#card", Select).value = 81559.0
         await until(pilot, lambda: "checkpointing off" in str(line.render()))
     await asyncio.sleep(0)
+
+
+async def test_data_token_preview_of_a_modelscope_student_asks_modelscope(
+    make_app, wrong_columns, monkeypatch
+):
+    """With the student on ModelScope, the Data step's token preview loads the tokenizer there
+    (here the package is missing, so it names the pip command), not from the Hugging Face cache."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "modelscope", None)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("student", source="modelscope")  # the default id, in this project's HF cache
+        app.change("dataset", source=wrong_columns.name, format="pair",
+                   mapping={"prompt": "title", "response": "body"})  # fmt: skip
+        await pilot.press("ctrl+n")
+        sample = app.screen.query_one("#sample")
+        await until(pilot, lambda: "pip install modelscope" in str(sample.render()))

@@ -75,3 +75,25 @@ async def test_a_modelscope_student_without_the_package_names_the_pip_command(
         assert app.current_mode == "student"
         shown = [str(n.message) for n in app._notifications]
         assert any("pip install modelscope" in text for text in shown), shown
+
+
+async def test_choosing_modelscope_on_the_student_step_rechecks_the_model_there(
+    make_app, monkeypatch
+):
+    """You should be able to pick ModelScope as the model hub on the Student step; the plan
+    records it and the model is checked there at once (here: the package is missing)."""
+    import sys
+
+    from textual.widgets import Select
+
+    monkeypatch.setitem(sys.modules, "modelscope", None)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_student(app, pilot, "unsloth/Qwen2.5-1.5B-Instruct")
+        hub = screen.query_one("#knob-student-source", Knob)
+        assert hub.editor.value == "huggingface"
+        hub.query_one(Select).value = "modelscope"
+        await pilot.pause()
+        assert app.plan.student.source == "modelscope"
+        help_line = screen.query_one("#knob-student-model", Knob).query_one(".help")
+        await until(pilot, lambda: "pip install modelscope" in str(help_line.render()))

@@ -67,6 +67,21 @@ async def test_the_welcome_screen_switches_the_language_and_it_is_remembered(
     assert "lang" not in Path("stillroom-plan.toml").read_text()
 
 
+@pytest.mark.parametrize("lang", ["zh"])
+async def test_in_chinese_the_recent_runs_say_their_state_in_chinese(make_app, project):
+    """A crashed run on Welcome reads 已崩溃 in Chinese, aligned like the English list."""
+    for name in ("older", "gone"):
+        (project / "runs" / name).mkdir(parents=True)
+        (project / "runs" / name / "plan.toml").write_text("")  # no events: the process is gone
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        listing = app.screen.query_one("#runs")
+        await scenes.until(pilot, lambda: "gone" in str(listing.render()))
+        lines = [line for line in screen_lines(app) if "gone" in line or "older" in line]
+        assert all("已崩溃" in line and "crashed" not in line for line in lines), lines
+        assert len({line.index("已崩溃") for line in lines}) == 1, lines
+
+
 async def test_next_is_gated_with_a_reason_and_back_returns(make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", default="auto", choices=_FORMATS, help=_("skip detection"))
     parser.add_argument("--model", help=_("student model (hub id or folder) for token lengths"))
     parser.add_argument(
+        "--model-source",
+        choices=("huggingface", "modelscope"),
+        default="huggingface",
+        help=_("where --model's hub id is downloaded from (as student.source in a plan)"),
+    )
+    parser.add_argument(
         "--max-seq-length", type=int, default=2048, metavar="N", help=_("token limit per row")
     )
     parser.add_argument(
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         max_seq_length=args.max_seq_length,
         overflow=args.overflow,
+        model_source=args.model_source,
     )
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))

@@ -118,7 +118,7 @@ class DataScreen(StepScreen):
         data, student = self.app.plan.dataset, self.app.plan.student
         mapping = tuple(sorted(data.mapping.items()))
         return (data.source, data.split, data.format, mapping, data.overflow, student.model,
-                student.max_seq_length)  # fmt: skip
+                student.source, student.max_seq_length)  # fmt: skip
 
     def plan_changed(self, key: str) -> None:
         if key == "dataset.overflow":
@@ -167,6 +167,7 @@ class DataScreen(StepScreen):
                 model=student.model,
                 max_seq_length=student.max_seq_length,
                 overflow=data.overflow,
+                model_source=student.source,
             )
         except UserError as error:
             self.post_message(self.Failed(key, "render", error))

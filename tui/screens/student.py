@@ -42,6 +42,8 @@ OPTIMIZERS = {
     "sgd": N_("no states: least memory, slower"),
 }
 PRESET_HELP = N_("sets precision, batch shape, length")
+# Where a hub id is downloaded from (student.source); provider names stay as they are.
+SOURCES = [("Hugging Face", "huggingface"), ("ModelScope", "modelscope")]
 
 
 class StudentScreen(StepScreen):
@@ -62,9 +64,10 @@ class StudentScreen(StepScreen):
     class ModelChecked(Message):
         """Where the student model loads from (``detail``), or what is wrong (``error``)."""
 
-        def __init__(self, model: str, detail: str, error: str) -> None:
+        def __init__(self, model: str, source: str, detail: str, error: str) -> None:
             super().__init__()
             self.model = model
+            self.source = source
             self.detail = detail
             self.error = error
 
@@ -78,8 +81,8 @@ class StudentScreen(StepScreen):
     def __init__(self) -> None:
         super().__init__()
         self.card_mb = DETECTED
-        # (model, error) of the last finished model check; error "" when it loads.
-        self.model_check: tuple[str, str] | None = None
+        # (model, source, error) of the last finished model check; error "" when it loads.
+        self.model_check: tuple[str, str, str] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -97,6 +100,12 @@ class StudentScreen(StepScreen):
         checkpointing.display = False  # until an estimate against a card says how
         yield checkpointing
         yield Knob("student.model", _("Student model"), _("hub id or local folder"))
+        yield Knob(
+            "student.source",
+            _("Model hub"),
+            _("where a hub id is downloaded from"),
+            choices=SOURCES,
+        )
         yield Knob(
             "student.max_seq_length", _("Max length"), _("tokens per row; longer rows are cut")
         )
@@ -146,32 +155,33 @@ class StudentScreen(StepScreen):
             self._show_cards()
         else:
             self._probe_gpu()
-        self._check_model(self.app.plan.student.model)
+        self._check_model(self.app.plan.student.model, self.app.plan.student.source)
 
     def on_screen_resume(self) -> None:
         # StepScreen.on_screen_resume has shown the plan; the data step may have changed it.
         if self.app.gpu_probed:
             self._estimate_now()
-        self._check_model(self.app.plan.student.model)
+        self._check_model(self.app.plan.student.model, self.app.plan.student.source)
 
     @work(thread=True, exclusive=True, group="model")
-    def _check_model(self, model: str) -> None:
+    def _check_model(self, model: str, source: str) -> None:
         from engine.hub import locate_model
 
         try:
-            source = self.app.plan.student.source
-            found = locate_model(model, ask_hub=False, source=source)
-            message = self.ModelChecked(model, found.detail, "")
+            found = locate_model(model, ask_hub=False, source=source)  # type: ignore[arg-type]
+            message = self.ModelChecked(model, source, found.detail, "")
         except UserError as error:
-            message = self.ModelChecked(model, "", f"{error.message} {error.hint}".strip())
+            text = f"{error.message} {error.hint}".strip()
+            message = self.ModelChecked(model, source, "", text)
         if not get_current_worker().is_cancelled:
             self.post_message(message)
 
     @on(ModelChecked)
     def _model_checked(self, message: ModelChecked) -> None:
-        if message.model != self.app.plan.student.model:
+        student = self.app.plan.student
+        if (message.model, message.source) != (student.model, student.source):
             return  # an older check: the user has typed on since
-        self.model_check = (message.model, message.error)
+        self.model_check = (message.model, message.source, message.error)
         knob = self.query_one("#knob-student-model", Knob)
         knob.explain(message.error or None, help=f"✓ {message.detail}" if message.detail else None)
 
@@ -231,8 +241,8 @@ class StudentScreen(StepScreen):
         self._show_preset()
         self._show_optimizer_help()
         self._estimate_now()
-        if key == "student.model":
-            self._check_model(self.app.plan.student.model)
+        if key in ("student.model", "student.source"):
+            self._check_model(self.app.plan.student.model, self.app.plan.student.source)
 
     def _estimate_now(self) -> None:
         here = self.card_mb == DETECTED
@@ -311,10 +321,9 @@ class StudentScreen(StepScreen):
         """A student model that cannot be loaded is caught here, not 50 s into training."""
         from engine.hub import locate_model, needs_network
 
-        model = self.app.plan.student.model
-        if self.model_check and self.model_check[0] == model:
-            return [self.model_check[1]] if self.model_check[1] else []
-        source = self.app.plan.student.source
+        model, source = self.app.plan.student.model, self.app.plan.student.source
+        if self.model_check and self.model_check[:2] == (model, source):
+            return [self.model_check[2]] if self.model_check[2] else []
         if needs_network(model, source):
             return [_("Still checking that the student model {model} can be fetched; "
                       "press ctrl+n again in a moment.").format(model=model)]  # fmt: skip

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.cells import set_cell_size
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +21,7 @@ from engine.plan import Plan
 from tui.screens.file_picker import PLAN_SUFFIXES, FilePicker
 from tui.steps import step_named
 from tui.widgets.footer import Footer
+from tui.wording import state_name
 from tui.worker_errors import ForwardsWorkerErrors
 
 if TYPE_CHECKING:
@@ -123,7 +125,7 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
         if not message.runs:
             runs.update(_("No runs yet in {folder}/.").format(folder=self.app.runs_dir))
         else:
-            runs.update("\n".join(f"{r.name:<32} {r.state:<10} {r.detail}" for r in message.runs))
+            runs.update("\n".join(_run_line(run) for run in message.runs))
         self.live_run = message.live
         if message.live:
             live = self.query_one("#live", Static)
@@ -208,6 +210,11 @@ def language_line() -> str:
     return _("l  Language: {language} (switch to {other})").format(
         language=LANGUAGES[current_language()], other=LANGUAGES[other_language()]
     )
+
+
+def _run_line(run: RunLine) -> str:
+    """Name, state and progress in columns; a Chinese state word takes two cells a character."""
+    return f"{run.name:<32} {set_cell_size(state_name(run.state), 10)} {run.detail}"
 
 
 def _detail(run: RunStatus) -> str:
