@@ -78,13 +78,24 @@ def prepare_rows(plan: Plan, emit) -> TrainRows:
         raise rendered.gate
     _refuse(plan, after)
     train, held_out = _split(survivors, d.eval_fraction, plan.training.seed)
-    rows = [kept[c.row] for c in train]
+    rows = [kept[c.row] for c in train] + _replay_rows(
+        plan, len(train), len(checked.table.rows), emit
+    )
     return TrainRows(
         [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rows],
         len(checked.table.rows),
         len(held_out),
         held_out,
     )
+
+
+def _replay_rows(plan: Plan, train_rows: int, source_rows: int, emit) -> list:
+    """The base model's own answers to general prompts, rendered like the user's rows (see
+    :mod:`engine.replay`); never held out, so eval scores only the user's data."""
+    from engine.replay import replay_conversations
+
+    conversations = replay_conversations(plan, train_rows, source_rows + 1, emit)
+    return _render(plan, conversations).rows if conversations else []
 
 
 def _report(plan: Plan, checked: Checked, counts: Tally, emit) -> None:
@@ -123,9 +134,14 @@ def _refuse(plan: Plan, counts: Tally) -> None:
         )
 
 
+def held_out_count(rows: int, fraction: float) -> int:
+    """Rows held out for eval: ``fraction`` of them, rounded down, never all of them."""
+    return max(min(int(rows * fraction), rows - 1), 0)
+
+
 def _split(conversations: list[Conversation], fraction: float, seed: int):
     """A seeded, reproducible eval hold-out; never the whole set."""
-    n_eval = min(int(len(conversations) * fraction), len(conversations) - 1)
+    n_eval = held_out_count(len(conversations), fraction)
     if n_eval <= 0:
         return conversations, []
     order = list(range(len(conversations)))

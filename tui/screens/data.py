@@ -187,7 +187,7 @@ class DataScreen(StepScreen):
         report = self.report = message.report
         self.query_one("#summary").remove_class("-error")
         self.query_one("#sample").remove_class("-error")
-        self.query_one("#summary", Static).update(_summary(report))
+        self.query_one("#summary", Static).update(_summary(report) + _replay(report, self.app.plan))
         self._show_problems(report)
         if message.rows is not None:
             mapper = self.query_one(ColumnMapper)
@@ -302,6 +302,22 @@ def _summary(report: InspectReport) -> str:
     return (
         f"{report.kind} · {report.rows} rows, {report.usable_rows} usable · {found}\n"
         f"{report.evidence}"
+    )
+
+
+def _replay(report: InspectReport, plan: Any) -> str:
+    """The rows replay will add (see engine.replay), or nothing while it is off."""
+    from engine.replay import replay_count
+    from engine.train.dataset import held_out_count
+
+    data = plan.dataset
+    usable = report.usable_rows
+    count = replay_count(usable - held_out_count(usable, data.eval_fraction), data.replay_fraction)
+    if not count:
+        return ""
+    return (
+        f"\n+ {count} replay rows written by the base model, so it keeps what it knew "
+        f"(dataset.replay_fraction = {data.replay_fraction:g}; 0 turns it off)"
     )
 
 

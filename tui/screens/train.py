@@ -142,6 +142,8 @@ class TrainScreen(StepScreen):
         if not self.take_attach_request() and self.run_dir is None and not self.live:
             self._show_state("ready")
             self._follow(self.app.plan, None, launch=False)
+        elif isinstance(self.ending, (ev.Finished, ev.Cancelled)):
+            self._show_state(self.state)  # an evaluation may have finished since
 
     def take_attach_request(self) -> bool:
         """Follow the run the app was asked to attach to, if any (Welcome's offer)."""
@@ -293,6 +295,8 @@ class TrainScreen(StepScreen):
             )
         elif isinstance(ending, ev.Cancelled):
             text = f"{name} cancelled at step {ending.step}. Adapter saved: {ending.adapter_path}"
+        if isinstance(ending, (ev.Finished, ev.Cancelled)) and self.run_dir:
+            text += _evaluated(self.run_dir)
         elif isinstance(ending, ev.Error):
             text = f"✗ {name} {state}. ctrl+r starts a new run once the cause is fixed."
         label = self.query_one("#state", Static)
@@ -354,6 +358,14 @@ class TrainScreen(StepScreen):
     def action_toggle_wrap(self) -> None:
         """Log lines wrapped at the width (the default), or whole and scrolled sideways."""
         self.query_one(LogTail).toggle_wrap()
+
+
+def _evaluated(run_dir: Path) -> str:
+    """The run's last evaluation as a sentence after the state, or nothing before one."""
+    from engine.evaluate import last_headline
+
+    headline = last_headline(run_dir)
+    return f"\nLast evaluation: {headline}." if headline else ""
 
 
 def _live_run_of(plan: Plan, runs_dir: str) -> Path | None:

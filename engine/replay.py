@@ -1,0 +1,130 @@
+"""Replay: the base model's own answers to general prompts, mixed into the training rows.
+
+An adapter trained on a few dozen rows at a high rate pulls every answer toward
+them: SmolLM2 that learned eight invented facts also moved Paris to
+Saint-Germain. Rows the base model wrote itself cost it nothing to fit as they
+are, so mixed in they pull the adapter back toward what the base already said.
+The prompts are the control set's replay half (:data:`engine.retention.REPLAY_HALF`,
+never the half retention scores) or the plan's ``dataset.replay_prompts`` file;
+the answers are greedy and cached per base model beside retention's, so only the
+first run on a base model pays for them.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine import events as ev
+from engine.data.types import Conversation
+from engine.plan import Plan
+from engine.retention import (
+    REPLAY_HALF,
+    BaseAnswers,
+    ControlPrompt,
+    base_answers,
+    read_control_file,
+)
+
+BUDGET = 128  # tokens per base answer; an answer cut at the budget is not replayed
+
+
+def replay_count(train_rows: int, fraction: float) -> int:
+    """Replay rows that make ``fraction`` of the rows trained on, beside ``train_rows`` of the
+    user's (at least one while replay is on and there is data)."""
+    if fraction <= 0 or train_rows <= 0:
+        return 0
+    return max(1, round(train_rows * fraction / (1 - fraction)))
+
+
+def replay_prompts(plan: Plan) -> tuple[ControlPrompt, ...]:
+    """The plan's replay prompt file, else the built-in control set's replay half."""
+    source = plan.dataset.replay_prompts
+    return read_control_file(source) if source else REPLAY_HALF
+
+
+def replay_conversations(
+    plan: Plan, train_rows: int, first_row: int, emit: Callable[[ev.Event], None]
+) -> list[Conversation]:
+    """``replay_count`` conversations of a prompt and the base model's answer, cycling through
+    the prompts in a seeded order; numbered from ``first_row`` after the source's rows."""
+    wanted = replay_count(train_rows, plan.dataset.replay_fraction)
+    if not wanted:
+        return []
+    prompts = replay_prompts(plan)
+    started = time.monotonic()
+    answered = _answer(plan, prompts, emit)
+    pairs = [
+        (control.prompt, answer.strip())
+        for control, answer in zip(prompts, answered.answers, strict=True)
+        if answer.strip()
+    ]
+    if not pairs:
+        emit(
+            ev.Warning(
+                message=f"no replay rows: the base model answered none of the {len(prompts)} "
+                f"replay prompts within {BUDGET} tokens",
+                hint="Training goes on without replay; dataset.replay_prompts can name shorter "
+                "prompts, and dataset.replay_fraction = 0 turns replay off.",
+            )
+        )
+        return []
+    order = list(range(len(pairs)))
+    random.Random(plan.training.seed).shuffle(order)
+    chosen = [pairs[order[i % len(order)]] for i in range(wanted)]
+    source = "read from the cache" if answered.cached else f"{time.monotonic() - started:.0f} s"
+    emit(
+        ev.Log(
+            line=f"+ {wanted} replay rows written by the base model ({len(pairs)} prompts; "
+            f"{source}); dataset.replay_fraction = {plan.dataset.replay_fraction:g}"
+        )
+    )
+    return [
+        Conversation(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+            first_row + i,
+        )
+        for i, (prompt, answer) in enumerate(chosen)
+    ]
+
+
+def _answer(
+    plan: Plan, prompts: tuple[ControlPrompt, ...], emit: Callable[[ev.Event], None]
+) -> BaseAnswers:
+    """The base model's answers ("" where one ran into the budget), from the cache, or
+    generated once by a model loaded only then and let go before training loads its own."""
+    from engine.train.backend_choice import choose_backend
+
+    def generate() -> list[str]:
+        from engine.chat import load_model
+
+        emit(
+            ev.Log(
+                line=f"replay: the base model answers {len(prompts)} general prompts "
+                "(once per base model; later runs read them from the cache)"
+            )
+        )
+        student = load_model(plan)
+        texts = []
+        for control in prompts:
+            message = [{"role": "user", "content": control.prompt}]
+            answer = student.answer(message, max_new_tokens=BUDGET)
+            texts.append(answer.text if answer.ended_cleanly else "")
+        _release(student)
+        return texts
+
+    backend, _ = choose_backend(plan)
+    return base_answers(plan, backend, prompts, BUDGET, generate)
+
+
+def _release(student: Any) -> None:
+    """Give the generation model's memory back before the training model loads."""
+    del student.model
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
