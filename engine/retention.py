@@ -41,7 +41,7 @@ from engine.fileio import atomic_write_text
 
 BUDGET = 48  # greedy tokens per answer: room for a short fact, cheap on a CPU
 KEPT_SHARE = 0.9  # below this share of kept answers the report flags forgetting
-SIMILAR = 0.5  # token F1 to the base's answer at which an open answer counts as kept
+SIMILAR = 0.3  # token F1 to the base's answer at which an open answer counts as kept
 CHANGED_SHOWN = 5
 CACHE_FOLDER = "retention"
 

@@ -185,6 +185,7 @@ class DataScreen(StepScreen):
         if message.key != self._key:
             return
         report = self.report = message.report
+        self.app.data_rows = report.usable_rows
         self.query_one("#summary").remove_class("-error")
         self.query_one("#sample").remove_class("-error")
         self.query_one("#summary", Static).update(_summary(report) + _replay(report, self.app.plan))

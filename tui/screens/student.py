@@ -94,6 +94,9 @@ class StudentScreen(StepScreen):
         checkpointing = Static("", id="checkpointing", classes="help")
         checkpointing.display = False  # until an estimate against a card says how
         yield checkpointing
+        forgetting = Static("", id="forgetting", classes="help")
+        forgetting.display = False  # until the plan is in the range measured to forget
+        yield forgetting
         yield Knob("student.model", "Student model", "hub id or local folder")
         yield Knob("student.max_seq_length", "Max length", "tokens per row; longer rows are cut")
         yield Knob(
@@ -117,6 +120,7 @@ class StudentScreen(StepScreen):
         super().show_plan()
         self._show_preset()
         self._show_optimizer_help()
+        self._show_forgetting()
 
     def _show_preset(self) -> None:
         """The preset the plan's settings match, so coming back shows what was picked."""
@@ -128,6 +132,15 @@ class StudentScreen(StepScreen):
             else:
                 select.value = preset.name
         self.query_one("#preset-help", Static).update(PRESET_HELP)
+
+    def _show_forgetting(self) -> None:
+        """A warning while the plan is in the range that forgets on the Data step's rows."""
+        from engine.replay import forgetting_risk
+
+        warning = forgetting_risk(self.app.plan, self.app.data_rows)
+        line = self.query_one("#forgetting", Static)
+        line.update(f"⚠ {warning}" if warning else "")
+        line.display = bool(warning)
 
     def _show_optimizer_help(self) -> None:
         optimizer = self.app.plan.training.optimizer
@@ -216,6 +229,7 @@ class StudentScreen(StepScreen):
     def plan_changed(self, key: str) -> None:
         self._show_preset()
         self._show_optimizer_help()
+        self._show_forgetting()
         self._estimate_now()
         if key == "student.model":
             self._check_model(self.app.plan.student.model)
