@@ -172,6 +172,29 @@ def test_no_retention_skips_it(facts_run, tmp_path):
     assert not (tmp_path / "stillroom").exists()
 
 
+def test_eval_scores_the_plans_control_file_too(facts_run, tmp_path):
+    """eval.control adds the user's prompts to retention; a broken file stops eval before any
+    model loads, saying which line is wrong."""
+    import shutil
+
+    run = tmp_path / facts_run.name
+    shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval", "checkpoint-*"))
+    control = tmp_path / "control.txt"
+    control.write_text("Say hello.\nName a colour.\n")
+    plan = run / "plan.toml"
+    plan.write_text(plan.read_text() + f'\n[eval]\ncontrol = "{control}"\n')
+    _, report = eval_run(run, tmp_path / "cache")
+    kept = report["retention"]
+    assert kept["prompts"] + kept["left_out"] == len(RETENTION_HALF) + 2
+    assert kept["control_file"] == str(control)
+
+    control.write_text('Say hello.\n{"prompt": ""}\n')
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    failed = stillroom("eval", str(run), "--max-new-tokens", "8", env=env)
+    assert failed.returncode != 0 and "line 2" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
 @pytest.mark.real_model
 def test_the_real_base_model_knows_the_control_facts(real_student_dir, tmp_path):
     """SmolLM2-135M-Instruct answers enough key facts (Paris among them) that retention measures
