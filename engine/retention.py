@@ -363,5 +363,6 @@ RULE = (
 
 FORGETTING_ADVICE = (
     "The student is forgetting what the base model knew: train with fewer epochs "
-    "(or fewer steps) or a lower learning rate, then evaluate again."
+    "(or fewer steps) or a lower learning rate, with replay on (dataset.replay_fraction, "
+    "e.g. 0.2), then evaluate again."
 )
