@@ -50,6 +50,14 @@ os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
 # Nor do they write into the user's cache (retention's base answers, the demo's student):
 # Stillroom's cache is a fresh folder per test session; the real-model tier names its own.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stillroom-test-cache-")
+# Nor into the user's settings (the wizard remembers its language there).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="stillroom-test-config-")
+# The tests read English unless they ask for Chinese, whatever the machine's locale; a test
+# of the language choice sets these itself.
+for _variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    os.environ.pop(_variable, None)
+os.environ["LANG"] = "C.UTF-8"
+os.environ["STILLROOM_LANG"] = "en"
 
 
 @pytest.fixture(scope="session")

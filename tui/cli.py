@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from engine.errors import UserError
+from engine.i18n import LANGUAGES, N_, _, choose_language, use_language
 
 # Listed in the order `--help` shows them. A subcommand appears here only once it works.
 COMMANDS = [
@@ -32,6 +33,24 @@ COMMANDS = [
 ]
 
 
+# argparse's own words, which it translates through gettext: listed so the catalog has them.
+ARGPARSE_MESSAGES = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("show program's version number and exit"),
+    N_("the following arguments are required: %s"),
+    N_("unrecognized arguments: %s"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("expected one argument"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("not allowed with argument %s"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+)
+
 # The wizard draws a full screen and reads keys: without a terminal it would wait forever.
 NO_TERMINAL = (
     "stillroom: the wizard needs a terminal (stdin and stdout are not one); headless, use "
@@ -49,7 +68,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stillroom",
-        description=(
+        description=_(
             "Distil a large teacher LLM into a small student model on one GPU.\n"
             "Run a subcommand below; `stillroom COMMAND --help` explains each."
         ),
@@ -61,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="wizard_plan",
         metavar="PATH",
         help="the wizard's draft plan (default: ./stillroom-plan.toml)",
+    )
+    parser.add_argument(
+        "--lang",
+        choices=tuple(LANGUAGES),
+        help=_(
+            "the language Stillroom speaks, anywhere on the command line "
+            "(default: $STILLROOM_LANG, else the wizard's remembered choice, else the locale)"
+        ),
     )
     parser.add_argument(
         "--theme",
@@ -92,7 +119,32 @@ def report_user_error(error: UserError) -> None:
         print(f"  hint: {error.hint}", file=sys.stderr)
 
 
+def take_language(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--lang X`` / ``--lang=X`` from anywhere in ``argv``, and the arguments without it.
+
+    The language must be known before the parser is built (its help is translated), and
+    users put the flag after the subcommand as often as before it.
+    """
+    rest, lang, args = [], None, iter(argv)
+    for arg in args:
+        if arg == "--":
+            rest += [arg, *args]
+        elif arg == "--lang":
+            lang = next(args, "")
+        elif arg.startswith("--lang="):
+            lang = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if lang is not None and lang not in LANGUAGES:
+        rest = ["--lang", lang, *rest]  # left for the parser to refuse, with the choices
+    return lang, rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    from engine.settings import load_settings
+
+    lang, argv = take_language(sys.argv[1:] if argv is None else argv)
+    use_language(choose_language(lang, remembered=load_settings().get("lang")))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
