@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.data.types import Conversation
+from engine.i18n import _
 from engine.plan import Plan
 from engine.retention import (
     REPLAY_HALF,
@@ -65,21 +66,36 @@ def replay_conversations(
     if not pairs:
         emit(
             ev.Warning(
-                message=f"no replay rows: the base model answered none of the {len(prompts)} "
-                f"replay prompts within {BUDGET} tokens",
-                hint="Training goes on without replay; dataset.replay_prompts can name shorter "
-                "prompts, and dataset.replay_fraction = 0 turns replay off.",
+                message=_(
+                    "no replay rows: the base model answered none of the {count} replay prompts "
+                    "within {budget} tokens"
+                ).format(count=len(prompts), budget=BUDGET),
+                hint=_(
+                    "Training goes on without replay; dataset.replay_prompts can name shorter "
+                    "prompts, and dataset.replay_fraction = 0 turns replay off."
+                ),
             )
         )
         return []
     order = list(range(len(pairs)))
     random.Random(plan.training.seed).shuffle(order)
     chosen = [pairs[order[i % len(order)]] for i in range(wanted)]
-    source = "read from the cache" if answered.cached else f"{time.monotonic() - started:.0f} s"
+    line = (
+        _(
+            "+ {rows} replay rows written by the base model ({prompts} prompts, read from the "
+            "cache); dataset.replay_fraction = {fraction}"
+        )
+        if answered.cached
+        else _(
+            "+ {rows} replay rows written by the base model ({prompts} prompts, answered in "
+            "{seconds} s); dataset.replay_fraction = {fraction}"
+        )
+    )
+    seconds = f"{time.monotonic() - started:.0f}"
+    fraction = f"{plan.dataset.replay_fraction:g}"
     emit(
         ev.Log(
-            line=f"+ {wanted} replay rows written by the base model ({len(pairs)} prompts; "
-            f"{source}); dataset.replay_fraction = {plan.dataset.replay_fraction:g}"
+            line=line.format(rows=wanted, prompts=len(pairs), seconds=seconds, fraction=fraction)
         )
     )
     return [
@@ -103,8 +119,10 @@ def _answer(
 
         emit(
             ev.Log(
-                line=f"replay: the base model answers {len(prompts)} general prompts "
-                "(once per base model; later runs read them from the cache)"
+                line=_(
+                    "replay: the base model answers {count} general prompts (once per base "
+                    "model; later runs read them from the cache)"
+                ).format(count=len(prompts))
             )
         )
         student = load_model(plan)
@@ -156,10 +174,27 @@ def forgetting_risk(plan: Plan, rows: int | None) -> str | None:
     if times <= FORGETS_EPOCHS and (t.learning_rate <= FORGETS_RATE or replay > 0):
         return None
     suggested = SMALL_DATA_SETTINGS
+    sentence = (
+        _(
+            "This plan goes over {rows} rows {times} times at learning rate {rate}: on small "
+            "data that makes the student forget what the base model knew."
+        )
+        if replay
+        else _(
+            "This plan goes over {rows} rows {times} times at learning rate {rate} without "
+            "replay: on small data that makes the student forget what the base model knew."
+        )
+    )
+    advice = _(
+        "Measured to work: training.epochs = {epochs}, training.learning_rate = {suggested}, "
+        "dataset.replay_fraction = {replay}."
+    )
     return (
-        f"This plan goes over {rows:,} rows {times:.1f} times at learning rate "
-        f"{t.learning_rate:g}{'' if replay else ' without replay'}: on small data that makes the "
-        f"student forget what the base model knew. Measured to work: training.epochs = "
-        f"{suggested['epochs']:g}, training.learning_rate = {suggested['learning_rate']:g}, "
-        f"dataset.replay_fraction = {Plan().dataset.replay_fraction:g}."
+        sentence.format(rows=f"{rows:,}", times=f"{times:.1f}", rate=f"{t.learning_rate:g}")
+        + " "
+        + advice.format(
+            epochs=f"{suggested['epochs']:g}",
+            suggested=f"{suggested['learning_rate']:g}",
+            replay=f"{Plan().dataset.replay_fraction:g}",
+        )
     )

@@ -38,6 +38,7 @@ from typing import Any
 from engine.errors import UserError
 from engine.evaluate import token_f1
 from engine.fileio import atomic_write_text
+from engine.i18n import _
 
 BUDGET = 48  # greedy tokens per answer: room for a short fact, cheap on a CPU
 KEPT_SHARE = 0.9  # below this share of kept answers the report flags forgetting
@@ -136,11 +137,16 @@ def read_control_file(path: str | Path) -> tuple[ControlPrompt, ...]:
     ``{"prompt": ..., "facts": [...]}`` (``facts`` optional: without, the answer is compared
     with the base's)."""
     path = Path(path).expanduser()
-    fix = 'Write one prompt a line, or JSONL lines like {"prompt": "...", "facts": ["..."]}.'
+    fix = _("Write one prompt a line, or JSONL lines like {example}.").format(
+        example='{"prompt": "...", "facts": ["..."]}'
+    )
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read the control prompts ({error})", fix) from None
+        raise UserError(
+            _("{path}: cannot read the control prompts ({error})").format(path=path, error=error),
+            fix,
+        ) from None
     prompts = []
     for number, line in enumerate(lines, 1):
         line = line.strip()
@@ -155,13 +161,21 @@ def read_control_file(path: str | Path) -> tuple[ControlPrompt, ...]:
             prompt = ControlPrompt(str(record["prompt"]), tuple(str(f) for f in facts))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UserError(
-                f"{path}, line {number}: not a control prompt: {line[:80]}", fix
+                _("{path}, line {number}: not a control prompt: {line}").format(
+                    path=path, number=number, line=line[:80]
+                ),
+                fix,
             ) from None
         if not prompt.prompt.strip() or any(not f.strip() for f in prompt.facts):
-            raise UserError(f"{path}, line {number}: an empty prompt or key fact", fix)
+            raise UserError(
+                _("{path}, line {number}: an empty prompt or key fact").format(
+                    path=path, number=number
+                ),
+                fix,
+            )
         prompts.append(prompt)
     if not prompts:
-        raise UserError(f"{path}: no control prompts in it", fix)
+        raise UserError(_("{path}: no control prompts in it").format(path=path), fix)
     return tuple(prompts)
 
 

@@ -10,13 +10,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from engine.i18n import _
+
 if TYPE_CHECKING:
     from engine.runs import RunStatus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "runs", help="list runs: state, step, last loss, last evaluation"
+        "runs", help=_("list runs: state, step, last loss, last evaluation")
     )
     parser.add_argument("--runs-dir", default="runs", help="default: runs")
     parser.add_argument("--json", action="store_true", help="one JSON list, for scripts")
@@ -42,7 +44,15 @@ def run(args: argparse.Namespace) -> int:
     table = Table(box=None)
     notes = [_note(r) for r in found]
     noted = any(notes)
-    columns = ("run", "state", "step", "loss", "backend", "last eval", *(["note"] if noted else []))
+    columns = (
+        "run",
+        "state",
+        "step",
+        "loss",
+        "backend",
+        _("last eval"),
+        *(["note"] if noted else []),
+    )
     for column in columns:
         table.add_column(column)
     for r, note, headline in zip(found, notes, evaluated, strict=True):

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.train.memory import TokenProfile
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import FilePicker, fill
@@ -316,10 +317,10 @@ def _replay(report: InspectReport, plan: Any) -> str:
     count = replay_count(usable - held_out_count(usable, data.eval_fraction), data.replay_fraction)
     if not count:
         return ""
-    return (
-        f"\n+ {count} replay rows written by the base model, so it keeps what it knew "
-        f"(dataset.replay_fraction = {data.replay_fraction:g}; 0 turns it off)"
-    )
+    return "\n" + _(
+        "+ {count} replay rows written by the base model, so it keeps what it knew "
+        "(dataset.replay_fraction = {fraction}; 0 turns it off)"
+    ).format(count=count, fraction=f"{data.replay_fraction:g}")
 
 
 def _rows(problem: Problem) -> str:

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.errors import UserError
+from engine.i18n import _
 from tui.screens.base import StepScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.gpu_panel import GpuPanel
@@ -365,7 +366,7 @@ def _evaluated(run_dir: Path) -> str:
     from engine.evaluate import last_headline
 
     headline = last_headline(run_dir)
-    return f"\nLast evaluation: {headline}." if headline else ""
+    return "\n" + _("Last evaluation: {headline}.").format(headline=headline) if headline else ""
 
 
 def _live_run_of(plan: Plan, runs_dir: str) -> Path | None:
