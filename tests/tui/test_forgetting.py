@@ -41,6 +41,8 @@ async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(m
         await pilot.pause()
         app.change("dataset", source=data.name, eval_fraction=0.0)
         app.switch_mode("data")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
         await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
         assert "+ 16 replay rows written by the base model" in shown(app.screen, "#summary")
 
