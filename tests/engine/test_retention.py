@@ -181,8 +181,11 @@ def test_eval_scores_the_plans_control_file_too(facts_run, tmp_path):
     shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval", "checkpoint-*"))
     control = tmp_path / "control.txt"
     control.write_text("Say hello.\nName a colour.\n")
-    plan = run / "plan.toml"
-    plan.write_text(plan.read_text() + f'\n[eval]\ncontrol = "{control}"\n')
+    from engine.plan import load_plan, save_plan
+
+    plan = load_plan(run / "plan.toml")
+    plan.eval.control = str(control)
+    save_plan(plan, run / "plan.toml")
     _, report = eval_run(run, tmp_path / "cache")
     kept = report["retention"]
     assert kept["prompts"] + kept["left_out"] == len(RETENTION_HALF) + 2
