@@ -134,7 +134,7 @@ def _answer(
         _release(student)
         return texts
 
-    backend, _ = choose_backend(plan)
+    backend = choose_backend(plan)[0]
     return base_answers(plan, backend, prompts, BUDGET, generate)
 
 
