@@ -45,5 +45,6 @@ def test_the_student_step_warns_in_the_range_that_forgets_and_says_what_works():
 
 def test_no_warning_for_the_suggested_settings_much_data_or_unknown_data():
     assert forgetting_risk(plan(**SMALL_DATA_SETTINGS), 64) is None
+    assert forgetting_risk(plan(0.0, **SMALL_DATA_SETTINGS), 64) is not None  # replay off
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), 50_000) is None
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), None) is None
