@@ -213,3 +213,29 @@ def test_the_real_base_model_knows_the_control_facts(real_student_dir, tmp_path)
     print(f"the base knows {len(known)} key facts: {known}")
     assert PARIS.prompt in known
     assert len(known) >= 15
+
+
+def test_runs_lists_each_runs_last_evaluation(facts_run, tmp_path):
+    """`stillroom runs` (and --json) shows the headline of a run's last evaluation, and a dash
+    (null) for a run never evaluated."""
+    import shutil
+
+    from engine.evaluate import headline
+
+    evaluated, never = tmp_path / "runs" / "evaluated", tmp_path / "runs" / "never"
+    for run in (evaluated, never):
+        shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval", "checkpoint*"))
+    report = {"rows": 4, "items": [{"answers": {"student": {"f1": 1.0}}}] * 4,
+              "retention": {"prompts": 15, "kept": 12}}  # fmt: skip
+    (evaluated / "eval").mkdir()
+    (evaluated / "eval" / "report.json").write_text(json.dumps(report))
+
+    listed = stillroom("runs", "--json", "--runs-dir", str(tmp_path / "runs"))
+    assert listed.returncode == 0, listed.stderr
+    shown = {run["name"]: run["eval"] for run in json.loads(listed.stdout)}
+    assert shown == {"evaluated": "learned 4 of 4, kept 12 of 15", "never": None}
+    assert headline(report) == shown["evaluated"]
+    table = stillroom(
+        "runs", "--runs-dir", str(tmp_path / "runs"), env={**os.environ, "COLUMNS": "160"}
+    )
+    assert "last eval" in table.stdout and "learned 4 of 4, kept 12 of 15" in table.stdout
