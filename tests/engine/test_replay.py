@@ -48,3 +48,25 @@ def test_no_warning_for_the_suggested_settings_much_data_or_unknown_data():
     assert forgetting_risk(plan(0.0, **SMALL_DATA_SETTINGS), 64) is not None  # replay off
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), 50_000) is None
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), None) is None
+
+
+def test_a_missing_replay_prompt_file_stops_training_before_the_model_loads(
+    tiny_model_dir, tmp_path
+):
+    """The run ends with a dataset error naming the file and what to write in it."""
+    from engine import events as ev
+    from tests.engine.training import events_of, run_dir_from, stillroom, write_facts, write_plan
+
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path), max_steps=2)
+    missing = tmp_path / "general.txt"
+    plan.write_text(
+        plan.read_text().replace(
+            "replay_fraction = 0.0", f'replay_fraction = 0.2\nreplay_prompts = "{missing}"'
+        )
+    )
+    result = stillroom("train", str(plan))
+    assert result.returncode != 0
+    (error,) = events_of(run_dir_from(result.stdout), ev.Error)
+    assert error.kind == "dataset" and str(missing) in error.message
+    assert "one prompt a line" in error.hint
+    assert "Traceback" not in result.stdout + result.stderr
