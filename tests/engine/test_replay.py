@@ -30,22 +30,30 @@ def test_replay_is_on_by_default_and_a_file_replaces_the_built_in_prompts(tmp_pa
     )
 
 
-def plan(replay: float = 0.2, **training) -> Plan:
-    return plan_from_dict({"dataset": {"replay_fraction": replay}, "training": training})
+def plan(replay: float = 0.2, lora: dict | None = None, **training) -> Plan:
+    data = {"dataset": {"replay_fraction": replay}, "training": training, "lora": lora or {}}
+    return plan_from_dict(data)
+
+
+SUGGESTED = {**SMALL_DATA_SETTINGS["training"], "lora": SMALL_DATA_SETTINGS["lora"]}
 
 
 def test_the_student_step_warns_in_the_range_that_forgets_and_says_what_works():
     risky = forgetting_risk(plan(0.0, max_steps=18, batch_size=4, learning_rate=2e-3), 64)
     assert risky is not None and "without replay" in risky
-    assert f"training.learning_rate = {SMALL_DATA_SETTINGS['learning_rate']:g}" in risky
+    rate = SMALL_DATA_SETTINGS["training"]["learning_rate"]
+    assert f"training.learning_rate = {rate:g}" in risky
+    assert f"lora.r = {SMALL_DATA_SETTINGS['lora']['r']}" in risky
     assert "dataset.replay_fraction" in risky
+    wide = forgetting_risk(plan(**SMALL_DATA_SETTINGS["training"]), 64)  # rank 16
+    assert wide is not None
     many = forgetting_risk(plan(epochs=20, learning_rate=2e-4), 64)
     assert many is not None and "20.0 times" in many
 
 
 def test_no_warning_for_the_suggested_settings_much_data_or_unknown_data():
-    assert forgetting_risk(plan(**SMALL_DATA_SETTINGS), 64) is None
-    assert forgetting_risk(plan(0.0, **SMALL_DATA_SETTINGS), 64) is not None  # replay off
+    assert forgetting_risk(plan(**SUGGESTED), 64) is None
+    assert forgetting_risk(plan(0.0, **SUGGESTED), 64) is not None  # replay off
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), 50_000) is None
     assert forgetting_risk(plan(0.0, epochs=20, learning_rate=2e-3), None) is None
 

@@ -42,8 +42,10 @@ def environment() -> dict[str, str]:
     return dict(os.environ, XDG_CACHE_HOME=str(REAL_MODEL_CACHE / "answers"))
 
 
-def train_and_evaluate(folder: Path, student: Path, replay: float, **training) -> dict:
-    """Train the facts with ``training`` and ``replay``, evaluate, return the report."""
+def train_and_evaluate(
+    folder: Path, student: Path, replay: float, training: dict, lora: dict | None = None
+) -> dict:
+    """Train the facts with ``training``, ``lora`` and ``replay``, evaluate, return the report."""
     data = folder / "facts.jsonl"
     with open(data, "w", encoding="utf-8") as handle:
         for question, answer, _ in FACTS * COPIES:
@@ -56,6 +58,7 @@ def train_and_evaluate(folder: Path, student: Path, replay: float, **training) -
                         "backend": "hf"},
             "training": {"batch_size": 4, "grad_accum": 1, "warmup_steps": 0,
                          "save_steps": 1000, "optimizer": "adamw_torch", **training},
+            "lora": lora or {},
             "output": {"runs_dir": str(folder / "runs"), "name": "facts"},
         }
     )  # fmt: skip
@@ -94,7 +97,7 @@ def suggested(real_student_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def aggressive(real_student_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The facts trained at a rate ten times LoRA's usual one, without replay."""
     return train_and_evaluate(
-        tmp_path_factory.mktemp("aggressive"), real_student_dir, 0.0, **AGGRESSIVE
+        tmp_path_factory.mktemp("aggressive"), real_student_dir, 0.0, AGGRESSIVE
     )
 
 
@@ -104,11 +107,6 @@ def test_with_the_small_data_settings_the_student_learns_the_invented_facts(sugg
     assert recalled(suggested, "student") >= 7
 
 
-@pytest.mark.xfail(
-    reason="issue #18's target, not met yet: with replay every plan that recalled 8/8 kept "
-    "0.53-0.67 of the control answers (without replay 0.33-0.40); docs/gpu.md, Forgetting",
-    strict=False,
-)
 def test_with_replay_on_the_student_keeps_what_the_base_model_knew(suggested):
     """Replay rows written by the base model are trained on, and retention stays at 0.9 or
     above: no forgetting is flagged."""

@@ -54,7 +54,8 @@ async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(m
         assert "64 rows" in warning and "without replay" in warning and "forget" in warning
 
         app.change("dataset", replay_fraction=0.2)
-        app.change("training", max_steps=None, **SMALL_DATA_SETTINGS)
+        app.change("training", max_steps=None, **SMALL_DATA_SETTINGS["training"])
+        app.change("lora", **SMALL_DATA_SETTINGS["lora"])
         app.screen.show_plan()
         await pilot.pause()
         assert shown(app.screen, "#forgetting") == ""
