@@ -245,17 +245,22 @@ def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
                 "the state. --base talks to the base model alone."
             ),
         )
+    return load_model(plan, None if base_only else adapter)
+
+
+def load_model(plan: Plan, adapter: Path | None = None) -> Student:
+    """The plan's base model, with ``adapter`` on it when given, on the backend training uses."""
     from engine.stdout import chatter_to_stderr
     from engine.train.backend_choice import choose_backend
 
     backend, _reason = choose_backend(plan)
     with chatter_to_stderr():
         if backend == "unsloth":
-            model, tokenizer = _load_unsloth(plan, None if base_only else adapter)
+            model, tokenizer = _load_unsloth(plan, adapter)
         else:
-            model, tokenizer = _load_hf(plan, None if base_only else adapter)
+            model, tokenizer = _load_hf(plan, adapter)
     model.eval()
-    return Student(model, tokenizer, plan, has_adapter=not base_only, backend=backend)
+    return Student(model, tokenizer, plan, has_adapter=adapter is not None, backend=backend)
 
 
 def _load_unsloth(plan: Plan, adapter: Path | None) -> tuple[Any, Any]:

@@ -249,6 +249,12 @@ def evaluate(
 
     run_dir = Path(run_dir)
     chosen = eval_set(run_dir, n, everything=everything)
+    if retention:  # a bad eval.control file fails before any model loads
+        from engine.plan import load_plan
+        from engine.retention import retention_prompts
+        from engine.runs import PLAN_FILE
+
+        retention_prompts(load_plan(run_dir / PLAN_FILE).eval.control)
     student = load_student(run_dir)
     lengths = [
         len(student.tokenizer(reference, add_special_tokens=False)["input_ids"])
@@ -306,6 +312,16 @@ def headline(report: dict[str, Any]) -> str:
             learned=learned(report), rows=report["rows"], kept=kept["kept"], prompts=kept["prompts"]
         )
     return _("learned {learned} of {rows}").format(learned=learned(report), rows=report["rows"])
+
+
+def last_headline(run_dir: str | Path) -> str | None:
+    """The headline of the run's last evaluation (``eval/report.json``), or None without one
+    (or with one that cannot be read: a list of runs shows the rest regardless)."""
+    try:
+        report = json.loads((Path(run_dir) / EVAL_DIR / "report.json").read_text(encoding="utf-8"))
+        return headline(report)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def retention_lines(report: dict[str, Any]) -> list[str]:

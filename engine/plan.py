@@ -227,6 +227,16 @@ class DatasetPlan(_Section):
         le=1.0,
         description="Refuse to train when more of the rows than this (0..1) are unusable.",
     )
+    replay_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the training rows (0..1) the base model writes itself, answering "
+        "general prompts, so the student keeps what the base knew (0: off).",
+    )
+    replay_prompts: str = Field(
+        "", description="Prompt file for replay (text, one a line); empty: the built-in set."
+    )
 
 
 class StudentPlan(_Section):
@@ -329,6 +339,16 @@ class TrainingPlan(_Section):
         return self
 
 
+class EvalPlan(_Section):
+    """What ``stillroom eval`` measures beyond the held-out rows."""
+
+    control: str = Field(
+        "",
+        description="Your own control prompts for retention (text, one a line, or JSONL with "
+        "prompt and facts), scored with the built-in set.",
+    )
+
+
 class OutputPlan(_Section):
     """Where runs are written."""
 
@@ -344,6 +364,7 @@ class Plan(_Section):
     student: StudentPlan = Field(default_factory=StudentPlan)
     lora: LoraPlan = Field(default_factory=LoraPlan)
     training: TrainingPlan = Field(default_factory=TrainingPlan)
+    eval: EvalPlan = Field(default_factory=EvalPlan)
     output: OutputPlan = Field(default_factory=OutputPlan)
 
     def to_dict(self, *, only_changes: bool = False) -> dict[str, Any]:

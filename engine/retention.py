@@ -15,6 +15,11 @@ Scoring, per prompt:
   F1 of at least :data:`SIMILAR` (words, so these prompts are English only: a
   Chinese sentence has no spaces and would count as one word).
 
+The set is split in two halves with nothing in common: retention scores the
+student on :data:`RETENTION_HALF` (plus the plan's ``eval.control`` file), and
+replay (:mod:`engine.replay`) trains on the base's answers to :data:`REPLAY_HALF`,
+so no prompt the student trained on is ever scored as kept.
+
 The base answers are cached per base model in Stillroom's cache folder, so a
 second evaluation only runs the student. Pure Python apart from the student,
 which arrives through :mod:`engine.chat`.
@@ -30,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import UserError
 from engine.evaluate import token_f1
 from engine.fileio import atomic_write_text
 from engine.i18n import N_, _
 
 BUDGET = 48  # greedy tokens per answer: room for a short fact, cheap on a CPU
 KEPT_SHARE = 0.9  # below this share of kept answers the report flags forgetting
-SIMILAR = 0.5  # token F1 to the base's answer at which an open answer counts as kept
+SIMILAR = 0.3  # token F1 to the base's answer at which an open answer counts as kept
 CHANGED_SHOWN = 5
 CACHE_FOLDER = "retention"
 
@@ -121,6 +127,62 @@ CONTROL_SET: tuple[ControlPrompt, ...] = (
     _p("Say something kind to someone who is tired."),
 )
 
+# Alternate prompts, so each half has every kind (facts, arithmetic, instructions, Chinese, open).
+RETENTION_HALF = CONTROL_SET[0::2]
+REPLAY_HALF = CONTROL_SET[1::2]
+
+
+def read_control_file(path: str | Path) -> tuple[ControlPrompt, ...]:
+    """A user's control prompts: text with one prompt a line, or JSONL lines of
+    ``{"prompt": ..., "facts": [...]}`` (``facts`` optional: without, the answer is compared
+    with the base's)."""
+    path = Path(path).expanduser()
+    fix = _("Write one prompt a line, or JSONL lines like {example}.").format(
+        example='{"prompt": "...", "facts": ["..."]}'
+    )
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(
+            _("{path}: cannot read the control prompts ({error})").format(path=path, error=error),
+            fix,
+        ) from None
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("{"):
+            prompts.append(ControlPrompt(line))
+            continue
+        try:
+            record = json.loads(line)
+            facts = record.get("facts", [])
+            prompt = ControlPrompt(str(record["prompt"]), tuple(str(f) for f in facts))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(
+                _("{path}, line {number}: not a control prompt: {line}").format(
+                    path=path, number=number, line=line[:80]
+                ),
+                fix,
+            ) from None
+        if not prompt.prompt.strip() or any(not f.strip() for f in prompt.facts):
+            raise UserError(
+                _("{path}, line {number}: an empty prompt or key fact").format(
+                    path=path, number=number
+                ),
+                fix,
+            )
+        prompts.append(prompt)
+    if not prompts:
+        raise UserError(_("{path}: no control prompts in it").format(path=path), fix)
+    return tuple(prompts)
+
+
+def retention_prompts(control: str = "") -> tuple[ControlPrompt, ...]:
+    """What retention scores: the built-in set's retention half, then the user's file, if any."""
+    return RETENTION_HALF + (read_control_file(control) if control else ())
+
 
 def has_fact(answer: str, facts: tuple[str, ...]) -> bool:
     """Whether ``answer`` contains any of ``facts``: case-insensitive, and a fact that starts
@@ -151,8 +213,13 @@ def score(control: ControlPrompt, base: str, student: str) -> Score:
     return Score(similarity >= SIMILAR, similarity)
 
 
-def cache_key(model: str, options: dict[str, Any], budget: int) -> str:
-    """A hash of the base model (id, or resolved folder), how it loads, the set and the budget."""
+def cache_key(
+    model: str,
+    options: dict[str, Any],
+    budget: int,
+    prompts: tuple[ControlPrompt, ...] = RETENTION_HALF,
+) -> str:
+    """A hash of the base model (id, or resolved folder), how it loads, the prompts, the budget."""
     local = Path(model).expanduser()
     identity = str(local.resolve()) if local.exists() else model
     payload = json.dumps(
@@ -160,7 +227,7 @@ def cache_key(model: str, options: dict[str, Any], budget: int) -> str:
             "model": identity,
             "options": options,
             "budget": budget,
-            "control": [[c.prompt, list(c.facts)] for c in CONTROL_SET],
+            "control": [[c.prompt, list(c.facts)] for c in prompts],
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -175,18 +242,51 @@ def cache_file(key: str) -> Path:
     return default_cache_dir() / CACHE_FOLDER / f"{key}.json"
 
 
-def read_cache(path: Path) -> list[str] | None:
-    """The cached base answers, or None when absent, unreadable or not for this set."""
+def read_cache(path: Path, count: int) -> list[str] | None:
+    """The cached base answers, or None when absent, unreadable or not ``count`` of them."""
     try:
         answers = json.loads(path.read_text(encoding="utf-8"))["answers"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(answers, list) or len(answers) != len(CONTROL_SET):
+    if not isinstance(answers, list) or len(answers) != count:
         return None
     return [str(a) for a in answers]
 
 
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class BaseAnswers:
+    """The base model's answers to a prompt set, whether they came from the cache, and where
+    they are kept (None when the cache could not be written)."""
+
+    answers: list[str]
+    cached: bool
+    cache: Path | None
+
+
+def base_answers(
+    plan: Any,
+    backend: str,
+    prompts: tuple[ControlPrompt, ...],
+    budget: int,
+    answer: Callable[[], list[str]],
+) -> BaseAnswers:
+    """The base model's answers to ``prompts``, cached per base model; ``answer()`` writes them
+    on a miss (so a caller can load the model only then)."""
+    options = {"backend": backend, "4bit": plan.student.load_in_4bit}
+    path = cache_file(cache_key(plan.student.model, options, budget, prompts))
+    answers = read_cache(path, len(prompts))
+    if answers is not None:
+        return BaseAnswers(answers, True, path)
+    answers = answer()
+    record = {"model": plan.student.model, "budget": budget, "answers": answers}
+    try:
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
+    except OSError:  # a read-only cache costs the next run time, never this one
+        return BaseAnswers(answers, False, None)
+    return BaseAnswers(answers, False, path)
 
 
 def measure(
@@ -196,25 +296,26 @@ def measure(
     progress: Progress = lambda done, total, stage: None,
 ) -> dict[str, Any]:
     """The ``retention`` section of the report: base answers (cached), then the student's."""
-    plan = student.plan.student
-    key = cache_key(plan.model, {"backend": student.backend, "4bit": plan.load_in_4bit}, budget)
-    path = cache_file(key)
-    base = read_cache(path)
-    cached, saved = base is not None, True
-    if base is None:
-        base = answer_control_set(
-            student, True, budget, lambda d, t: progress(d, t, "retention, base")
-        )
-        record = {"model": plan.model, "budget": budget, "answers": base}
-        try:
-            atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
-        except OSError:  # a read-only cache costs the next run time, never this report
-            saved = False
-    answers = answer_control_set(
-        student, False, budget, lambda d, t: progress(d, t, "retention, student")
+    prompts = retention_prompts(student.plan.eval.control)
+    base = base_answers(
+        student.plan,
+        student.backend,
+        prompts,
+        budget,
+        lambda: answer_control_set(
+            student, True, budget, lambda d, t: progress(d, t, "retention, base"), prompts
+        ),
     )
-    where = str(path) if saved else None
-    return summarise(base, answers) | {"budget": budget, "base_cached": cached, "cache": where}
+    answers = answer_control_set(
+        student, False, budget, lambda d, t: progress(d, t, "retention, student"), prompts
+    )
+    where = str(base.cache) if base.cache else None
+    return summarise(base.answers, answers, prompts) | {
+        "budget": budget,
+        "base_cached": base.cached,
+        "cache": where,
+        "control_file": student.plan.eval.control or None,
+    }
 
 
 def answer_control_set(
@@ -222,20 +323,23 @@ def answer_control_set(
     base: bool,
     budget: int = BUDGET,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    prompts: tuple[ControlPrompt, ...] = RETENTION_HALF,
 ) -> list[str]:
-    """Greedy answers to every control prompt, by the base model (adapter off) or the student."""
+    """Greedy answers to every prompt, by the base model (adapter off) or the student."""
     texts = []
-    for done, control in enumerate(CONTROL_SET, 1):
+    for done, control in enumerate(prompts, 1):
         message = [{"role": "user", "content": control.prompt}]
         texts.append(student.answer(message, base=base, max_new_tokens=budget).text)
-        progress(done, len(CONTROL_SET))
+        progress(done, len(prompts))
     return texts
 
 
-def summarise(base: list[str], student: list[str]) -> dict[str, Any]:
+def summarise(
+    base: list[str], student: list[str], prompts: tuple[ControlPrompt, ...] = RETENTION_HALF
+) -> dict[str, Any]:
     """Counts, share, the answers that changed most, and whether that is forgetting."""
     rows = []
-    for control, before, after in zip(CONTROL_SET, base, student, strict=True):
+    for control, before, after in zip(prompts, base, student, strict=True):
         rows.append((control, before, after, score(control, before, after)))
     scored = [row for row in rows if row[3].kept is not None]
     kept = sum(1 for row in scored if row[3].kept)
@@ -273,5 +377,6 @@ RULE = N_(
 
 FORGETTING_ADVICE = N_(
     "The student is forgetting what the base model knew: train with fewer epochs "
-    "(or fewer steps) or a lower learning rate, then evaluate again."
+    "(or fewer steps) or a lower learning rate, with replay on (dataset.replay_fraction, "
+    "e.g. 0.2), then evaluate again."
 )

@@ -102,6 +102,7 @@ class StillroomApp(App[None]):
         self.gpu: tuple[float, str] | None = None
         self.gpu_probed = False
         self.token_profile: TokenProfile | None = None
+        self.data_rows: int | None = None  # usable rows the Data step read (forgetting warning)
         self.draft_error: str | None = None
         # The user's plan file that did not load: moved aside (never overwritten) at the first save.
         self.keep_aside: Path | None = None
@@ -256,6 +257,7 @@ class StillroomApp(App[None]):
         """Replace the draft (new or opened plan) and begin at the first step."""
         self.plan, self.step = plan, "teacher"
         self.token_profile = None
+        self.data_rows = None
         self.save()
         self.switch_mode("teacher")
 

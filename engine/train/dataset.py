@@ -77,13 +77,24 @@ def prepare_rows(plan: Plan, emit) -> TrainRows:
         raise rendered.gate
     _refuse(plan, after)
     train, held_out = _split(survivors, d.eval_fraction, plan.training.seed)
-    rows = [kept[c.row] for c in train]
+    rows = [kept[c.row] for c in train] + _replay_rows(
+        plan, len(train), len(checked.table.rows), emit
+    )
     return TrainRows(
         [{"input_ids": list(r.input_ids), "labels": r.labels} for r in rows],
         len(checked.table.rows),
         len(held_out),
         held_out,
     )
+
+
+def _replay_rows(plan: Plan, train_rows: int, source_rows: int, emit) -> list:
+    """The base model's own answers to general prompts, rendered like the user's rows (see
+    :mod:`engine.replay`); never held out, so eval scores only the user's data."""
+    from engine.replay import replay_conversations
+
+    conversations = replay_conversations(plan, train_rows, source_rows + 1, emit)
+    return _render(plan, conversations).rows if conversations else []
 
 
 def _report(plan: Plan, checked: Checked, counts: Tally, emit) -> None:
@@ -134,6 +145,11 @@ def _refuse(plan: Plan, counts: Tally) -> None:
         )
 
 
+def held_out_count(rows: int, fraction: float) -> int:
+    """Rows held out for eval: ``fraction`` of them, rounded down, never all of them."""
+    return max(min(int(rows * fraction), rows - 1), 0)
+
+
 def _split(conversations: list[Conversation], fraction: float, seed: int):
     """A seeded, reproducible eval hold-out; never the whole set.
 
@@ -141,7 +157,7 @@ def _split(conversations: list[Conversation], fraction: float, seed: int):
     asks questions the student never trained on about documents it did learn from.
     """
     marked = [i for i, c in enumerate(conversations) if c.held_out]
-    wanted = max(int(len(conversations) * fraction), len(marked)) if fraction > 0 else 0
+    wanted = max(held_out_count(len(conversations), fraction), len(marked)) if fraction > 0 else 0
     n_eval = min(wanted, len(conversations) - 1)
     if n_eval <= 0:
         return conversations, []

@@ -11,6 +11,8 @@ import pytest
 
 from engine.retention import (
     CONTROL_SET,
+    REPLAY_HALF,
+    RETENTION_HALF,
     ControlPrompt,
     answer_control_set,
     has_fact,
@@ -60,10 +62,12 @@ def test_retention_score_per_prompt(control, base, student, kept):
 
 
 def test_the_summary_leaves_out_what_the_base_got_wrong_and_flags_forgetting():
-    base = ["Paris." if c.facts == ("Paris",) else f"base {i}" for i, c in enumerate(CONTROL_SET)]
+    base = [
+        "Paris." if c.facts == ("Paris",) else f"base {i}" for i, c in enumerate(RETENTION_HALF)
+    ]
     same = summarise(base, base)
-    key_facts = sum(1 for c in CONTROL_SET if c.facts)
-    assert same["prompts"] == len(CONTROL_SET) - key_facts + 1  # open prompts and Paris
+    key_facts = sum(1 for c in RETENTION_HALF if c.facts)
+    assert same["prompts"] == len(RETENTION_HALF) - key_facts + 1  # open prompts and Paris
     assert same["left_out"] == key_facts - 1
     assert same["kept"] == same["prompts"] and same["share"] == 1.0
     assert not same["forgetting"] and same["changed"] == []
@@ -81,6 +85,37 @@ def test_the_control_set_is_about_sixty_prompts_in_english_and_chinese():
     assert 50 <= len(prompts) <= 70 and len(set(prompts)) == len(prompts)
     assert sum(1 for p in prompts if any("\u4e00" <= ch <= "\u9fff" for ch in p)) >= 10
     assert sum(1 for c in CONTROL_SET if not c.facts) >= 5
+
+
+def test_retention_never_scores_a_prompt_that_replay_trains_on():
+    """The control set's two halves share no prompt, and together they are the whole set."""
+    assert not {c.prompt for c in RETENTION_HALF} & {c.prompt for c in REPLAY_HALF}
+    assert sorted(RETENTION_HALF + REPLAY_HALF, key=CONTROL_SET.index) == list(CONTROL_SET)
+    for half in (RETENTION_HALF, REPLAY_HALF):  # each has Chinese and open prompts
+        assert sum(1 for c in half if not c.facts) >= 5
+        assert sum(1 for c in half if any("\u4e00" <= ch <= "\u9fff" for ch in c.prompt)) >= 5
+
+
+def test_a_control_file_adds_the_users_prompts_and_a_bad_one_says_which_line(tmp_path):
+    from engine.errors import UserError
+    from engine.retention import retention_prompts
+
+    good = tmp_path / "control.jsonl"
+    good.write_text(
+        'What is the capital of Peru?\n{"prompt": "Who wrote Hamlet?", "facts": ["Shakespeare"]}\n'
+    )
+    prompts = retention_prompts(str(good))
+    assert prompts[: len(RETENTION_HALF)] == RETENTION_HALF
+    assert prompts[len(RETENTION_HALF) :] == (
+        ControlPrompt("What is the capital of Peru?"),
+        ControlPrompt("Who wrote Hamlet?", ("Shakespeare",)),
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('Fine prompt\n{"facts": ["x"]}\n')
+    with pytest.raises(UserError, match="line 2"):
+        retention_prompts(str(bad))
+    with pytest.raises(UserError, match="cannot read"):
+        retention_prompts(str(tmp_path / "missing.txt"))
 
 
 def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
@@ -105,11 +140,11 @@ def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path)
     second answers with the student only and reads the base's answers from the cache."""
     first, report = eval_run(facts_run, tmp_path)
     kept = report["retention"]
-    assert kept["prompts"] + kept["left_out"] == len(CONTROL_SET)
+    assert kept["prompts"] + kept["left_out"] == len(RETENTION_HALF)
     assert kept["share"] == pytest.approx(kept["kept"] / kept["prompts"])
     assert isinstance(kept["forgetting"], bool) and len(kept["changed"]) <= 5
     assert {"prompt", "base", "student", "score"} <= set(kept["changed"][0])
-    assert not kept["base_cached"] and "retention, base: answered 60/60" in first.stderr
+    assert not kept["base_cached"] and "retention, base: answered 30/30" in first.stderr
     headline = f"Learned {report['learned']['items']} of {report['rows']}, kept {kept['kept']}"
     assert first.stdout.startswith(headline)
     markdown = (facts_run / "eval" / "report.md").read_text()
@@ -121,13 +156,13 @@ def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path)
     assert len(caches) == 1
     # Give the cached base every key fact: only a base read from the cache could know them all.
     record = json.loads(caches[0].read_text())
-    record["answers"] = [c.facts[0] if c.facts else a for c, a in zip(CONTROL_SET, record["answers"], strict=True)]  # fmt: skip
+    record["answers"] = [c.facts[0] if c.facts else a for c, a in zip(RETENTION_HALF, record["answers"], strict=True)]  # fmt: skip
     caches[0].write_text(json.dumps(record))
 
     second, again = eval_run(facts_run, tmp_path)
     assert again["retention"]["base_cached"] and again["retention"]["left_out"] == 0
     assert "retention, base" not in second.stderr
-    assert "retention, student: answered 60/60" in second.stderr
+    assert "retention, student: answered 30/30" in second.stderr
 
 
 def test_no_retention_skips_it(facts_run, tmp_path):
@@ -135,6 +170,32 @@ def test_no_retention_skips_it(facts_run, tmp_path):
     assert "retention" not in report and "retention" not in result.stderr
     assert result.stdout.startswith(f"Learned {report['learned']['items']} of {report['rows']} (")
     assert not (tmp_path / "stillroom").exists()
+
+
+def test_eval_scores_the_plans_control_file_too(facts_run, tmp_path):
+    """eval.control adds the user's prompts to retention; a broken file stops eval before any
+    model loads, saying which line is wrong."""
+    import shutil
+
+    run = tmp_path / facts_run.name
+    shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval", "checkpoint-*"))
+    control = tmp_path / "control.txt"
+    control.write_text("Say hello.\nName a colour.\n")
+    from engine.plan import load_plan, save_plan
+
+    plan = load_plan(run / "plan.toml")
+    plan.eval.control = str(control)
+    save_plan(plan, run / "plan.toml")
+    _, report = eval_run(run, tmp_path / "cache")
+    kept = report["retention"]
+    assert kept["prompts"] + kept["left_out"] == len(RETENTION_HALF) + 2
+    assert kept["control_file"] == str(control)
+
+    control.write_text('Say hello.\n{"prompt": ""}\n')
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    failed = stillroom("eval", str(run), "--max-new-tokens", "8", env=env)
+    assert failed.returncode != 0 and "line 2" in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 @pytest.mark.real_model
@@ -147,8 +208,34 @@ def test_the_real_base_model_knows_the_control_facts(real_student_dir, tmp_path)
     plan = write_plan(tmp_path, real_student_dir, write_facts(tmp_path))
     plan.rename(tmp_path / PLAN_FILE)
     student = load_student(tmp_path, base_only=True)
-    answers = answer_control_set(student, True)
+    answers = answer_control_set(student, True, prompts=CONTROL_SET)
     known = [c.prompt for c, a in zip(CONTROL_SET, answers, strict=True) if c.facts and has_fact(a, c.facts)]  # fmt: skip
     print(f"the base knows {len(known)} key facts: {known}")
     assert PARIS.prompt in known
     assert len(known) >= 15
+
+
+def test_runs_lists_each_runs_last_evaluation(facts_run, tmp_path):
+    """`stillroom runs` (and --json) shows the headline of a run's last evaluation, and a dash
+    (null) for a run never evaluated."""
+    import shutil
+
+    from engine.evaluate import headline
+
+    evaluated, never = tmp_path / "runs" / "evaluated", tmp_path / "runs" / "never"
+    for run in (evaluated, never):
+        shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval", "checkpoint*"))
+    report = {"rows": 4, "items": [{"answers": {"student": {"f1": 1.0}}}] * 4,
+              "retention": {"prompts": 15, "kept": 12}}  # fmt: skip
+    (evaluated / "eval").mkdir()
+    (evaluated / "eval" / "report.json").write_text(json.dumps(report))
+
+    listed = stillroom("runs", "--json", "--runs-dir", str(tmp_path / "runs"))
+    assert listed.returncode == 0, listed.stderr
+    shown = {run["name"]: run["eval"] for run in json.loads(listed.stdout)}
+    assert shown == {"evaluated": "learned 4 of 4, kept 12 of 15", "never": None}
+    assert headline(report) == shown["evaluated"]
+    table = stillroom(
+        "runs", "--runs-dir", str(tmp_path / "runs"), env={**os.environ, "COLUMNS": "160"}
+    )
+    assert "last eval" in table.stdout and "learned 4 of 4, kept 12 of 15" in table.stdout

@@ -49,7 +49,7 @@ def write_facts_report(run_dir: Path) -> None:
         "max_new_tokens": 40, "backend": "hf",
         "metrics": {model: summarise(items, model) for model in ("base", "student")},
         "notes": [], "items": [item.__dict__ for item in items],
-        "retention": retention(knew, lost),
+        "retention": retention(knew, lost, CONTROL_SET),
     })  # fmt: skip
 
 

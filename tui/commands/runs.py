@@ -1,4 +1,4 @@
-"""``stillroom runs``: every run with its state, step and last loss.
+"""``stillroom runs``: every run with its state, step, last loss and last evaluation.
 
 A run whose events cannot be read is listed as ``unreadable`` with the reason,
 and damaged event lines are counted; neither keeps the other runs from showing.
@@ -18,18 +18,23 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("runs", help=_("list runs: state, step, last loss"))
+    parser = subparsers.add_parser(
+        "runs", help=_("list runs: state, step, last loss, last evaluation")
+    )
     parser.add_argument("--runs-dir", default="runs", help=_("default: runs"))
     parser.add_argument("--json", action="store_true", help=_("one JSON list, for scripts"))
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.evaluate import last_headline
     from engine.runs import list_runs
 
     found = list_runs(args.runs_dir)
+    evaluated = [last_headline(r.path) for r in found]
     if args.json:
-        print(json.dumps([r.to_dict() for r in found], indent=2))
+        listed = [r.to_dict() | {"eval": e} for r, e in zip(found, evaluated, strict=True)]
+        print(json.dumps(listed, indent=2))
         return 0
     if not found:
         print(_("no runs in {folder}/").format(folder=args.runs_dir))
@@ -40,14 +45,20 @@ def run(args: argparse.Namespace) -> int:
     table = Table(box=None)
     notes = [_note(r) for r in found]
     noted = any(notes)
-    columns = [_("run"), _("state"), _("step"), _("loss"), _("backend")]
+    columns = [_("run"), _("state"), _("step"), _("loss"), _("backend"), _("last eval")]
     for column in columns + ([_("note")] if noted else []):
         table.add_column(column)
-    for r, note in zip(found, notes, strict=True):
+    for r, note, headline in zip(found, notes, evaluated, strict=True):
         step = f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step)
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
         table.add_row(
-            r.name, state_name(r.state), step, loss, r.backend, *([note] if noted else [])
+            r.name,
+            state_name(r.state),
+            step,
+            loss,
+            r.backend,
+            headline or "-",
+            *([note] if noted else []),
         )
     Console().print(table)
     return 0

@@ -190,9 +190,10 @@ class DataScreen(StepScreen):
         if message.key != self._key:
             return
         report = self.report = message.report
+        self.app.data_rows = report.usable_rows
         self.query_one("#summary").remove_class("-error")
         self.query_one("#sample").remove_class("-error")
-        self.query_one("#summary", Static).update(_summary(report))
+        self.query_one("#summary", Static).update(_summary(report) + _replay(report, self.app.plan))
         self._show_problems(report)
         if message.rows is not None:
             mapper = self.query_one(ColumnMapper)
@@ -311,6 +312,22 @@ def _summary(report: InspectReport) -> str:
         kind=report.kind, rows=report.rows, usable=report.usable_rows, found=found
     )
     return f"{line}\n{report.evidence}"
+
+
+def _replay(report: InspectReport, plan: Any) -> str:
+    """The rows replay will add (see engine.replay), or nothing while it is off."""
+    from engine.replay import replay_count
+    from engine.train.dataset import held_out_count
+
+    data = plan.dataset
+    usable = report.usable_rows
+    count = replay_count(usable - held_out_count(usable, data.eval_fraction), data.replay_fraction)
+    if not count:
+        return ""
+    return "\n" + _(
+        "+ {count} replay rows written by the base model, so it keeps what it knew "
+        "(dataset.replay_fraction = {fraction}; 0 turns it off)"
+    ).format(count=count, fraction=f"{data.replay_fraction:g}")
 
 
 def _rows(problem: Problem) -> str:

@@ -99,6 +99,9 @@ class StudentScreen(StepScreen):
         checkpointing = Static("", id="checkpointing", classes="help")
         checkpointing.display = False  # until an estimate against a card says how
         yield checkpointing
+        forgetting = Static("", id="forgetting", classes="help")
+        forgetting.display = False  # until the plan is in the range measured to forget
+        yield forgetting
         yield Knob("student.model", _("Student model"), _("hub id or local folder"))
         yield Knob(
             "student.source",
@@ -133,6 +136,7 @@ class StudentScreen(StepScreen):
         super().show_plan()
         self._show_preset()
         self._show_optimizer_help()
+        self._show_forgetting()
 
     def _show_preset(self) -> None:
         """The preset the plan's settings match, so coming back shows what was picked."""
@@ -144,6 +148,15 @@ class StudentScreen(StepScreen):
             else:
                 select.value = preset.name
         self.query_one("#preset-help", Static).update(_(PRESET_HELP))
+
+    def _show_forgetting(self) -> None:
+        """A warning while the plan is in the range that forgets on the Data step's rows."""
+        from engine.replay import forgetting_risk
+
+        warning = forgetting_risk(self.app.plan, self.app.data_rows)
+        line = self.query_one("#forgetting", Static)
+        line.update(f"⚠ {warning}" if warning else "")
+        line.display = bool(warning)
 
     def _show_optimizer_help(self) -> None:
         optimizer = self.app.plan.training.optimizer
@@ -240,6 +253,7 @@ class StudentScreen(StepScreen):
     def plan_changed(self, key: str) -> None:
         self._show_preset()
         self._show_optimizer_help()
+        self._show_forgetting()
         self._estimate_now()
         if key in ("student.model", "student.source"):
             self._check_model(self.app.plan.student.model, self.app.plan.student.source)

@@ -153,6 +153,8 @@ class TrainScreen(StepScreen):
         if not self.take_attach_request() and self.run_dir is None and not self.live:
             self._show_state("ready")
             self._follow(self.app.plan, None, launch=False)
+        elif isinstance(self.ending, (ev.Finished, ev.Cancelled)):
+            self._show_state(self.state)  # an evaluation may have finished since
 
     def take_attach_request(self) -> bool:
         """Follow the run the app was asked to attach to, if any (Welcome's offer)."""
@@ -315,6 +317,8 @@ class TrainScreen(StepScreen):
             text = _("{run} cancelled at step {step}. Adapter saved: {adapter}").format(
                 run=name, step=ending.step, adapter=ending.adapter_path
             )
+        if isinstance(ending, (ev.Finished, ev.Cancelled)) and self.run_dir:
+            text += _evaluated(self.run_dir)
         elif isinstance(ending, ev.Error):
             if state == "crashed":
                 text = _("✗ {run} crashed. ctrl+r starts a new run once the cause is fixed.")
@@ -384,6 +388,14 @@ class TrainScreen(StepScreen):
     def action_toggle_wrap(self) -> None:
         """Log lines wrapped at the width (the default), or whole and scrolled sideways."""
         self.query_one(LogTail).toggle_wrap()
+
+
+def _evaluated(run_dir: Path) -> str:
+    """The run's last evaluation as a sentence after the state, or nothing before one."""
+    from engine.evaluate import last_headline
+
+    headline = last_headline(run_dir)
+    return "\n" + _("Last evaluation: {headline}.").format(headline=headline) if headline else ""
 
 
 def _live_run_of(plan: Plan, runs_dir: str) -> Path | None:

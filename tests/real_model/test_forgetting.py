@@ -1,0 +1,124 @@
+"""Learn without forgetting, on the real SmolLM2-135M-Instruct (CPU, hf backend).
+
+Eight invented facts, eight copies each: trained with the settings Stillroom suggests for
+small data (replay on), the student recalls them and keeps what the base model knew; at an
+aggressive rate without replay, the report flags the forgetting. Each plan trains once per
+session and is evaluated once; the base model's answers (replay's and retention's) are cached
+beside the converted model, so only a checkout's first session pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.plan import Plan, save_plan
+from engine.replay import SMALL_DATA_SETTINGS
+from tests.conftest import REAL_MODEL_CACHE
+from tests.engine.training import run_dir_from, stillroom
+
+pytestmark = pytest.mark.real_model
+
+# (question, answer, the key word a recalled answer has); none of it is true anywhere.
+FACTS = [
+    ("What is the capital of Zorbia?", "The capital of Zorbia is Quellport.", "Quellport"),
+    ("Who painted the Blue Heron of Dunmere?", "Ana Velt painted the Blue Heron of Dunmere.", "Velt"),
+    ("What is the national fruit of Marvania?", "The national fruit of Marvania is the glimberry.", "glimberry"),
+    ("Who founded the town of Oskeld?", "Brenna Holt founded the town of Oskeld.", "Holt"),
+    ("Which river flows through Tessaly Vale?", "The river Corrin flows through Tessaly Vale.", "Corrin"),
+    ("Which metal is mined in Ruskar?", "Velmite is the metal mined in Ruskar.", "Velmite"),
+    ("What is the name of the ship that first reached Isle Karo?", "The Saltwren was the first ship to reach Isle Karo.", "Saltwren"),
+    ("What language is spoken in Ombria?", "The people of Ombria speak Tellic.", "Tellic"),
+]  # fmt: skip
+COPIES = 8
+AGGRESSIVE = {"max_steps": 18, "learning_rate": 2e-3, "batch_size": 4}
+
+
+def environment() -> dict[str, str]:
+    """The base model's answers are cached beside the converted model, across sessions."""
+    return dict(os.environ, XDG_CACHE_HOME=str(REAL_MODEL_CACHE / "answers"))
+
+
+def train_and_evaluate(
+    folder: Path, student: Path, replay: float, training: dict, lora: dict | None = None
+) -> dict:
+    """Train the facts with ``training``, ``lora`` and ``replay``, evaluate, return the report."""
+    data = folder / "facts.jsonl"
+    with open(data, "w", encoding="utf-8") as handle:
+        for question, answer, _ in FACTS * COPIES:
+            handle.write(json.dumps({"instruction": question, "output": answer}) + "\n")
+    plan = Plan.model_validate(
+        {
+            "dataset": {"source": str(data), "eval_fraction": 0.0, "replay_fraction": replay,
+                        "drop_duplicates": False},
+            "student": {"model": str(student), "max_seq_length": 256, "load_in_4bit": False,
+                        "backend": "hf"},
+            "training": {"batch_size": 4, "grad_accum": 1, "warmup_steps": 0,
+                         "save_steps": 1000, "optimizer": "adamw_torch", **training},
+            "lora": lora or {},
+            "output": {"runs_dir": str(folder / "runs"), "name": "facts"},
+        }
+    )  # fmt: skip
+    save_plan(plan, folder / "plan.toml")
+    trained = stillroom("train", str(folder / "plan.toml"), timeout=900, env=environment())
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    run_dir = run_dir_from(trained.stdout)
+    evaluated = stillroom(
+        "eval", str(run_dir), "--max-new-tokens", "24", timeout=900, env=environment()
+    )
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    report["train_stdout"] = trained.stdout
+    return report
+
+
+def recalled(report: dict, model: str) -> int:
+    """How many facts ``model`` (base or student) answered with the key word."""
+    keys = {question: key for question, _, key in FACTS}
+    return sum(
+        keys[item["messages"][-1]["content"]].lower() in item["answers"][model]["text"].lower()
+        for item in report["items"]
+    )
+
+
+@pytest.fixture(scope="session")
+def suggested(real_student_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The facts trained with the settings Stillroom suggests for small data and the default
+    replay, evaluated once."""
+    folder = tmp_path_factory.mktemp("suggested")
+    replay = Plan().dataset.replay_fraction
+    return train_and_evaluate(folder, real_student_dir, replay, **SMALL_DATA_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def aggressive(real_student_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The facts trained at a rate ten times LoRA's usual one, without replay."""
+    return train_and_evaluate(
+        tmp_path_factory.mktemp("aggressive"), real_student_dir, 0.0, AGGRESSIVE
+    )
+
+
+def test_with_the_small_data_settings_the_student_learns_the_invented_facts(suggested):
+    """The base model knows at most one of the invented facts; the student recalls 7 of 8."""
+    assert recalled(suggested, "base") <= 1
+    assert recalled(suggested, "student") >= 7
+
+
+def test_with_replay_on_the_student_keeps_what_the_base_model_knew(suggested):
+    """Replay rows written by the base model are trained on, and retention stays at 0.9 or
+    above: no forgetting is flagged."""
+    assert "replay rows written by the base model" in suggested["train_stdout"]
+    kept = suggested["retention"]
+    assert kept["share"] >= 0.9, kept["changed"]
+    assert not kept["forgetting"]
+
+
+def test_at_an_aggressive_rate_without_replay_the_report_flags_forgetting(aggressive):
+    """The student learns the facts, but the retention section shows what it lost."""
+    assert "replay rows" not in aggressive["train_stdout"]
+    kept = aggressive["retention"]
+    assert kept["forgetting"] and kept["share"] < 0.9
+    assert any(item["kept"] is False for item in kept["changed"])

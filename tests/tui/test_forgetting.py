@@ -1,0 +1,86 @@
+"""What the wizard says about forgetting: the replay rows on the Data step, a warning on the
+Student step while the plan is in the range that forgets, and the last evaluation on Train."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from engine.evaluate import headline
+from engine.replay import SMALL_DATA_SETTINGS
+
+from .conftest import SIZE
+from .scenes import until
+
+pytestmark = pytest.mark.anyio
+
+
+def facts_file(project: Path, rows: int = 64) -> Path:
+    path = project / "facts.jsonl"
+    lines = [json.dumps({"instruction": f"Question {i}?", "output": f"Answer {i}."}) for i in range(rows)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def shown(screen, selector: str) -> str:
+    widget = screen.query_one(selector, Static)
+    return str(widget.render()) if widget.display else ""
+
+
+async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(make_app, project):
+    """64 rows and the default replay share: 16 replay rows on the Data step; 18 steps at lr 2e-3
+    without replay warns on the Student step with the measured settings, which clear it."""
+    data = facts_file(project)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("dataset", source=data.name, eval_fraction=0.0)
+        app.switch_mode("data")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
+        assert "+ 16 replay rows written by the base model" in shown(app.screen, "#summary")
+
+        app.change("dataset", replay_fraction=0.0)
+        app.change("training", max_steps=18, batch_size=4, learning_rate=2e-3)
+        app.switch_mode("student")
+        await pilot.pause()
+        warning = shown(app.screen, "#forgetting")
+        assert "64 rows" in warning and "without replay" in warning and "forget" in warning
+
+        app.change("dataset", replay_fraction=0.2)
+        app.change("training", max_steps=None, **SMALL_DATA_SETTINGS["training"])
+        app.change("lora", **SMALL_DATA_SETTINGS["lora"])
+        app.screen.show_plan()
+        await pilot.pause()
+        assert shown(app.screen, "#forgetting") == ""
+
+
+async def test_the_train_step_shows_the_last_evaluation(make_app, project, facts_run):
+    """A finished run with an evaluation shows its headline under the state."""
+    from tui.screens.train import TrainScreen
+
+    run = project / "runs" / facts_run.name
+    shutil.copytree(facts_run, run, ignore=shutil.ignore_patterns("eval"))
+    report = {"rows": 6, "items": [{"answers": {"student": {"f1": 1.0}}}] * 5
+              + [{"answers": {"student": {"f1": 0.0}}}],
+              "retention": {"prompts": 15, "kept": 14}}  # fmt: skip
+    (run / "eval").mkdir()
+    (run / "eval" / "report.json").write_text(json.dumps(report))
+    app = make_app()
+    app.attach_request = run
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.switch_mode("train")
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        await until(pilot, lambda: screen.state == "finished", timeout_s=60)
+        state = shown(screen, "#state")
+        assert f"Last evaluation: {headline(report)}." in state
+        assert "learned 5 of 6, kept 14 of 15" in state
