@@ -3,14 +3,15 @@
 
 The reference notebook plan (random-init Qwen2.5-1.5B-Instruct shapes, 4-bit QLoRA, r=16,
 8 samples per optimizer step, the baseline script's 4000 synthetic Alpaca rows) trained
-through the real detached child twice: ``training.gpus = 2`` first (the run that may
-fail), then ``gpus = 1``. Steady state is steps 11 to the end; tokens are non-padding
-tokens of every rank (rank 0's summary counts all ranks). Then one ``torchrun`` job times
-an NCCL all-reduce of the LoRA gradients' size: the communication a DDP step adds, at
-most (DDP overlaps it with the backward pass). ``results.json`` lands in ``--out`` after
+through the real detached child on ``training.gpus = 2`` (first: the run that may fail) and
+on 1, for each shape of ``SHAPES``. Steady state is steps 11 to the end; tokens are
+non-padding tokens of every rank (rank 0's summary counts all ranks). Then one ``torchrun``
+job times an NCCL all-reduce of the LoRA gradients' size: the communication a DDP step
+adds, at most (DDP overlaps it with the backward pass). ``results.json`` lands in ``--out`` after
 each part, so a call cut short keeps what finished.
 
-    python3 bench/gpu_multi_bench.py --baseline PATH/baseline_unsloth.py --out DIR [--steps 100]
+    python3 bench/gpu_multi_bench.py --baseline PATH/baseline_unsloth.py --out DIR \
+        [--only gpus_2_2x4 gpus_1_2x4 ...] [--steps N]
 
 On a CPU (``--tiny``: the baseline's two-layer model, the hf backend, two gloo ranks) it
 checks the script's own logic before a device call.
@@ -18,7 +19,6 @@ checks the script's own logic before a device call.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -28,51 +28,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-WARMUP = 10
+from bench.common import gpu_bench_parser, run_plan  # noqa: E402
+
 LORA_PARAMS_QWEN25_15B_R16 = 18_464_768
+# A tag is gpus_N or gpus_N_SHAPE: the notebook plan (2 x 4, 8 samples per step) as Stillroom
+# batches it by default (one 8 x 1 micro-batch; 4 x 1 on each of two ranks), exactly as the
+# notebook does (``2x4``: rebatch off; 2 x 2 on each of two ranks), and at 32 samples per step.
+SHAPES: dict[str, tuple[dict, int]] = {
+    "": ({}, 200),
+    "2x4": ({"rebatch": False}, 40),
+    "32": ({"batch_size": 8, "grad_accum": 4}, 60),
+}
 
 
-def run(plan, out: Path, tag: str) -> dict:
-    """One run through the real detached child; steady-state figures from rank 0's summary."""
-    from engine import runs
-
-    run_dir = runs.create_run(plan)
-    runs.start(run_dir)
-    last = None
-    for event in runs.follow(run_dir, poll_s=1.0):
-        last = event
-    (out / f"{tag}.log").write_text(runs.log_tail(run_dir, 300))
-    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-    result: dict = {"name": tag, "terminal": last.type if last else None}
-    result["launch"] = next(
-        (e["line"] for e in events if e["type"] == "log" and "torch.distributed.run" in e["line"]),
-        None,
-    )
-    result["device"] = next((e["device"] for e in events if e["type"] == "started"), None)
-    if last is None or last.type != "finished":
-        result["error"] = f"{getattr(last, 'message', '')} {getattr(last, 'log_tail', '')}"[-3000:]
-        return result
-    summary = json.loads((run_dir / "summary.json").read_text())
-    trace = {step: (t, tokens) for step, t, tokens in summary["trace"]}
-    end = max(trace)
-    (t0, k0), (t1, k1) = trace[WARMUP], trace[end]
-    losses = [e["loss"] for e in events if e["type"] == "step"]
-    result.update(
-        micro_batch=summary["micro_batch"],
-        grad_accum=summary["grad_accum"],
-        batching=summary["batching"],
-        optimizer=next((e["line"] for e in events if "batches:" in e.get("line", "")), None),
-        trainable_params=summary["trainable_params"],
-        steps=summary["steps"],
-        sec_per_step=round((t1 - t0) / (end - WARMUP), 4),
-        tokens_per_s_nonpad=round((k1 - k0) / (t1 - t0), 1),
-        peak_reserved_GiB_rank0=round((summary["peak_reserved_mb"] or 0) / 1024, 3),
-        loss_first=losses[0],
-        loss_last=losses[-1],
-        loss_last10_mean=round(sum(losses[-10:]) / len(losses[-10:]), 5),
-        runtime_s=summary["runtime_s"],
-    )
-    return result
+def shape_of(tag: str) -> tuple[int, str]:
+    """``gpus_2_2x4`` -> (2, "2x4")."""
+    _, gpus, *shape = tag.split("_")
+    return int(gpus), "_".join(shape)
 
 
 def allreduce(numel: int, out: Path) -> None:
@@ -113,36 +85,39 @@ def allreduce(numel: int, out: Path) -> None:
 
 
 def checks(results: dict) -> dict:
-    """The issue's targets: 2 GPUs >= 1.8x one GPU's tokens/s, loss within 2 %."""
-    one, two = results.get("gpus_1", {}), results.get("gpus_2", {})
+    """The issue's targets for each shape run on 1 and 2 GPUs: >= 1.8x tokens/s, loss within 2 %."""
     found: dict = {}
-    if one.get("tokens_per_s_nonpad") and two.get("tokens_per_s_nonpad"):
-        found["scaling"] = round(two["tokens_per_s_nonpad"] / one["tokens_per_s_nonpad"], 3)
-        found["scaling_pass"] = found["scaling"] >= 1.8
-        found["loss_rel_diff"] = round(
-            abs(two["loss_last10_mean"] - one["loss_last10_mean"]) / one["loss_last10_mean"], 4
-        )
-        found["loss_pass"] = found["loss_rel_diff"] <= 0.02
-        found["ms_per_step_over_ideal_halving"] = round(
-            1000 * (two["sec_per_step"] - one["sec_per_step"] / 2), 1
-        )
+    for shape in SHAPES:
+        suffix = f"_{shape}" if shape else ""
+        one, two = results.get(f"gpus_1{suffix}", {}), results.get(f"gpus_2{suffix}", {})
+        if not (one.get("tokens_per_s_nonpad") and two.get("tokens_per_s_nonpad")):
+            continue
+        scaling = round(two["tokens_per_s_nonpad"] / one["tokens_per_s_nonpad"], 3)
+        loss_diff = abs(two["loss_last10_mean"] - one["loss_last10_mean"])
+        found[shape or "default"] = {
+            "scaling": scaling,
+            "scaling_pass": scaling >= 1.8,
+            "loss_rel_diff": round(loss_diff / one["loss_last10_mean"], 4),
+            "loss_pass": loss_diff <= 0.02 * one["loss_last10_mean"],
+            "steps": one["steps"],
+            "ms_per_step_over_ideal_halving": round(
+                1000 * (two["sec_per_step_mean"] - one["sec_per_step_mean"] / 2), 1
+            ),
+        }
     return found
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--baseline", type=Path, default=REPO.parent / "shared/gpu/baseline_unsloth.py"
-    )
-    parser.add_argument("--model-dir", default="/tmp/qwen2.5-1.5b-instruct-random")
-    parser.add_argument("--out", type=Path, default=Path("gpu-out"))
-    parser.add_argument("--steps", type=int, default=100)
+    parser = gpu_bench_parser(__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, help="steps of every run (default: per shape)")
     parser.add_argument("--backend", default="unsloth")
     parser.add_argument(
         "--fallback", default="hf", help="backend for both runs if the two-GPU run fails"
     )
     parser.add_argument("--tiny", action="store_true", help="CPU check: tiny model, gloo")
-    parser.add_argument("--only", nargs="*", default=["gpus_2", "gpus_1", "allreduce"])
+    parser.add_argument(
+        "--only", nargs="*", default=["gpus_2_2x4", "gpus_1_2x4", "gpus_2", "gpus_1", "allreduce"]
+    )
     parser.add_argument("--allreduce-numel", type=int, help="(internal) run under torchrun")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -176,23 +151,28 @@ def main() -> int:
                 )  # fmt: skip
                 results[tag] = json.loads((args.out / "allreduce.json").read_text())
             else:
-                gpus = int(tag.split("_")[1])
-                variant = {"student": {"backend": args.backend}, "training": {"gpus": gpus}}
+                gpus, shape = shape_of(tag)
+                training, steps = SHAPES[shape]
+                steps = args.steps or steps
+                variant = {
+                    "student": {"backend": args.backend},
+                    "training": {"gpus": gpus, **training},
+                }
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
-                plan = plan_for(data, args.model_dir, work / "runs", tag, variant, args.steps)
-                results[tag] = run(plan, args.out, tag)
+                plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
+                results[tag] = run_plan(plan, args.out, tag, steps)
         except Exception as error:  # noqa: BLE001 - keep the other parts' numbers
             results[tag] = {"name": tag, "error": f"{type(error).__name__}: {error}"}
         if tag != "allreduce":
             results[tag]["backend"] = args.backend
         results[tag]["wall_s"] = round(time.time() - started, 1)
         print(json.dumps(results[tag]), flush=True)
-        if tag == "gpus_2" and results[tag].get("error") and args.fallback:
-            # Both runs on the fallback backend, two GPUs first again.
-            results[f"gpus_2_{args.backend}_failed"] = results.pop(tag)
+        if tag.startswith("gpus_2") and results[tag].get("error") and args.fallback:
+            # Every run on the fallback backend, this two-GPU one first again.
+            results[f"{tag}_{args.backend}_failed"] = results.pop(tag)
             args.backend, args.fallback = args.fallback, ""
-            queue.insert(0, "gpus_2")
+            queue.insert(0, tag)
             continue
         results["checks"] = checks(results)
         out_file.write_text(json.dumps(results, indent=2))

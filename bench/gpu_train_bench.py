@@ -24,7 +24,6 @@ compiles into caches of its own, so none finds another's kernels warm.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -35,7 +34,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-STEPS, WARMUP = 40, 10
+from bench.common import gpu_bench_parser, run_plan  # noqa: E402
+
+STEPS = 40
 # The notebook's 2 x 4 takes ~1.7 s a step: 20 steady steps (11-30) of it, as the baseline
 # README measured too, keep a device call inside its 10 minutes.
 STEPS_2X4 = 30
@@ -126,10 +127,6 @@ def plan_for(data: Path, model_dir: str, runs_dir: Path, name: str, variant: dic
     )
 
 
-def gib(mb: float | None) -> float | None:
-    return round(mb / 1024, 3) if mb is not None else None  # None: no CUDA (a CPU dry run)
-
-
 def steps_of(tag: str) -> int:
     """Counted steps of a variant: steady state is steps WARMUP+1 .. steps_of(tag)."""
     return STEPS_2X4 if tag in ("baseline", "stillroom_2x4") else STEPS
@@ -137,58 +134,8 @@ def steps_of(tag: str) -> int:
 
 def run_stillroom(plan, out: Path, tag: str, env: dict) -> dict:
     """One run through the real detached child; steady-state numbers from its summary trace."""
-    from engine import runs
-
-    run_dir = runs.create_run(plan)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        runs.start(run_dir)
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    last = None
-    for event in runs.follow(run_dir, poll_s=1.0):
-        last = event
-    (out / f"{tag}.log").write_text(runs.log_tail(run_dir, 400))
-    (out / f"{tag}.events.jsonl").write_text((run_dir / "events.jsonl").read_text())
-    started = next((e for e in runs.read_events(run_dir) if e.type == "started"), None)
-    result = {"name": tag, "terminal": last.type if last else None}
-    result["versions"] = {"gpu": getattr(started, "device", None)}  # for a call without raw runs
-    if last is None or last.type != "finished":
-        result["error"] = getattr(last, "message", "") + " " + getattr(last, "log_tail", "")
-        return result
-    summary = json.loads((run_dir / "summary.json").read_text())
-    trace = {step: (t, tokens) for step, t, tokens in summary["trace"]}
-    last = steps_of(tag)
-    (t0, k0), (t1, k1) = trace[WARMUP], trace[last]
-    steps = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    losses = [e["loss"] for e in steps if e["type"] == "step"]
-    mfus = [e.get("mfu") for e in steps if e["type"] == "step" and e["step"] <= last]
-    result.update(
-        micro_batch=summary["micro_batch"],
-        grad_accum=summary["grad_accum"],
-        batching=summary["batching"],
-        checkpointing=summary.get("checkpointing"),
-        checkpointing_reason=next(
-            (e["line"] for e in steps if e["type"] == "log" and "checkpointing" in e["line"]), None
-        ),
-        trainable_params=summary["trainable_params"],
-        optimizer=summary.get("optimizer"),
-        steady_steps=f"{WARMUP + 1}-{last}",
-        sec_per_step_mean=round((t1 - t0) / (last - WARMUP), 4),
-        tokens_per_s_nonpad=round((k1 - k0) / (t1 - t0), 1),
-        mfu_shown_last=mfus[-1] if mfus else None,
-        peak_reserved_GiB=gib(summary["peak_reserved_mb"]),
-        peak_allocated_GiB=gib(summary["peak_allocated_mb"]),
-        largest_batch_tokens=summary.get("largest_batch_tokens"),
-        pad_multiple=summary.get("pad_multiple"),
-        batch_lengths=summary.get("batch_lengths"),
-        overhead=summary.get("overhead"),
-        loss_first=losses[0],
-        loss_last=losses[-1],
-        runtime_s=summary["runtime_s"],
-    )
+    result = run_plan(plan, out, tag, steps_of(tag), env)
+    result["versions"] = {"gpu": result.get("device")}  # for a call without raw runs
     return result
 
 
@@ -273,12 +220,7 @@ def checks(results: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--baseline", type=Path, default=REPO.parent / "shared/gpu/baseline_unsloth.py"
-    )
-    parser.add_argument("--model-dir", default="/tmp/qwen2.5-1.5b-instruct-random")
-    parser.add_argument("--out", type=Path, default=Path("gpu-out"))
+    parser = gpu_bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=Path, default=None, help="profile folders go here")
     parser.add_argument(
         "--variants",

@@ -38,7 +38,11 @@ def test_it_streams_the_learned_answer_then_the_base_models(facts_run):
     )
     started, ready = replies[:2]
     assert isinstance(started, ev.Started) and started.job == "chat-serve" and started.model
-    assert isinstance(ready, ev.Ready) and ready.run == str(facts_run) and ready.backend in ("hf", "unsloth")
+    assert (
+        isinstance(ready, ev.Ready)
+        and ready.run == str(facts_run)
+        and ready.backend in ("hf", "unsloth")
+    )
     answers = [i for i, r in enumerate(replies) if isinstance(r, ev.Answer)]
     assert len(answers) == 3
     student = replies[answers[0]]

@@ -24,6 +24,7 @@ from engine.plan import PlanError, load_plan, plan_from_dict
 from engine.train.distributed import World, resolve, split_batch
 from tests.engine.training import (
     events_of,
+    rank_process,
     run_dir_from,
     stillroom,
     wait_for,
@@ -155,16 +156,6 @@ def test_two_ranks_end_within_the_tolerance_of_one_process(tiny_model_dir, tmp_p
     assert abs(two - one) <= LOSS_TOLERANCE * one, (two, one)
 
 
-def _rank_process(run_dir: Path, rank: int) -> psutil.Process:
-    launcher = psutil.Process(runs.read_pid(run_dir))
-    for child in launcher.children(recursive=True):
-        if "engine.train.distributed" in child.cmdline() and child.environ().get("RANK") == str(
-            rank
-        ):
-            return child
-    raise AssertionError(f"no rank {rank} under the launcher")
-
-
 @pytest.mark.slow
 def test_a_killed_rank_crashes_the_run_and_resume_with_gpus_1_ends_at_the_planned_step(
     tiny_model_dir, tmp_path
@@ -176,7 +167,7 @@ def test_a_killed_rank_crashes_the_run_and_resume_with_gpus_1_ends_at_the_planne
     busy = stillroom("train", "--resume", str(run_dir), "--gpus", "1")
     assert busy.returncode != 0 and "is being trained by" in busy.stderr, busy.stderr
     assert load_plan(plan_file).training.gpus == 2  # not changed under the trainer
-    _rank_process(run_dir, 1).send_signal(signal.SIGKILL)
+    rank_process(run_dir, 1).send_signal(signal.SIGKILL)
     crashed = wait_for(run_dir, lambda e: False)
     assert isinstance(crashed, ev.Error) and crashed.kind == "crashed", crashed
     assert "rank 1 of 2" in crashed.message and "--gpus N" in crashed.hint
@@ -260,7 +251,7 @@ def test_ranks_end_when_their_launcher_is_killed_alone(tiny_model_dir, tmp_path)
     plan = _plan(tmp_path, tiny_model_dir, 2, max_steps=5000)
     run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
     wait_for(run_dir, lambda e: isinstance(e, ev.Step) and e.step >= 2)
-    ranks = [_rank_process(run_dir, 0), _rank_process(run_dir, 1)]
+    ranks = [rank_process(run_dir, 0), rank_process(run_dir, 1)]
     psutil.Process(runs.read_pid(run_dir)).send_signal(signal.SIGKILL)
     gone, alive = psutil.wait_procs(ranks, timeout=30)
     assert not alive

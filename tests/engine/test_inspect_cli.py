@@ -90,7 +90,7 @@ def test_mapping_override_on_the_command_line(tmp_path):
 def test_json_says_whether_the_mapping_was_only_guessed(tmp_path, header, source):
     """A script can tell a mapping read from column names from one guessed from their order."""
     path = tmp_path / "pairs.csv"
-    path.write_text(f"{header}\nWrite a poem about rain,\"Drip, drop.\"\n")
+    path.write_text(f'{header}\nWrite a poem about rain,"Drip, drop."\n')
     report = inspect_json(str(path))
     assert report["format"] == "pair" and report["mapping_source"] == source
 

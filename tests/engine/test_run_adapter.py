@@ -1,4 +1,4 @@
-""""Is this run trained?" has one answer: a whole adapter, wherever the question is asked."""
+""" "Is this run trained?" has one answer: a whole adapter, wherever the question is asked."""
 
 from __future__ import annotations
 

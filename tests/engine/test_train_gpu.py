@@ -16,6 +16,7 @@ from tests.engine.training import (
     events_of,
     generate,
     run_dir_from,
+    small_qwen2,
     stillroom,
     write_facts,
     write_plan,
@@ -30,18 +31,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
-    """The test tokenizer on a 4-layer Qwen2 with head size 64, like the real models."""
-    from engine.tiny_model import build_tiny_model
-
-    return build_tiny_model(
-        tmp_path_factory.mktemp("small-qwen2"),
-        dtype="bfloat16",
-        hidden_size=512,
-        intermediate_size=1408,
-        num_hidden_layers=4,
-        num_attention_heads=8,
-        initializer_range=0.02,
-    )
+    return small_qwen2(tmp_path_factory.mktemp("small-qwen2"))
 
 
 def test_unsloth_learns_facts_and_stops(small_model, tmp_path):
@@ -60,6 +50,10 @@ def test_unsloth_learns_facts_and_stops(small_model, tmp_path):
     run_dir = run_dir_from(result.stdout)
     (started,) = events_of(run_dir, ev.Started)
     assert started.backend == "unsloth"
+    # training.gpus = "auto": every visible card trains, one rank each.
+    cards = torch.cuda.device_count()
+    ranks = f"{cards} x " if cards > 1 else ""
+    assert started.device.startswith(ranks) and (cards > 1) == (" x " in started.device)
     logs = [e.line for e in events_of(run_dir, ev.Log)]
     assert any(line.startswith("gradient checkpointing ") for line in logs), logs
     assert any(line.startswith("Stillroom's own work per step") for line in logs), logs

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from engine import events as ev
 from engine import runs
 
@@ -133,3 +135,29 @@ def generate(model_dir: Path | str, question: str, adapter: Path | None = None, 
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
+
+
+def rank_process(run_dir: Path, rank: int) -> psutil.Process:
+    """Rank ``rank``'s process under the run's torchrun launcher."""
+    launcher = psutil.Process(runs.read_pid(run_dir))
+    for child in launcher.children(recursive=True):
+        if "engine.train.distributed" in child.cmdline() and child.environ().get("RANK") == str(
+            rank
+        ):
+            return child
+    raise AssertionError(f"no rank {rank} under the launcher")
+
+
+def small_qwen2(folder: Path) -> Path:
+    """The test tokenizer on a 4-layer Qwen2 with head size 64, like the real models (for GPUs)."""
+    from engine.tiny_model import build_tiny_model
+
+    return build_tiny_model(
+        folder,
+        dtype="bfloat16",
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        initializer_range=0.02,
+    )
