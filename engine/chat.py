@@ -152,7 +152,7 @@ class Student:
     def answer(self, messages: list[Message], **options: Any) -> Answer:
         """:meth:`stream`, consumed."""
         generation = self.stream(messages, **options)
-        for _ in generation:
+        for _token in generation:
             pass
         assert generation.answer is not None
         return generation.answer

@@ -236,10 +236,10 @@ def launch(
             n=world.processes, backend=world.backend, command=" ".join(command)
         )
         emit(ev.Log(line=line))
-        code = _run_ranks(command, world, run_dir, should_stop)
+        code, gone = _run_ranks(command, world, run_dir, should_stop)
         (folder / ROWS_FILE).unlink(missing_ok=True)
         if not _attempt_ended(run_dir):
-            emit(_rank_failure(run_dir, world, code))
+            emit(_rank_failure(run_dir, world, code, gone))
     except Exception as error:  # noqa: BLE001 - every failure must end in an event
         emit(error_event(error, plan, stage))
 
@@ -258,9 +258,10 @@ def _describe(world: World) -> str:
 
 def _run_ranks(
     command: list[str], world: World, run_dir: Path, should_stop: Callable[[], bool]
-) -> int:
+) -> tuple[int, list[int]]:
     """torchrun, its output in train.log; a stop request becomes the cancel file every rank
-    reads at its step's end (the ranks then agree on the step to stop at)."""
+    reads at its step's end (the ranks then agree on the step to stop at). Returns torchrun's
+    exit code and the ranks in the order their processes vanished."""
     from engine.runs import CANCEL_FILE, LOG_FILE
 
     env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
@@ -272,11 +273,55 @@ def _run_ranks(
         ranks = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
         )
+        watch = RankWatch(ranks.pid, world.processes)
         while ranks.poll() is None:
             if should_stop():
                 (run_dir / CANCEL_FILE).touch()
+            watch.poll()
             time.sleep(POLL_S)
-    return ranks.returncode
+    return ranks.returncode, watch.gone
+
+
+class RankWatch:
+    """The order in which torchrun's rank processes vanish. On CUDA a rank blocked in an NCCL
+    collective when a peer is killed cannot run its SIGTERM handler, so it too dies without
+    an ending file: only the order of going says which rank went first."""
+
+    def __init__(self, launcher_pid: int, processes: int) -> None:
+        self._launcher, self._processes = launcher_pid, processes
+        self._pids: dict[int, int] = {}  # rank -> pid
+        self.gone: list[int] = []
+
+    def poll(self) -> None:
+
+        if len(self._pids) < self._processes:
+            self._find()
+        for rank, pid in self._pids.items():
+            if rank not in self.gone and not _alive(pid):
+                self.gone.append(rank)
+
+    def _find(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process(self._launcher).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            try:
+                if "engine.train.distributed" in child.cmdline():
+                    self._pids.setdefault(int(child.environ()["RANK"]), child.pid)
+            except (psutil.Error, KeyError, ValueError):
+                continue
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _attempt_ended(run_dir: Path) -> bool:
@@ -286,9 +331,9 @@ def _attempt_ended(run_dir: Path) -> bool:
     return bool(found) and found[-1].ending is not None
 
 
-def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
-    """The ending when rank 0 wrote none: the rank that died without a word (killed), else
-    the first rank that failed, named."""
+def _rank_failure(run_dir: Path, world: World, code: int, gone: list[int]) -> ev.Error:
+    """The ending when rank 0 wrote none: the first rank to vanish without a word (killed),
+    else the first rank that failed, named."""
     from engine.runs import crash_event
 
     ended = {}
@@ -297,7 +342,11 @@ def _rank_failure(run_dir: Path, world: World, code: int) -> ev.Error:
             ended[rank] = json.loads((run_dir / RANKS_DIR / f"rank-{rank}.json").read_text())
         except (OSError, ValueError):
             continue
-    silent = [rank for rank in range(world.processes) if rank not in ended]
+    order = {rank: i for i, rank in enumerate(gone)}
+    silent = sorted(
+        (rank for rank in range(world.processes) if rank not in ended),
+        key=lambda rank: order.get(rank, len(order)),
+    )
     failed = sorted(
         (r for r, e in ended.items() if e.get("ended") == "failed"), key=lambda r: ended[r]["t"]
     )
