@@ -203,8 +203,7 @@ def reported(job: str, work: Callable[[], int | ev.Event], emit: Emit) -> int:
     try:
         code = work()
     except UserError as error:
-        kind = getattr(error, "kind", "") or "user"  # a teacher's error keeps its own kind
-        emit(ev.Error(kind=kind, message=error.message, hint=error.hint))
+        emit(ev.Error(kind="user", message=error.message, hint=error.hint))
         return 1
     except Exception as error:  # noqa: BLE001 - said as an event; the traceback goes to the log
         traceback.print_exc()
