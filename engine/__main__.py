@@ -2,14 +2,15 @@
 
 Jobs: ``train RUN_DIR [--probe]``, ``prepare PLAN RUN_DIR`` (training's dataset,
 rendered apart), ``chat-serve RUN_DIR`` (see :mod:`engine.chat_serve`), ``eval
-RUN`` and ``export RUN``. :mod:`engine.spawn` starts them; every one reports
+RUN``, ``export RUN`` and ``generate [--plan PLAN] [flags]`` (the teacher's answers; the
+key only ever in its environment). :mod:`engine.spawn` starts them; every one reports
 through :mod:`engine.events`: training into ``events.jsonl`` (it holds the run
 folder's lock, handed over as ``--lock-fd`` or taken here, numbers its
 ``started`` event with ``--attempt``, and a SIGTERM or a ``cancel`` file in the
 run directory stops it at the end of the current step with the adapter saved),
 the others on stdout, which carries events only: library chatter goes to stderr.
 Each non-training job ends with ``finished`` or an ``error`` whose hint says
-what to do. Heavy imports happen after the environment is set, and Unsloth's
+what to do (generation also with ``cancelled``: stopped, or at its budget). Heavy imports happen after the environment is set, and Unsloth's
 before transformers' (see :mod:`engine.train.job`).
 """
 
@@ -19,6 +20,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from pathlib import Path
 from engine import events as ev
 from engine.errors import UserError
 from engine.i18n import _
+from engine.teacher.options import add_teacher_arguments
 
 Emit = Callable[[ev.Event], None]
 
@@ -59,8 +62,6 @@ def _child_env() -> None:
 
 def _sample_gpu(emit, stop) -> None:
     """GpuSample events every few seconds while training runs, if there is a GPU."""
-    import threading
-
     from engine.gpu import available, pid_tree, sample
 
     if not available()[0]:
@@ -75,8 +76,6 @@ def _sample_gpu(emit, stop) -> None:
 
 
 def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) -> int:
-    import threading
-
     from engine import run_events, run_lock, runs
     from engine.plan import load_plan
 
@@ -170,8 +169,36 @@ def export_job(args: argparse.Namespace, emit: Emit) -> int:
     return 0
 
 
-def reported(job: str, work: Callable[[], int], emit: Emit) -> int:
-    """Run a job's work and end it with one terminal event: ``finished`` or ``error``."""
+def generate_job(args: argparse.Namespace, emit: Emit, stop: threading.Event) -> ev.Event:
+    """``stillroom generate``'s work; a SIGTERM (or its reader gone, see ``emitter``) sets
+    ``stop``, which ends it once the answers in flight are saved.
+
+    Generation says how it ended (``finished``, ``cancelled`` when stopped or at the
+    budget, ``error`` when prompts are still unanswered or the endpoint refuses); that
+    ending is held back until the ``result`` with the counts is out, then returned.
+    """
+    from engine.teacher.generate import result, run
+    from engine.teacher.options import teacher_from_args
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stop.set())
+    teacher = teacher_from_args(args)
+    ending: list[ev.Event] = []
+
+    def hold_ending(event: ev.Event) -> None:
+        if event.type in ev.TERMINAL:
+            ending.append(event)
+        else:
+            emit(event)
+
+    summary = run(teacher, hold_ending, stop.is_set)
+    emit(result(summary, teacher))
+    return ending[0]
+
+
+def reported(job: str, work: Callable[[], int | ev.Event], emit: Emit) -> int:
+    """Run a job's work and end it with one terminal event: ``finished`` or ``error``,
+    or the ending the work returns (generation says its own)."""
     began = time.monotonic()
     try:
         code = work()
@@ -186,6 +213,9 @@ def reported(job: str, work: Callable[[], int], emit: Emit) -> int:
             log_tail=traceback.format_exc()[-4000:],
         ))  # fmt: skip
         return 1
+    if isinstance(code, ev.Event):
+        emit(code)
+        return 1 if isinstance(code, ev.Error) else 0  # a stop asked for is no failure
     emit(ev.Finished(runtime_s=time.monotonic() - began))
     return code
 
@@ -213,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--format", required=True)
     export_parser.add_argument("--out")
     export_parser.add_argument("--llama-cpp")
+    generate_parser = sub.add_parser("generate", help="teacher answers (see `stillroom generate`)")
+    add_teacher_arguments(generate_parser)
     for job in (eval_parser, export_parser):
         job.add_argument("run")
         job.add_argument("--runs-dir", default="runs")
@@ -226,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     from engine.spawn import emitter
     from engine.stdout import answers_only
 
-    emit = emitter(answers_only())  # stdout: events only; everything else to stderr
+    stop = threading.Event()  # generate: a reader gone stops it at the next answer
+    emit = emitter(answers_only(), stop.set if args.job == "generate" else None)  # events only
     _child_env()
     if args.job == "chat-serve":
         from engine.chat_serve import serve
@@ -236,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare": lambda: prepare(args.plan, args.run_dir.resolve(), emit),
         "eval": lambda: eval_job(args, emit),
         "export": lambda: export_job(args, emit),
+        "generate": lambda: generate_job(args, emit, stop),
     }[args.job]
     return reported(args.job, work, emit)
 

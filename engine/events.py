@@ -1,7 +1,7 @@
 """Events: the one protocol between the engine and whoever watches it.
 
-Every child job (``python -m engine JOB``: train, prepare, chat-serve, eval,
-export) and teacher generation emits small typed records, one JSON object a
+Every child job (``python -m engine JOB``: train, prepare, generate, chat-serve,
+eval, export) emits small typed records, one JSON object a
 line: training into the run's ``events.jsonl``, the others on their stdout
 (see :mod:`engine.spawn`). The TUI, the headless CLI and the tests all read the
 same family. Every job ends with exactly one terminal event: ``finished``,
@@ -216,6 +216,7 @@ class Result(Event):
     paths: dict[str, str] = field(default_factory=dict)
     flagged: bool = False  # written, but something is wrong with it (an export's parity)
     summary: str = ""
+    counts: dict[str, float] = field(default_factory=dict)  # what it counted (generate's answers)
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def decode(line: str | dict[str, Any]) -> Event:
             raise ValueError(f"{kind}.{name} cannot be {value!r}")
     if cls is GpuSample and "processes" in values:
         values["processes"] = tuple(GpuProcess(**p) for p in values["processes"])
-    for name in ("versions", "paths"):
+    for name in ("versions", "paths", "counts"):
         if isinstance(values.get(name), dict):
             values[name] = dict(values[name])
     return cls(**values)

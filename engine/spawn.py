@@ -104,12 +104,24 @@ def start_piped(
         )
 
 
-def emitter(stream: IO[str]) -> Callable[[ev.Event], None]:
-    """The child's side: each event as one whole JSON line on ``stream``, flushed."""
+def emitter(
+    stream: IO[str], gone: Callable[[], None] | None = None
+) -> Callable[[ev.Event], None]:
+    """The child's side: each event as one whole JSON line on ``stream``, flushed.
+
+    A reader that went away (a closed pipe) is no failure of the job's: its events are
+    dropped, and ``gone`` is called (generation stops at its next answer, keeping those
+    in flight) rather than the job dying mid-write. Without ``gone`` the error is raised.
+    """
 
     def emit(event: ev.Event) -> None:
-        stream.write(ev.encode(event) + "\n")
-        stream.flush()
+        try:
+            stream.write(ev.encode(event) + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            if gone is None:
+                raise
+            gone()
 
     return emit
 

@@ -1,7 +1,7 @@
 """A child job seen from the TUI: every event it writes arrives as one message, JobEvent.
 
-The TUI never imports the ML stack, so chat serving, evaluation and export run
-as ``python -m engine JOB`` children (started by :mod:`engine.spawn`). A thread
+The TUI never imports the ML stack (nor the teacher's client), so teacher generation,
+chat serving, evaluation and export run as ``python -m engine JOB`` children (started by :mod:`engine.spawn`). A thread
 worker reads the child's events and posts each as a :class:`JobEvent`; a screen
 or widget handles that one message type, whatever the job. Every job's last
 message is its terminal event (``finished`` or ``error``, the reader synthesising
@@ -41,6 +41,15 @@ class JobEvent(Message):
         self.event = event
         self.job = job
 
+    def can_replace(self, message: Message) -> bool:
+        """A waiting ``progress`` of the same child is stale once a newer one comes."""
+        return (
+            isinstance(message, JobEvent)
+            and message.job is self.job
+            and isinstance(message.event, ev.Progress)
+            and isinstance(self.event, ev.Progress)
+        )
+
 
 def run_detached(
     job: str, args: Sequence[str], run_dir: Path, post: Callable[[JobEvent], None],
@@ -63,20 +72,29 @@ def run_detached(
         post(JobEvent(event, child))
 
 
-def run_serving(job: str, run_dir: Path, log: Path, post: Callable[[JobEvent], None]) -> None:
-    """Start a serving ``job`` for ``run_dir`` and post its events until it exits.
+def run_piped(
+    job: str, args: Sequence[str], folder: Path, log: Path, post: Callable[[JobEvent], None],
+    *, requests: bool = False,
+) -> None:  # fmt: skip
+    """Start ``job`` with its events on a pipe and post them until it exits.
 
     Every message carries the child, so the receiver can write requests to its
-    stdin, or end it, from the first event (``started``) on.
+    stdin (``requests``), or stop it, from its first event on. ``folder`` is where
+    the job works (a run folder; the answers' folder for generate).
     """
     try:
-        process = spawn.start_piped(job, [str(run_dir)], log=log, requests=True)
+        process = spawn.start_piped(job, args, log=log, requests=requests)
     except OSError as error:
         post(JobEvent(cannot_start(error)))
         return
-    child = ChildJob(job, process, Path(run_dir), log)
+    child = ChildJob(job, process, Path(folder), log)
     for event in spawn.read_pipe(process, log):
         post(JobEvent(event, child))
+
+
+def run_serving(job: str, run_dir: Path, log: Path, post: Callable[[JobEvent], None]) -> None:
+    """A serving ``job`` for ``run_dir``, fed requests on its stdin (see :func:`run_piped`)."""
+    run_piped(job, [str(run_dir)], run_dir, log, post, requests=True)
 
 
 def cannot_start(error: OSError) -> ev.Error:
@@ -91,5 +109,11 @@ def stop_serving(child: ChildJob) -> None:
             process.stdin.close()
     except OSError:
         pass
-    if process.poll() is None:
-        process.terminate()
+    stop(child)
+
+
+def stop(child: ChildJob) -> None:
+    """SIGTERM, if it still runs: a job stops at its next safe point (generate: once the
+    answers in flight are saved) and still ends with its terminal event."""
+    if child.process.poll() is None:
+        child.process.terminate()

@@ -57,6 +57,8 @@ from engine.teacher.store import Store, done_keys, prompt_key, repair_tail
 
 Emit = Callable[[ev.Event], None]
 JOB = "generate"
+ANSWERS = "answers"  # the progress stages: questions (topic and documents jobs), then answers
+QUESTIONS = "questions"
 PROGRESS_EVERY_S = 0.5
 ASSUMED_ANSWER_TOKENS = 500  # for estimates, until earlier answers give a measured mean
 QUESTION_TOKENS = 25
@@ -270,6 +272,36 @@ def estimate(teacher: TeacherPlan) -> Estimate:
     )
 
 
+def result(summary: Summary, teacher: TeacherPlan) -> ev.Result:
+    """What a generation wrote and counted: the ``result`` event before its ending.
+
+    ``flagged`` when some answers were written but need a look (cut, empty, refusals).
+    """
+    paths = {"answers": summary.output}
+    if questions_path(teacher).exists():  # the questions a topic or documents job bought
+        paths["questions"] = str(questions_path(teacher))
+    counts: dict[str, float] = {
+        "total": summary.total,
+        "done": summary.done,
+        "already": summary.already,
+        "answered": summary.answered,
+        "failed": summary.failed,
+        "failed_chunks": summary.failed_chunks,
+        "retries": summary.retries,
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        **{f"flagged_{flag}": n for flag, n in summary.flagged.items()},
+    }
+    if summary.cost_usd is not None:
+        counts["cost_usd"] = summary.cost_usd
+    words = _("{done} of {total} prompts answered ({answered} now), {failed} failed").format(
+        done=summary.done, total=summary.total, answered=summary.answered, failed=summary.failed
+    )
+    return ev.Result(
+        job=JOB, paths=paths, flagged=bool(summary.flagged), summary=words, counts=counts
+    )
+
+
 def run(teacher: TeacherPlan, emit: Emit, should_stop: Callable[[], bool] = _never) -> Summary:
     """Answer every prompt not yet in ``teacher.output``; never raises for user errors.
 
@@ -325,14 +357,17 @@ class _Job:
         s.cost_usd = (s.cost_usd or 0.0) + cost
         return cost
 
-    def progress(self, job: str = JOB) -> None:
+    def progress(self, stage: str = ANSWERS) -> None:
+        """Where the job stands; ``stage`` is ``questions`` while a topic or documents job
+        buys its questions (``done``/``total`` count those), then ``answers``."""
         s = self.summary
         elapsed = time.monotonic() - self.started
         remaining = s.total - s.done
         eta = remaining * elapsed / s.answered if s.answered and remaining else None
         self.emit(
             ev.Progress(
-                job=job,
+                job=JOB,
+                stage=stage,
                 done=s.done,
                 total=s.total,
                 failed=s.failed,
@@ -501,7 +536,7 @@ class _Job:
         while len(kept) < teacher.count and stale_rounds < 3 and not self._stopping():
             self.summary.total = teacher.count
             self.summary.already = len(kept)
-            self.progress("questions")
+            self.progress(QUESTIONS)
             need = teacher.count - len(kept)
             asks = [
                 question_request(
@@ -572,6 +607,7 @@ class _Job:
             if record is not None:
                 await loop.run_in_executor(writer, store.append, record)
                 self.summary.answered += 1
+                self.progress()  # each answer on disk is said at once, between the ticks
 
         try:
             await self.drain(pending, answer, lambda p: self.over_budget(self.request(p)))
@@ -583,7 +619,7 @@ class _Job:
         items: list[Any],
         handle: Callable[[Any], Any],
         over_budget: Callable[[Any], bool],
-        job: str = JOB,
+        stage: str = ANSWERS,
     ) -> None:
         """``handle`` every item, ``concurrency`` at a time, with progress; stop when asked,
         at the budget (``stopped = "budget"``) or on a fatal error (raised at the end)."""
@@ -603,7 +639,7 @@ class _Job:
 
         async def ticker() -> None:
             while True:
-                self.progress(job)
+                self.progress(stage)
                 await asyncio.sleep(PROGRESS_EVERY_S)
 
         ticking = asyncio.create_task(ticker())
@@ -612,7 +648,7 @@ class _Job:
             await asyncio.gather(*(worker() for _ in range(workers)))
         finally:
             ticking.cancel()
-        self.progress(job)
+        self.progress(stage)
         if self.fatal is not None:
             raise self.fatal
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from engine import events as ev
-from engine.plan import TeacherPlan
+from engine import spawn
+from engine.plan import Plan, TeacherPlan
 from engine.teacher.generate import estimate, questions_path, run
 from tests.teacher_server import TeacherServer, answer_for, reasoning_for
 
@@ -356,3 +358,75 @@ def test_a_run_begun_with_the_english_system_prompt_resumes_with_it(make, server
     summary, _ = generate(make(prompts=str(prompts)))
     assert summary.answered == 1 and summary.already == 2
     assert _systems(server) == {"You are a helpful assistant."}
+
+
+def start_child(teacher: TeacherPlan, tmp_path, extra: tuple[str, ...] = ()):
+    """``python -m engine generate --plan PLAN`` as the Teacher step starts it: the plan file
+    names the key's variable, the key itself is only in the environment."""
+    plan = tmp_path / "teacher.generate.toml"
+    plan.write_text(Plan(teacher=teacher).to_toml())
+    log = tmp_path / "teacher.generate.log"
+    argv = ["--plan", str(plan), *extra]
+    return spawn.start_piped("generate", argv, log=log), argv, log
+
+
+def test_the_generate_job_says_the_documented_events_and_writes_the_answers(make, server, tmp_path):
+    teacher = make(6, concurrency=2)
+    child, argv, log = start_child(teacher, tmp_path)
+    cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+    events = list(spawn.read_pipe(child, log))
+    assert child.returncode == 0 and server.api_key.encode() not in cmdline
+    assert not any(server.api_key in a for a in argv)
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["result", "finished"] and kinds.count("started") == 1
+    started = next(e for e in events if isinstance(e, ev.Started))
+    assert (started.job, started.backend, started.model) == ("generate", "api", "teacher-1")
+    assert started.device == server.base_url and started.pid == child.pid
+    progress = [e for e in events if isinstance(e, ev.Progress)]
+    assert {(p.job, p.stage) for p in progress} == {("generate", "answers")}
+    assert {p.done for p in progress} >= set(range(1, 7))  # one at least per answer on disk
+    assert progress[-1].eta_s == 0.0 and any(p.eta_s for p in progress)
+    result = events[-2]
+    assert result.paths == {"answers": teacher.output}
+    assert {k: result.counts[k] for k in ("total", "done", "answered", "failed", "already")} == {
+        "total": 6, "done": 6, "answered": 6, "failed": 0, "already": 0,
+    }  # fmt: skip
+    assert set(users(teacher).values()) == {1} and len(users(teacher)) == 6
+    said = "\n".join(ev.encode(e) for e in events) + log.read_text()
+    assert server.api_key not in said
+
+
+def test_a_killed_generate_job_rerun_asks_only_the_prompts_not_yet_on_disk(make, server, tmp_path):
+    server.latency_s = 0.1
+    teacher = make(12, concurrency=2)
+    child, _, log = start_child(teacher, tmp_path)
+    for event in spawn.read_pipe(child, log):
+        if isinstance(event, ev.Progress) and event.done >= 4:
+            child.kill()  # no chance to finish what is in flight
+            break
+    child.wait()
+    kept = set(users(teacher))
+    asked_before = len(server.requests)
+    assert 4 <= len(kept) < 12
+
+    server.latency_s = 0.0
+    rerun, _, log = start_child(teacher, tmp_path)
+    events = list(spawn.read_pipe(rerun, log))
+    assert events[-1].type == "finished" and events[-2].counts["already"] == len(kept)
+    asked_again = {r["user"] for r in server.requests[asked_before:]}
+    assert not asked_again & kept  # nothing on disk is asked (or paid for) twice
+    assert users(teacher) == Counter({f"Explain idea number {i} in one line": 1 for i in range(12)})
+
+
+def test_a_generate_job_with_a_wrong_key_ends_in_one_error_event_not_a_traceback(
+    make, server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(KEY_VAR, "sk-wrong-0123456789abcdefghij")
+    child, _, log = start_child(make(3), tmp_path)
+    out, _ = child.communicate()
+    events = [ev.decode(line) for line in out.splitlines()]  # stdout: events only
+    assert [e.type for e in events] == ["result", "error"] and child.returncode == 1
+    error = events[-1]
+    assert error.kind == "auth" and "401" in error.message and error.hint
+    assert "Traceback" not in out + log.read_text()
+    assert "0123456789abcdefghij" not in out + log.read_text()

@@ -3,12 +3,15 @@ says what went wrong (and how to fix it) on the step the user is on. The real ap
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.promises.permissions import permissions_apply
+from tests.teacher_server import TeacherServer, answer_for
+from tests.tui.scenes import until
 from tui.app import StillroomApp
 from tui.screens.data import DataScreen
 from tui.screens.results import ExportScreen
@@ -130,6 +133,31 @@ async def test_a_step_whose_work_fails_says_so_and_stays_usable(project):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "alpaca" in str(summary.render())
+
+
+async def test_quitting_while_the_teacher_writes_keeps_every_answer_it_was_writing(
+    project, monkeypatch
+):
+    """Quitting the wizard mid-generation stops the generation child once the answers in
+    flight are saved: every answer the teacher was paid for is in the output file."""
+    Path("prompts.txt").write_text("".join(f"Explain topic {i}\n" for i in range(10)))
+    with TeacherServer(latency_s=0.3) as server:
+        monkeypatch.setenv("STILLROOM_PROMISE_KEY", server.api_key)
+        app = wizard()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
+                       api_key_env="STILLROOM_PROMISE_KEY", prompts="prompts.txt",
+                       concurrency=2)  # fmt: skip
+            await pilot.press("ctrl+r")
+            step = app.screen
+            await until(pilot, lambda: step.progress is not None and step.progress.done >= 1)
+            child = step.child.process
+        assert child.wait(timeout=30) == 0  # stopped, not killed
+        saved = [json.loads(line)["messages"][-1]["content"] for line in open("teacher.jsonl")]
+        assert sorted(saved) == sorted(answer_for(p) for p in server.answered())
+        assert 0 < len(saved) < 10
 
 
 async def test_the_export_dialog_refuses_a_folder_it_did_not_write(project, facts_run):

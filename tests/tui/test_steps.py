@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,11 @@ pytestmark = pytest.mark.anyio
 KEY_VAR = "STILLROOM_TUI_TEST_KEY"
 
 
-async def test_teacher_generates_with_live_progress_pauses_and_resumes(make_app, monkeypatch):
+async def test_teacher_generates_in_a_child_that_pauses_and_resumes_asking_each_prompt_once(
+    make_app, monkeypatch
+):
+    """Generation runs as `python -m engine generate`, the key only in its environment: pausing
+    stops it once the answers in flight are saved, and resuming asks only what is left."""
     prompts = [f"Explain topic number {i} briefly" for i in range(8)]
     Path("prompts.txt").write_text("\n".join(prompts) + "\n")
     with TeacherServer(latency_s=0.15) as server:
@@ -47,21 +52,27 @@ async def test_teacher_generates_with_live_progress_pauses_and_resumes(make_app,
             await pilot.press("ctrl+r")
             await until(pilot, lambda: screen.progress is not None and screen.progress.done >= 1)
             assert " done · " in str(screen.query_one("#progress").render())
+            child = screen.child.process
+            assert screen.started.pid == child.pid != os.getpid()  # a child answers, not the UI
+            argv = Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"generate" in argv and not any(server.api_key.encode() in a for a in argv)
             await pilot.press("ctrl+s")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            paused = screen.summary
-            assert paused.stopped == "cancelled" and 0 < paused.done < 8
+            await until(pilot, lambda: not screen.running)
+            assert str(screen.query_one("#progress").render()).startswith("Paused")
+            paused = screen.result.counts["done"]
+            assert 0 < paused < 8 and child.poll() == 0
 
             await pilot.press("ctrl+r")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            assert screen.summary.complete and screen.summary.already == paused.done
+            await until(pilot, lambda: not screen.running)
+            assert screen.result.counts["already"] == paused
             assert "Done: 8/8" in str(screen.query_one("#progress").render())
     records = [json.loads(line) for line in Path("teacher.jsonl").read_text().splitlines()]
     answers = sorted(r["messages"][-1]["content"] for r in records)
     assert answers == sorted(answer_for(p) for p in prompts)
+    assert sorted(server.answered()) == sorted(prompts)  # nothing asked twice
     assert load_plan("stillroom-plan.toml").dataset.source == "teacher.jsonl"
+    for written in ("teacher.generate.toml", "teacher.generate.log"):
+        assert server.api_key not in Path(written).read_text()
 
 
 async def test_teacher_says_what_to_do_when_the_key_is_missing(make_app):

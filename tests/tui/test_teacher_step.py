@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from tests.teacher_server import MODELS, TeacherServer
 from tui.screens.teacher import ModelPicker
 
 from .conftest import SIZE
+from .scenes import until
 
 pytestmark = pytest.mark.anyio
 KEY_VAR = "STILLROOM_TUI_TEST_KEY"
+UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
 
 
 async def type_into(pilot, key: str, text: str, *, clear: bool = True) -> str:
@@ -116,7 +119,7 @@ async def test_models_failure_says_what_to_do_and_offers_the_preset(
             if case == "wrong key":
                 app.change("teacher", base_url=server.base_url, api_key_env=KEY_VAR)
             elif case == "unreachable":
-                app.change("teacher", base_url="http://127.0.0.1:9/v1", api_key_env="",
+                app.change("teacher", base_url=UNREACHABLE, api_key_env="",
                            retry_base_s=0.01)  # fmt: skip
             await open_models(pilot)
             assert isinstance(app.screen, ModelPicker)  # offline: the deepseek preset's models
@@ -211,3 +214,39 @@ async def test_the_provider_list_offers_the_mainland_china_providers_with_their_
         teacher = load_plan("stillroom-plan.toml").teacher
         assert teacher.base_url == "https://dashscope.aliyuncs.com/compatible-mode/v1"
         assert (teacher.api_key_env, teacher.model) == ("DASHSCOPE_API_KEY", "qwen-plus")
+
+
+@pytest.mark.parametrize(
+    "case, says",
+    [("wrong key", "refused the API key (401)"), ("unreachable", "Is the server running")],
+)
+async def test_a_generation_that_cannot_reach_the_teacher_says_so_on_the_step_and_can_retry(
+    make_app, monkeypatch, case, says
+):
+    """You should see the child's error on the step, in words and without a traceback, and
+    generate again once it is fixed."""
+    Path("prompts.txt").write_text("What is a burr grinder?\nWhat is a boiler?\n")
+    with TeacherServer() as server:
+        monkeypatch.setenv(KEY_VAR, "sk-wrong-0000000000")
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("n")
+            await pilot.pause()
+            screen = app.screen
+            url, key = (server.base_url, KEY_VAR) if case == "wrong key" else (UNREACHABLE, "")
+            app.change("teacher", provider="local", base_url=url, model="teacher-1",
+                       api_key_env=key, prompts="prompts.txt", retry_base_s=0.01,
+                       retry_max_s=0.02)  # fmt: skip
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: screen.result is not None and not screen.running)
+            progress = screen.query_one("#progress")
+            said = str(progress.render())
+            assert said.startswith("✗") and says in said and progress.has_class("-error")
+            assert "Traceback" not in said and screen.child.process.pid != os.getpid()
+            assert "Traceback" not in Path("teacher.generate.log").read_text()
+
+            monkeypatch.setenv(KEY_VAR, server.api_key)
+            app.change("teacher", base_url=server.base_url, api_key_env=KEY_VAR)
+            await pilot.press("ctrl+r")  # the step is still usable
+            await until(pilot, lambda: not screen.running)
+            assert "Done: 2/2" in str(progress.render())

@@ -1,9 +1,12 @@
 """Teacher: which model writes the answers, to what prompts, with live, pausable progress.
 
-Generation runs ``engine.teacher.generate.run`` in a thread worker. Its events
-come back as messages; progress messages replace each other, so a fast teacher
-never floods the UI. Pausing stops cleanly; generating again resumes, since the
-engine skips every prompt already answered in the output file.
+Generation runs as a child job, ``python -m engine generate --plan PLAN`` (the
+wizard's plan written beside the answers as ``<output>.generate.toml``, its library
+output in ``<output>.generate.log``); the key reaches it only through the environment,
+as the teacher always reads it. Its events arrive as :class:`~tui.child.JobEvent`
+messages, progress replacing progress, so a fast teacher never floods the UI. Pausing
+sends it SIGTERM: it stops once the answers in flight are saved; generating again
+starts a new child, which skips every prompt already answered in the output file.
 
 The footer has room for the step's keys at 80 columns because it shows only
 those that apply now: Generate or Pause, and a field's own key (ctrl+l lists
@@ -21,8 +24,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -34,8 +37,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, ProgressBar, Static
 
 from engine import events as ev
+from engine.fileio import atomic_write_text
 from engine.i18n import N_, _
 from engine.teacher.providers import PRESETS, endpoint_for
+from tui.child import ChildJob, JobEvent, run_piped, stop
 from tui.screens.base import StepScreen
 from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
 from tui.widgets.footer import Footer
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
     from engine.errors import UserError
     from engine.plan import TeacherPlan
     from engine.teacher.documents.job import Corpus
-    from engine.teacher.generate import Summary
 
 # action -> the knobs whose key it is: active (and in the footer) while one of them has focus
 FIELD_KEYS = {
@@ -85,20 +89,6 @@ class TeacherScreen(StepScreen):
         Binding("ctrl+f", "browse", N_("Browse"), priority=True),
     ]
 
-    class Progressed(Message):
-        """An engine event from the generation job."""
-
-        def __init__(self, event: ev.Event) -> None:
-            super().__init__()
-            self.event = event
-
-        def can_replace(self, message: Message) -> bool:
-            return (
-                isinstance(message, TeacherScreen.Progressed)
-                and isinstance(message.event, ev.Progress)
-                and isinstance(self.event, ev.Progress)
-            )
-
     class Previewed(Message):
         """The documents preview came back: what was read, or ``error`` (one line)."""
 
@@ -106,13 +96,6 @@ class TeacherScreen(StepScreen):
             super().__init__()
             self.corpus = corpus
             self.error = error
-
-    class Generated(Message):
-        """The generation job ended (complete, paused, or failed)."""
-
-        def __init__(self, summary: Summary) -> None:
-            super().__init__()
-            self.summary = summary
 
     class Tested(Message):
         """The test call came back: ``ok`` and one line saying what it found."""
@@ -132,9 +115,11 @@ class TeacherScreen(StepScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._stop = threading.Event()
         self.running = False
-        self.summary: Summary | None = None
+        self.pausing = False  # asked to pause: the child is stopped as soon as it is known
+        self.child: ChildJob | None = None
+        self.started: ev.Started | None = None
+        self.result: ev.Result | None = None  # the last generation's paths and counts
         self.progress: ev.Progress | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -360,18 +345,32 @@ class TeacherScreen(StepScreen):
             return
         if self.running:
             return
-        self._stop.clear()
+        plan, log = job_files(teacher.output)
+        try:  # the settings as the wizard holds them; the key is only named there
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(plan, self.app.plan.to_toml())
+        except OSError as error:
+            self._show_error(_("cannot write {path}: {reason}").format(path=plan, reason=error))
+            return
+        self.pausing, self.child, self.started, self.result = False, None, None, None
         self._set_running(True)
         self.query_one("#progress", Static).update(_("Starting…"))
-        self._generate(teacher)
+        self._generate(plan, log)
 
     @on(Button.Pressed, "#pause")
     def action_pause(self) -> None:
         if self.running:
-            self._stop.set()
+            self.pausing = True
+            if self.child is not None:
+                stop(self.child)
             self.query_one("#progress", Static).update(
                 _("Pausing: letting requests in flight finish…")
             )
+
+    def on_unmount(self) -> None:
+        """Leaving the app stops the child the same way, so nothing bought is lost."""
+        if self.running and self.child is not None:
+            stop(self.child)
 
     def _set_running(self, running: bool) -> None:
         self.running = running
@@ -383,19 +382,19 @@ class TeacherScreen(StepScreen):
         self.refresh_bindings()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="generate")
-    def _generate(self, teacher: object) -> None:
-        from engine.teacher.generate import run
+    def _generate(self, plan: Path, log: Path) -> None:
+        run_piped("generate", ["--plan", str(plan)], plan.parent, log, self.post_message)
 
-        summary = run(teacher, self._emit, self._stop.is_set)  # type: ignore[arg-type]
-        self.post_message(self.Generated(summary))
-
-    def _emit(self, event: ev.Event) -> None:
-        self.post_message(self.Progressed(event))
-
-    @on(Progressed)
-    def _progressed(self, message: Progressed) -> None:
+    @on(JobEvent)
+    def _job_event(self, message: JobEvent) -> None:
+        if message.job is not None and self.child is None:
+            self.child = message.job
+            if self.pausing:  # paused before the child said a word
+                stop(message.job)
         event = message.event
-        if isinstance(event, ev.Progress):
+        if isinstance(event, ev.Started):
+            self.started = event
+        elif isinstance(event, ev.Progress):
             self.progress = event
             self.query_one("#generation-bar", ProgressBar).update(
                 total=event.total or None, progress=event.done
@@ -403,35 +402,46 @@ class TeacherScreen(StepScreen):
             self.query_one("#progress", Static).update(progress_line(event))
         elif isinstance(event, ev.Warning):
             self.notify(f"{event.message} {event.hint}".strip(), severity="warning")
+        elif isinstance(event, ev.Result):
+            self.result = event
+        elif event.type in ev.TERMINAL:
+            self._ended(event)
 
-    @on(Generated)
-    def _generated(self, message: Generated) -> None:
+    def _show_error(self, text: str) -> None:
+        progress = self.query_one("#progress", Static)
+        progress.update(f"✗ {text}")
+        progress.add_class("-error")
+        progress.scroll_visible()
+
+    def _ended(self, event: ev.Event) -> None:
+        """The child's one terminal event: what was answered, or the error and what to do."""
         self._set_running(False)
-        summary = self.summary = message.summary
+        if isinstance(event, ev.Error) and event.kind != "incomplete":
+            self._show_error(worded(event, self.app.plan.teacher))
+            return
         progress = self.query_one("#progress", Static)
         progress.scroll_visible()
-        if summary.error is not None:
-            progress.update(f"✗ {worded(summary.error, self.app.plan.teacher)}")
-            progress.add_class("-error")
-            return
         progress.remove_class("-error")
-        ended = {
-            "complete": _("Done"),
-            "cancelled": _("Paused (ctrl+r resumes)"),
-            "budget": _("Stopped at the budget"),
-        }.get(summary.stopped, _("Stopped with answers missing (ctrl+r retries them)"))
+        if isinstance(event, ev.Finished):
+            ended = _("Done")
+        elif isinstance(event, ev.Cancelled):
+            ended = _("Paused (ctrl+r resumes)") if self.pausing else _("Stopped at the budget")
+        else:
+            ended = _("Stopped with answers missing (ctrl+r retries them)")
+        counts = self.result.counts if self.result else {}
+        output = self.result.paths["answers"] if self.result else self.app.plan.teacher.output
         progress.update(
             _("{ended}: {done}/{total} answered, {failed} failed, written to {output}.").format(
                 ended=ended,
-                done=summary.done,
-                total=summary.total,
-                failed=summary.failed,
-                output=summary.output,
+                done=int(counts.get("done", 0)),
+                total=int(counts.get("total", 0)),
+                failed=int(counts.get("failed", 0)),
+                output=output,
             )
         )
-        if summary.done and self.app.plan.dataset.source != summary.output:
-            self.app.change("dataset", source=summary.output, mapping=None, format=None)
-            self.notify(_("The Data step now reads {output}.").format(output=summary.output))
+        if counts.get("done") and self.app.plan.dataset.source != output:
+            self.app.change("dataset", source=output, mapping=None, format=None)
+            self.notify(_("The Data step now reads {output}.").format(output=output))
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -499,18 +509,26 @@ def served_models(teacher: TeacherPlan) -> list[str]:
     return asyncio.run(ask(api_key(teacher)))
 
 
-def worded(error: UserError, teacher: TeacherPlan) -> str:
-    """The error and its hint as the wizard says them: fields and keys, not command flags."""
-    from engine.teacher.client import TeacherError
+def job_files(output: str) -> tuple[Path, Path]:
+    """Where a generation's plan and library output go: beside its answers."""
+    out = Path(output)
+    return out.with_name(out.stem + ".generate.toml"), out.with_name(out.stem + ".generate.log")
 
-    if isinstance(error, TeacherError) and error.kind == "key":
+
+def worded(error: UserError | ev.Error, teacher: TeacherPlan) -> str:
+    """The error and its hint as the wizard says them: fields and keys, not command flags.
+
+    ``error`` is raised here (a test call) or said by the generation child.
+    """
+    if getattr(error, "kind", "") == "key":
         variable = teacher.api_key_env
         return _(
             "{variable} is not set. Quit, export {variable}=<your key> and start Stillroom "
             "again (the key is read from the environment, never stored); a server without "
             "a key needs none: empty the Key variable field."
         ).format(variable=variable)
-    text = f"{error}. {error.hint}" if error.hint else str(error)
+    said = error.message if isinstance(error, ev.Error) else str(error)
+    text = f"{said}. {error.hint}" if error.hint else said
     for flag, field in FIELDS:
         text = re.sub(flag, _(field), text)
     return text
@@ -540,7 +558,7 @@ def documents_preview(corpus: Corpus | None) -> str:
 def progress_line(event: ev.Progress) -> str:
     """done/failed/in flight, tokens, cost and ETA in one line that fits 80 columns.
 
-    While a documents job asks for questions (``job == "questions"``), it counts chunks.
+    While a documents job asks for questions (stage ``questions``), it counts chunks.
     """
     tokens = event.prompt_tokens + event.completion_tokens
     eta = "–" if event.eta_s is None else f"{event.eta_s:.0f}s"
@@ -549,7 +567,7 @@ def progress_line(event: ev.Progress) -> str:
             "{done}/{total} chunks asked · {failed} failed · {in_flight} in flight"
             " · {tokens} tok · ${cost} · ETA {eta}"
         )
-        if event.job == "questions"
+        if event.stage == "questions"
         else _(
             "{done}/{total} done · {failed} failed · {in_flight} in flight"
             " · {tokens} tok · ${cost} · ETA {eta}"

@@ -43,7 +43,7 @@ from engine.teacher.documents.questions import (
     parse_questions_json,
     questions_request,
 )
-from engine.teacher.generate import _Job, _messages, questions_path
+from engine.teacher.generate import QUESTIONS, _Job, _messages, questions_path
 from engine.teacher.prompts import Diversity, Prompt, dedupe
 from engine.teacher.reasoning import split_reasoning
 from engine.teacher.store import Store, prompt_key, repair_tail
@@ -238,7 +238,7 @@ class DocumentsJob(_Job):
 
         try:
             await self.drain(
-                todo, ask, lambda c: self.over_budget(questions_request(c, n)), "questions"
+                todo, ask, lambda c: self.over_budget(questions_request(c, n)), QUESTIONS
             )
         finally:
             s.failed_chunks, s.failed = s.failed, 0
