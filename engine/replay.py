@@ -41,10 +41,19 @@ def replay_count(train_rows: int, fraction: float) -> int:
     return max(1, round(train_rows * fraction / (1 - fraction)))
 
 
+def replay_rows(plan: Plan, train_rows: int) -> tuple[int, int]:
+    """``(rows, asked)``: the replay rows added beside ``train_rows``, capped at the plan's
+    ``dataset.replay_max_rows``, and what ``dataset.replay_fraction`` alone asks for. Rows cycle
+    through the prompts, so past the cap they would only repeat the same answers."""
+    asked = replay_count(train_rows, plan.dataset.replay_fraction)
+    return min(asked, plan.dataset.replay_max_rows), asked
+
+
 def replay_prompts(plan: Plan) -> tuple[ControlPrompt, ...]:
-    """The plan's replay prompt file, else the built-in control set's replay half."""
+    """The plan's replay prompt file (its first ``dataset.replay_max_rows`` prompts, so the base
+    model never answers more than replay can use), else the built-in control set's replay half."""
     source = plan.dataset.replay_prompts
-    return read_control_file(source) if source else REPLAY_HALF
+    return read_control_file(source)[: plan.dataset.replay_max_rows] if source else REPLAY_HALF
 
 
 def replay_conversations(
@@ -52,9 +61,23 @@ def replay_conversations(
 ) -> list[Conversation]:
     """``replay_count`` conversations of a prompt and the base model's answer, cycling through
     the prompts in a seeded order; numbered from ``first_row`` after the source's rows."""
-    wanted = replay_count(train_rows, plan.dataset.replay_fraction)
+    wanted, asked = replay_rows(plan, train_rows)
     if not wanted:
         return []
+    if wanted < asked:
+        emit(
+            ev.Log(
+                line=_(
+                    "replay capped at {rows} rows (dataset.replay_fraction = {fraction} of "
+                    "{train} rows would be {asked}); dataset.replay_max_rows sets the cap"
+                ).format(
+                    rows=wanted,
+                    fraction=f"{plan.dataset.replay_fraction:g}",
+                    train=f"{train_rows:,}",
+                    asked=f"{asked:,}",
+                )
+            )
+        )
     prompts = replay_prompts(plan)
     started = time.monotonic()
     answered = _answer(plan, prompts, emit)
