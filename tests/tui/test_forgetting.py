@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from textual.widgets import Static
+from textual.widgets import Select, Static
 
 from engine.evaluate import headline
 from engine.replay import SMALL_DATA_SETTINGS
@@ -59,6 +59,40 @@ async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(m
         app.screen.show_plan()
         await pilot.pause()
         assert shown(app.screen, "#forgetting") == ""
+
+
+async def test_the_data_steps_replay_knob_writes_the_plan(make_app, project):
+    """Replay is chosen on the Data step (off, 0.1, 0.2, 0.3): the choice lands in the plan file
+    and the replay line follows it; a plan's own share outside the list is shown as it is."""
+    data = facts_file(project)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        app.change("dataset", source=data.name, eval_fraction=0.0)
+        app.switch_mode("data")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
+        knob = app.screen.query_one("#knob-dataset-replay_fraction Select", Select)
+        assert knob.value == 0.2
+
+        knob.focus()
+        await pilot.press("enter", "down", "enter")  # 0.2 -> 0.3
+        await pilot.pause()
+        assert app.plan.dataset.replay_fraction == 0.3
+        assert "replay_fraction = 0.3" in Path("stillroom-plan.toml").read_text()
+        assert "+ 27 replay rows written by the base model" in shown(app.screen, "#summary")
+
+        await pilot.press("enter", "up", "up", "up", "enter")  # 0.3 -> off
+        await pilot.pause()
+        assert app.plan.dataset.replay_fraction == 0.0
+        assert "replay rows" not in shown(app.screen, "#summary")
+
+        app.change("dataset", replay_fraction=0.15)
+        app.screen.show_plan()
+        await pilot.pause()
+        assert knob.value == 0.15 and app.plan.dataset.replay_fraction == 0.15
 
 
 async def test_the_train_step_shows_the_last_evaluation(make_app, project, facts_run):
