@@ -50,17 +50,17 @@ def replay_rows(plan: Plan, train_rows: int) -> tuple[int, int]:
 
 
 def replay_prompts(plan: Plan) -> tuple[ControlPrompt, ...]:
-    """The plan's replay prompt file (its first ``dataset.replay_max_rows`` prompts, so the base
-    model never answers more than replay can use), else the built-in control set's replay half."""
+    """The plan's replay prompt file, else the built-in control set's replay half."""
     source = plan.dataset.replay_prompts
-    return read_control_file(source)[: plan.dataset.replay_max_rows] if source else REPLAY_HALF
+    return read_control_file(source) if source else REPLAY_HALF
 
 
 def replay_conversations(
     plan: Plan, train_rows: int, first_row: int, emit: Callable[[ev.Event], None]
 ) -> list[Conversation]:
-    """``replay_count`` conversations of a prompt and the base model's answer, cycling through
-    the prompts in a seeded order; numbered from ``first_row`` after the source's rows."""
+    """``replay_rows`` conversations of a prompt and the base model's answer; numbered from
+    ``first_row`` after the source's rows. The prompts are drawn in a seeded order, no more of
+    them than there are rows (so the base model answers only those), and cycled through."""
     wanted, asked = replay_rows(plan, train_rows)
     if not wanted:
         return []
@@ -79,6 +79,9 @@ def replay_conversations(
             )
         )
     prompts = replay_prompts(plan)
+    order = list(range(len(prompts)))
+    random.Random(plan.training.seed).shuffle(order)
+    prompts = tuple(prompts[i] for i in order[:wanted])
     started = time.monotonic()
     answered = _answer(plan, prompts, emit)
     pairs = [
@@ -100,9 +103,7 @@ def replay_conversations(
             )
         )
         return []
-    order = list(range(len(pairs)))
-    random.Random(plan.training.seed).shuffle(order)
-    chosen = [pairs[order[i % len(order)]] for i in range(wanted)]
+    chosen = [pairs[i % len(pairs)] for i in range(wanted)]
     line = (
         _(
             "+ {rows} replay rows written by the base model ({prompts} prompts, read from the "
@@ -137,7 +138,7 @@ def _answer(
     generated once by a model loaded only then and let go before training loads its own."""
     from engine.train.backend_choice import choose_backend
 
-    def generate() -> list[str]:
+    def generate(missing: tuple[ControlPrompt, ...]) -> list[str]:
         from engine.chat import load_model
 
         emit(
@@ -145,12 +146,12 @@ def _answer(
                 line=_(
                     "replay: the base model answers {count} general prompts (once per base "
                     "model; later runs read them from the cache)"
-                ).format(count=len(prompts))
+                ).format(count=len(missing))
             )
         )
         student = load_model(plan)
         texts = []
-        for control in prompts:
+        for control in missing:
             message = [{"role": "user", "content": control.prompt}]
             answer = student.answer(message, max_new_tokens=BUDGET)
             texts.append(answer.text if answer.ended_cleanly else "")
