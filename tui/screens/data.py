@@ -98,7 +98,7 @@ class DataScreen(StepScreen):
         yield Knob(
             "dataset.replay_fraction",
             _("Replay"),
-            _("share of rows the base model writes, so the student keeps what it knew"),
+            _("share written by the base model"),
             choices=[(_("off"), 0.0), *((f"{share:g}", share) for share in REPLAY_SHARES)],
         )
         yield Static(_("Press Enter in Source to read the data."), id="summary")
