@@ -31,19 +31,23 @@ def shown(screen, selector: str) -> str:
     return str(widget.render()) if widget.display else ""
 
 
+async def read_on_the_data_step(app, pilot, data: Path) -> None:
+    """Past Welcome to the Data step, with ``data`` read (nothing held out)."""
+    await pilot.press("n")
+    await pilot.pause()
+    app.change("dataset", source=data.name, eval_fraction=0.0)
+    app.switch_mode("data")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
+
+
 async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(make_app, project):
     """64 rows and the default replay share: 16 replay rows on the Data step; 18 steps at lr 2e-3
     without replay warns on the Student step with the measured settings, which clear it."""
-    data = facts_file(project)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await pilot.pause()
-        app.change("dataset", source=data.name, eval_fraction=0.0)
-        app.switch_mode("data")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
+        await read_on_the_data_step(app, pilot, facts_file(project))
         assert "+ 16 replay rows written by the base model" in shown(app.screen, "#summary")
 
         app.change("dataset", replay_fraction=0.0)
@@ -64,16 +68,9 @@ async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(m
 async def test_the_data_steps_replay_knob_writes_the_plan(make_app, project):
     """Replay is chosen on the Data step (off, 0.1, 0.2, 0.3): the choice lands in the plan file
     and the replay line follows it; a plan's own share outside the list is shown as it is."""
-    data = facts_file(project)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        await pilot.pause()
-        app.change("dataset", source=data.name, eval_fraction=0.0)
-        app.switch_mode("data")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await until(pilot, lambda: "usable" in shown(app.screen, "#summary"))
+        await read_on_the_data_step(app, pilot, facts_file(project))
         knob = app.screen.query_one("#knob-dataset-replay_fraction Select", Select)
         assert knob.value == 0.2
 
