@@ -145,7 +145,7 @@ def test_with_the_small_data_settings_the_student_learns_the_invented_facts(sugg
 def test_with_replay_on_the_student_keeps_clearly_more_than_without(suggested, aggressive):
     """Replay rows written by the base model are trained on, and of the 30 or more control
     prompts that count the suggested plan keeps at least 0.65, and at least 0.1 more than the
-    aggressive plan without replay. Measured over 49 prompts: 0.71-0.76 against 0.51-0.53."""
+    aggressive plan without replay. Measured over 49 prompts: 0.71-0.76 against 0.49-0.53."""
     assert "replay rows written by the base model" in suggested["train_stdout"]
     kept = suggested["retention"]
     print(f"retention with replay: kept {kept['kept']} of {kept['prompts']} ({kept['share']})")
