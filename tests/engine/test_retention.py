@@ -128,6 +128,29 @@ def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
     assert key != cache_key("HuggingFaceTB/SmolLM2-135M-Instruct", {"backend": "hf"}, 48)
 
 
+def test_the_base_model_answers_each_prompt_once_whichever_set_asks(tmp_path, monkeypatch):
+    """Retention, replay and a user's control file share one cache per base model: a prompt
+    answered once is read back, and only new prompts are put to the model."""
+    from engine.plan import plan_from_dict
+    from engine.retention import base_answers
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    plan = plan_from_dict({"student": {"model": "local/base"}})
+    asked: list[str] = []
+
+    def answer(missing):
+        asked.extend(c.prompt for c in missing)
+        return [f"base says {c.prompt}" for c in missing]
+
+    first = base_answers(plan, "hf", RETENTION_HALF[:3], 48, answer)
+    second = base_answers(plan, "hf", RETENTION_HALF[1:5], 48, answer)
+    assert not first.cached and not second.cached and first.cache == second.cache
+    assert asked == [c.prompt for c in RETENTION_HALF[:5]]  # each once
+    assert second.answers == [f"base says {c.prompt}" for c in RETENTION_HALF[1:5]]
+    assert base_answers(plan, "hf", RETENTION_HALF[:5], 48, answer).cached
+    assert len(asked) == 5
+
+
 def eval_run(run_dir: Path, cache: Path, *extra: str):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     result = stillroom("eval", str(run_dir), "--max-new-tokens", "24", *extra, env=env)
