@@ -67,7 +67,8 @@ async def test_the_data_step_counts_the_replay_rows_and_the_student_step_warns(m
 
 async def test_the_data_steps_replay_knob_writes_the_plan(make_app, project):
     """Replay is chosen on the Data step (off, 0.1, 0.2, 0.3): the choice lands in the plan file
-    and the replay line follows it; a plan's own share outside the list is shown as it is."""
+    and the replay line follows it; a plan's own share outside the list is shown as it is, and
+    on large data the line says replay is capped."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await read_on_the_data_step(app, pilot, facts_file(project))
@@ -90,6 +91,13 @@ async def test_the_data_steps_replay_knob_writes_the_plan(make_app, project):
         app.screen.show_plan()
         await pilot.pause()
         assert knob.value == 0.15 and app.plan.dataset.replay_fraction == 0.15
+
+        big = facts_file(project, rows=2000)  # 0.15 of 2,000 would be 353 rows: capped
+        app.change("dataset", source=big.name)
+        app.screen.action_inspect()
+        await until(pilot, lambda: "2000 usable" in shown(app.screen, "#summary"))
+        summary = shown(app.screen, "#summary")
+        assert "+ 200 replay rows" in summary and "capped at dataset.replay_max_rows" in summary
 
 
 async def test_the_train_step_shows_the_last_evaluation(make_app, project, facts_run):
