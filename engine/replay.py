@@ -175,8 +175,9 @@ def _release(student: Any) -> None:
 # Measured on SmolLM2-135M-Instruct learning 8 invented facts x 8 copies (docs/gpu.md,
 # "Forgetting"): with replay 0.2 these recalled 7-8 of 8 and kept 35-37 of the 49 control
 # answers that count (0.71-0.76); 18 steps at 2e-3, rank 16, no replay kept 24-26
-# (0.49-0.53). A lower rate, rank 2, 2 epochs or replay 0.5 kept at most 40 (0.82), and all
-# but replay 0.5 recalled nothing: no setting tried both learned the facts and kept 0.9.
+# (0.49-0.53). A lower rate, rank 2, 2 epochs, attention only or replay 0.5 kept at most 40
+# (0.82), and all but replay 0.5 recalled nothing: no setting tried both learned the facts and
+# kept 0.9.
 SMALL_DATA_SETTINGS: dict[str, dict[str, float]] = {
     "training": {"epochs": 3, "learning_rate": 1e-3},
     "lora": {"r": 4, "alpha": 4},
