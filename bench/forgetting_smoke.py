@@ -60,9 +60,9 @@ def build_student(files: Path, folder: Path, layers: int | None) -> Path:
 def seed_replay(student: Path, answers: Path, backend: str, four_bit: bool) -> Path:
     """The CPU run's replay answers, under the key this student and backend look up."""
     from engine.replay import BUDGET
-    from engine.retention import REPLAY_HALF, cache_file, cache_key
+    from engine.retention import cache_file, cache_key
 
-    key = cache_key(str(student), {"backend": backend, "4bit": four_bit}, BUDGET, REPLAY_HALF)
+    key = cache_key(str(student), {"backend": backend, "4bit": four_bit}, BUDGET)
     path = cache_file(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(answers, path)

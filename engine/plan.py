@@ -234,6 +234,12 @@ class DatasetPlan(_Section):
         description="Share of the training rows (0..1) the base model writes itself, answering "
         "general prompts, so the student keeps what the base knew (0: off).",
     )
+    replay_max_rows: int = Field(
+        200,
+        ge=1,
+        description="At most this many replay rows (and base-model answers), however large the "
+        "data: more only repeats the same answers.",
+    )
     replay_prompts: str = Field(
         "", description="Prompt file for replay (text, one a line); empty: the built-in set."
     )

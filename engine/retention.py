@@ -20,9 +20,14 @@ student on :data:`RETENTION_HALF` (plus the plan's ``eval.control`` file), and
 replay (:mod:`engine.replay`) trains on the base's answers to :data:`REPLAY_HALF`,
 so no prompt the student trained on is ever scored as kept.
 
-The base answers are cached per base model in Stillroom's cache folder, so a
-second evaluation only runs the student. Pure Python apart from the student,
-which arrives through :mod:`engine.chat`.
+The base answers are cached per base model and prompt in Stillroom's cache
+folder, so a second evaluation only runs the student, and the student is asked
+only the prompts that count. Pure Python apart from the student, which arrives
+through :mod:`engine.chat`.
+
+The set is written for any base model; a small one gets many wrong (SmolLM2-135M
+counts 49 of the retention half's 64, and answers Chinese with noise): those are
+left out and the report says how many.
 """
 
 from __future__ import annotations
@@ -81,6 +86,54 @@ CONTROL_SET: tuple[ControlPrompt, ...] = (
     _p("What do bees make?", "honey"),
     _p("Which star is at the centre of our solar system?", "Sun"),
     _p("In which continent is Egypt?", "Africa"),
+    _p("What is the capital of England?", "London"),
+    _p("What is the capital of Russia?", "Moscow"),
+    _p("What is the capital of China?", "Beijing"),
+    _p("What is the capital of Canada?", "Ottawa"),
+    _p("What is the capital of Egypt?", "Cairo"),
+    _p("What is the capital of Greece?", "Athens"),
+    _p("What is the capital of Ireland?", "Dublin"),
+    _p("What is the capital of Austria?", "Vienna"),
+    _p("What is the capital of South Korea?", "Seoul"),
+    _p("What is the capital of Australia?", "Canberra"),
+    _p("What is the capital of India?", "Delhi"),
+    _p("How many hours are in a day?", "24", "twenty-four"),
+    _p("How many seconds are in a minute?", "60", "sixty"),
+    _p("How many sides does a triangle have?", "3", "three"),
+    _p("What is the boiling point of water in degrees Celsius?", "100"),
+    _p("What is the chemical formula of water?", "H2O"),
+    _p("What is the chemical symbol for oxygen?", "O"),
+    _p("What gas do humans need to breathe?", "oxygen"),
+    _p("What is the main gas in the air we breathe?", "nitrogen"),
+    _p("What is the tallest mountain in the world?", "Everest"),
+    _p("What is the longest river in Africa?", "Nile"),
+    _p("What is the largest desert in Africa?", "Sahara"),
+    _p("Who painted the Mona Lisa?", "Leonardo", "Vinci"),
+    _p("Who developed the theory of relativity?", "Einstein"),
+    _p("Who discovered penicillin?", "Fleming"),
+    _p("What is the largest mammal?", "whale"),
+    _p("What color is snow?", "white"),
+    _p("What color are leaves in summer?", "green"),
+    _p("What is the main language spoken in Brazil?", "Portuguese"),
+    _p("What language is spoken in France?", "French"),
+    _p("What language is spoken in Germany?", "German"),
+    _p("What is the currency of Japan?", "yen"),
+    _p("What is the currency of the United Kingdom?", "pound"),
+    _p("In which country are the pyramids of Giza?", "Egypt"),
+    _p("In which city is the Eiffel Tower?", "Paris"),
+    _p("In which country is the Great Wall?", "China"),
+    _p("Which organ pumps blood through the body?", "heart"),
+    _p("Which organ do humans use to think?", "brain"),
+    _p("What do plants need from the Sun to grow?", "light", "sunlight"),
+    _p("What force pulls objects toward the Earth?", "gravity"),
+    _p("What instrument has black and white keys?", "piano"),
+    _p("What does a thermometer measure?", "temperature"),
+    _p("What is the opposite of day?", "night"),
+    _p("What is the opposite of big?", "small", "little"),
+    _p("What is the opposite of fast?", "slow"),
+    _p("What is the first month of the year?", "January"),
+    _p("What is the last month of the year?", "December"),
+    _p("What is the plural of mouse?", "mice"),
     # arithmetic
     _p("What is 2 plus 2?", "4", "four"),
     _p("What is 5 times 3?", "15", "fifteen"),
@@ -90,6 +143,12 @@ CONTROL_SET: tuple[ControlPrompt, ...] = (
     _p("What is 7 times 8?", "56"),
     _p("What is 100 minus 1?", "99"),
     _p("What is half of 50?", "25"),
+    _p("What is 1 plus 1?", "2", "two"),
+    _p("What is 10 plus 10?", "20", "twenty"),
+    _p("What is 2 times 3?", "6", "six"),
+    _p("What is 2 times 5?", "10", "ten"),
+    _p("What is 3 times 3?", "9", "nine"),
+    _p("What is 1 plus 2?", "3", "three"),
     # instruction following
     _p("Answer in one word: what color is grass?", "green"),
     _p("Answer with a number only: how many hours are in a day?", "24"),
@@ -101,6 +160,16 @@ CONTROL_SET: tuple[ControlPrompt, ...] = (
     _p("Translate 'thank you' into French.", "merci"),
     _p("Spell the number 3 as a word.", "three"),
     _p("Answer in one word: what is the first day of the week after Sunday?", "Monday"),
+    _p("Answer in one word: what do bees make?", "honey"),
+    _p("Answer in one word: what is the capital of France?", "Paris"),
+    _p("Answer in one word: what is the opposite of left?", "right"),
+    _p("Answer with a number only: what is 3 plus 2?", "5"),
+    _p("Answer yes or no: is fire cold?", "no"),
+    _p("Repeat exactly this word: window", "window"),
+    _p("Repeat exactly this sentence: The cat sat on the mat.", "cat sat on the mat"),
+    _p("Complete the sentence: One, two, three, ...", "four", "4"),
+    _p("List the three primary colors.", "red"),
+    _p("Translate 'hello' into Spanish.", "hola"),
     # Chinese, each with a key fact
     _p("法国的首都是哪里？", "巴黎", "Paris"),
     _p("中国的首都是哪里？", "北京", "Beijing"),
@@ -114,6 +183,10 @@ CONTROL_SET: tuple[ControlPrompt, ...] = (
     _p("10减去3等于多少？", "7", "七"),
     _p("请用一个字回答：雪是什么颜色？", "白"),
     _p("地球上最大的海洋是什么？", "太平洋"),
+    _p("1加1等于几？", "2", "二", "两"),
+    _p("用一个词回答：狗会叫吗？", "会", "yes"),
+    _p("Translate 'water' into Chinese.", "水"),
+    _p("日本的首都是哪里？", "东京", "Tokyo"),
     # open prompts: kept when the student's answer stays close to the base's
     _p("Give one tip for sleeping better."),
     _p("Describe the sea in one sentence."),
@@ -203,32 +276,29 @@ class Score:
     similarity: float  # token F1 of the student's answer against the base's
 
 
+def counts(control: ControlPrompt, base: str) -> bool:
+    """Whether a prompt can measure forgetting: an open one always, one with key facts only
+    where the base model's answer has one."""
+    return not control.facts or has_fact(base, control.facts)
+
+
 def score(control: ControlPrompt, base: str, student: str) -> Score:
     """The retention rule for one prompt (see the module docstring)."""
     similarity = round(token_f1(student, base), 4)
+    if not counts(control, base):
+        return Score(None, similarity)
     if control.facts:
-        if not has_fact(base, control.facts):
-            return Score(None, similarity)
         return Score(has_fact(student, control.facts), similarity)
     return Score(similarity >= SIMILAR, similarity)
 
 
-def cache_key(
-    model: str,
-    options: dict[str, Any],
-    budget: int,
-    prompts: tuple[ControlPrompt, ...] = RETENTION_HALF,
-) -> str:
-    """A hash of the base model (id, or resolved folder), how it loads, the prompts, the budget."""
+def cache_key(model: str, options: dict[str, Any], budget: int) -> str:
+    """A hash of the base model (id, or resolved folder), how it loads, and the budget: one file
+    holds its answers to every prompt it was asked, whichever set asked it."""
     local = Path(model).expanduser()
     identity = str(local.resolve()) if local.exists() else model
     payload = json.dumps(
-        {
-            "model": identity,
-            "options": options,
-            "budget": budget,
-            "control": [[c.prompt, list(c.facts)] for c in prompts],
-        },
+        {"model": identity, "options": options, "budget": budget},
         sort_keys=True,
         ensure_ascii=False,
     )
@@ -242,15 +312,15 @@ def cache_file(key: str) -> Path:
     return default_cache_dir() / CACHE_FOLDER / f"{key}.json"
 
 
-def read_cache(path: Path, count: int) -> list[str] | None:
-    """The cached base answers, or None when absent, unreadable or not ``count`` of them."""
+def read_cache(path: Path) -> dict[str, str]:
+    """The cached base answers by prompt; empty when absent, unreadable or of another shape."""
     try:
         answers = json.loads(path.read_text(encoding="utf-8"))["answers"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(answers, list) or len(answers) != count:
-        return None
-    return [str(a) for a in answers]
+        return {}
+    if not isinstance(answers, dict):
+        return {}
+    return {str(prompt): str(answer) for prompt, answer in answers.items()}
 
 
 Progress = Callable[[int, int, str], None]
@@ -258,7 +328,7 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class BaseAnswers:
-    """The base model's answers to a prompt set, whether they came from the cache, and where
+    """The base model's answers to a prompt set, whether all came from the cache, and where
     they are kept (None when the cache could not be written)."""
 
     answers: list[str]
@@ -271,17 +341,19 @@ def base_answers(
     backend: str,
     prompts: tuple[ControlPrompt, ...],
     budget: int,
-    answer: Callable[[], list[str]],
+    answer: Callable[[tuple[ControlPrompt, ...]], list[str]],
 ) -> BaseAnswers:
-    """The base model's answers to ``prompts``, cached per base model; ``answer()`` writes them
-    on a miss (so a caller can load the model only then)."""
+    """The base model's answers to ``prompts``, cached per base model and prompt;
+    ``answer(missing)`` writes those not yet cached (so a caller loads the model only then)."""
     options = {"backend": backend, "4bit": plan.student.load_in_4bit}
-    path = cache_file(cache_key(plan.student.model, options, budget, prompts))
-    answers = read_cache(path, len(prompts))
-    if answers is not None:
-        return BaseAnswers(answers, True, path)
-    answers = answer()
-    record = {"model": plan.student.model, "budget": budget, "answers": answers}
+    path = cache_file(cache_key(plan.student.model, options, budget))
+    known = read_cache(path)
+    missing = tuple({c.prompt: c for c in prompts if c.prompt not in known}.values())
+    if not missing:
+        return BaseAnswers([known[c.prompt] for c in prompts], True, path)
+    known.update(zip((c.prompt for c in missing), answer(missing), strict=True))
+    answers = [known[c.prompt] for c in prompts]
+    record = {"model": plan.student.model, "budget": budget, "answers": known}
     try:
         atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1))
     except OSError:  # a read-only cache costs the next run time, never this one
@@ -295,20 +367,24 @@ def measure(
     budget: int = BUDGET,
     progress: Progress = lambda done, total, stage: None,
 ) -> dict[str, Any]:
-    """The ``retention`` section of the report: base answers (cached), then the student's."""
+    """The ``retention`` section of the report: base answers (cached), then the student's to
+    the prompts that count (a fact the base never knew is not asked again)."""
     prompts = retention_prompts(student.plan.eval.control)
     base = base_answers(
         student.plan,
         student.backend,
         prompts,
         budget,
-        lambda: answer_control_set(
-            student, True, budget, lambda d, t: progress(d, t, "retention, base"), prompts
+        lambda missing: answer_control_set(
+            student, True, budget, lambda d, t: progress(d, t, "retention, base"), missing
         ),
     )
-    answers = answer_control_set(
-        student, False, budget, lambda d, t: progress(d, t, "retention, student"), prompts
+    counted = tuple(c for c, a in zip(prompts, base.answers, strict=True) if counts(c, a))
+    asked = answer_control_set(
+        student, False, budget, lambda d, t: progress(d, t, "retention, student"), counted
     )
+    by_prompt = dict(zip((c.prompt for c in counted), asked, strict=True))
+    answers = [by_prompt.get(c.prompt, "") for c in prompts]
     where = str(base.cache) if base.cache else None
     return summarise(base.answers, answers, prompts) | {
         "budget": budget,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import UserError
 from engine.plan import TeacherPlan
 from engine.teacher.documents.job import estimate, read_corpus
 from engine.teacher.generate import questions_path, run
@@ -114,6 +115,16 @@ def test_a_scanned_pdf_and_an_unknown_file_are_reported_with_the_reason(make):
     scan = skipped["warranty-scan.pdf"]
     assert scan.scanned and "scanned" in scan.reason and "OCR" in scan.reason
     assert ".png" in skipped["photo.png"].reason
+
+
+def test_a_one_word_document_is_reported_as_too_little_text(make, tmp_path):
+    """Not "no files found": the file was found, and the message says what is wrong with it."""
+    one = tmp_path / "one.md"
+    one.write_text("Hello\n")
+    with pytest.raises(UserError) as raised:
+        read_corpus(make([str(one)]))
+    assert "one.md: has too little text" in str(raised.value)
+    assert "no files found" not in str(raised.value)
 
 
 def test_every_record_cites_its_source_and_answers_from_its_chunk(make, server):

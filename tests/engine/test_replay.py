@@ -7,7 +7,7 @@ import pytest
 
 from engine.plan import Plan, plan_from_dict
 from engine.replay import SMALL_DATA_SETTINGS, forgetting_risk, replay_count, replay_prompts
-from engine.retention import REPLAY_HALF, ControlPrompt
+from engine.retention import REPLAY_HALF, ControlPrompt, base_answers
 
 
 @pytest.mark.parametrize(
@@ -16,6 +16,40 @@ from engine.retention import REPLAY_HALF, ControlPrompt
 )
 def test_replay_makes_its_share_of_the_rows_trained_on(rows, fraction, added):
     assert replay_count(rows, fraction) == added
+
+
+def test_replay_on_large_data_stops_at_its_cap_and_the_log_says_so(tmp_path, monkeypatch):
+    """40,000 rows at 0.2 would add 10,000 replay rows, the same few answers over and over:
+    replay adds dataset.replay_max_rows (200) and says it was capped; on small data the base
+    model answers only as many prompts as there are replay rows."""
+    from engine import events as ev
+    from engine.replay import BUDGET, replay_conversations
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    plan = plan_from_dict({"student": {"model": "local/base", "backend": "hf"}})
+    assert plan.dataset.replay_max_rows == 200
+    answers = {c.prompt: f"Answer to {c.prompt}" for c in REPLAY_HALF}
+    base_answers(plan, "hf", REPLAY_HALF, BUDGET, lambda asked: [answers[c.prompt] for c in asked])
+    said: list[ev.Event] = []
+    rows = replay_conversations(plan, 40_000, 40_001, said.append)
+    assert len(rows) == 200
+    assert {row.messages[-1]["content"] for row in rows} == set(answers.values())
+    lines = [event.line for event in said if isinstance(event, ev.Log)]
+    assert any("replay capped at 200 rows" in line and "10,000" in line for line in lines)
+
+    many = tmp_path / "general.txt"
+    many.write_text("".join(f"Question {i}?\n" for i in range(300)))
+    small = plan_from_dict({"dataset": {"replay_prompts": str(many)}, "student": {"model": "b"}})
+    asked: list[str] = []
+
+    def answer(missing):
+        asked.extend(c.prompt for c in missing)
+        return [f"Answer to {c.prompt}" for c in missing]
+
+    # The base model's generation is the one part left out: the cache is real, nothing else.
+    monkeypatch.setattr("engine.replay.base_answers", lambda *a: base_answers(*a[:4], answer))
+    rows = replay_conversations(small, 64, 65, said.append)  # 16 replay rows: 16 prompts asked
+    assert len(rows) == 16 and len(asked) == 16
 
 
 def test_replay_is_on_by_default_and_a_file_replaces_the_built_in_prompts(tmp_path):

@@ -14,12 +14,11 @@ from engine.retention import (
     REPLAY_HALF,
     RETENTION_HALF,
     ControlPrompt,
-    answer_control_set,
     has_fact,
     score,
     summarise,
 )
-from tests.engine.training import stillroom, write_facts, write_plan
+from tests.engine.training import stillroom
 
 PARIS = ControlPrompt("What is the capital of France?", ("Paris",))
 FOUR = ControlPrompt("What is 2 plus 2?", ("4", "four"))
@@ -63,7 +62,7 @@ def test_retention_score_per_prompt(control, base, student, kept):
 
 def test_the_summary_leaves_out_what_the_base_got_wrong_and_flags_forgetting():
     base = [
-        "Paris." if c.facts == ("Paris",) else f"base {i}" for i, c in enumerate(RETENTION_HALF)
+        "Paris." if c.prompt == PARIS.prompt else f"base {i}" for i, c in enumerate(RETENTION_HALF)
     ]
     same = summarise(base, base)
     key_facts = sum(1 for c in RETENTION_HALF if c.facts)
@@ -80,9 +79,9 @@ def test_the_summary_leaves_out_what_the_base_got_wrong_and_flags_forgetting():
     assert len(lost["changed"]) == 5
 
 
-def test_the_control_set_is_about_sixty_prompts_in_english_and_chinese():
+def test_the_control_set_is_about_sixty_prompts_a_half_in_english_and_chinese():
     prompts = [c.prompt for c in CONTROL_SET]
-    assert 50 <= len(prompts) <= 70 and len(set(prompts)) == len(prompts)
+    assert 110 <= len(prompts) <= 140 and len(set(prompts)) == len(prompts)
     assert sum(1 for p in prompts if any("\u4e00" <= ch <= "\u9fff" for ch in p)) >= 10
     assert sum(1 for c in CONTROL_SET if not c.facts) >= 5
 
@@ -119,6 +118,7 @@ def test_a_control_file_adds_the_users_prompts_and_a_bad_one_says_which_line(tmp
 
 
 def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
+    """One cache file per base model, way of loading and budget; the prompts are keys in it."""
     from engine.retention import cache_key
 
     key = cache_key(str(tmp_path), {"backend": "hf"}, 48)
@@ -126,6 +126,29 @@ def test_the_cache_key_follows_the_base_model_and_the_budget(tmp_path):
     assert key != cache_key(str(tmp_path), {"backend": "hf"}, 64)
     assert key != cache_key(str(tmp_path), {"backend": "unsloth"}, 48)
     assert key != cache_key("HuggingFaceTB/SmolLM2-135M-Instruct", {"backend": "hf"}, 48)
+
+
+def test_the_base_model_answers_each_prompt_once_whichever_set_asks(tmp_path, monkeypatch):
+    """Retention, replay and a user's control file share one cache per base model: a prompt
+    answered once is read back, and only new prompts are put to the model."""
+    from engine.plan import plan_from_dict
+    from engine.retention import base_answers
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    plan = plan_from_dict({"student": {"model": "local/base"}})
+    asked: list[str] = []
+
+    def answer(missing):
+        asked.extend(c.prompt for c in missing)
+        return [f"base says {c.prompt}" for c in missing]
+
+    first = base_answers(plan, "hf", RETENTION_HALF[:3], 48, answer)
+    second = base_answers(plan, "hf", RETENTION_HALF[1:5], 48, answer)
+    assert not first.cached and not second.cached and first.cache == second.cache
+    assert asked == [c.prompt for c in RETENTION_HALF[:5]]  # each once
+    assert second.answers == [f"base says {c.prompt}" for c in RETENTION_HALF[1:5]]
+    assert base_answers(plan, "hf", RETENTION_HALF[:5], 48, answer).cached
+    assert len(asked) == 5
 
 
 def eval_run(run_dir: Path, cache: Path, *extra: str):
@@ -144,7 +167,11 @@ def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path)
     assert kept["share"] == pytest.approx(kept["kept"] / kept["prompts"])
     assert isinstance(kept["forgetting"], bool) and len(kept["changed"]) <= 5
     assert {"prompt", "base", "student", "score"} <= set(kept["changed"][0])
-    assert not kept["base_cached"] and "retention, base: answered 30/30" in first.stderr
+    everything = len(RETENTION_HALF)
+    assert not kept["base_cached"]
+    assert f"retention, base: answered {everything}/{everything}" in first.stderr
+    counted = kept["prompts"]  # the student is asked only what the base knew, and open prompts
+    assert f"retention, student: answered {counted}/{counted}" in first.stderr
     headline = f"Learned {report['learned']['items']} of {report['rows']}, kept {kept['kept']}"
     assert first.stdout.startswith(headline)
     markdown = (facts_run / "eval" / "report.md").read_text()
@@ -156,13 +183,13 @@ def test_eval_reports_retention_and_caches_the_base_answers(facts_run, tmp_path)
     assert len(caches) == 1
     # Give the cached base every key fact: only a base read from the cache could know them all.
     record = json.loads(caches[0].read_text())
-    record["answers"] = [c.facts[0] if c.facts else a for c, a in zip(RETENTION_HALF, record["answers"], strict=True)]  # fmt: skip
+    record["answers"] |= {c.prompt: c.facts[0] for c in RETENTION_HALF if c.facts}
     caches[0].write_text(json.dumps(record))
 
     second, again = eval_run(facts_run, tmp_path)
     assert again["retention"]["base_cached"] and again["retention"]["left_out"] == 0
     assert "retention, base" not in second.stderr
-    assert "retention, student: answered 30/30" in second.stderr
+    assert f"retention, student: answered {everything}/{everything}" in second.stderr
 
 
 def test_no_retention_skips_it(facts_run, tmp_path):
@@ -196,23 +223,6 @@ def test_eval_scores_the_plans_control_file_too(facts_run, tmp_path):
     failed = stillroom("eval", str(run), "--max-new-tokens", "8", env=env)
     assert failed.returncode != 0 and "line 2" in failed.stderr
     assert "Traceback" not in failed.stderr
-
-
-@pytest.mark.real_model
-def test_the_real_base_model_knows_the_control_facts(real_student_dir, tmp_path):
-    """SmolLM2-135M-Instruct answers enough key facts (Paris among them) that retention measures
-    something on a real model: only the base answers, about a minute on a CPU."""
-    from engine.chat import load_student
-    from engine.runs import PLAN_FILE
-
-    plan = write_plan(tmp_path, real_student_dir, write_facts(tmp_path))
-    plan.rename(tmp_path / PLAN_FILE)
-    student = load_student(tmp_path, base_only=True)
-    answers = answer_control_set(student, True, prompts=CONTROL_SET)
-    known = [c.prompt for c, a in zip(CONTROL_SET, answers, strict=True) if c.facts and has_fact(a, c.facts)]  # fmt: skip
-    print(f"the base knows {len(known)} key facts: {known}")
-    assert PARIS.prompt in known
-    assert len(known) >= 15
 
 
 def test_runs_lists_each_runs_last_evaluation(facts_run, tmp_path):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from engine.data.types import Problem
 
 PREVIEW_ROWS = 5
+REPLAY_SHARES = (0.1, 0.2, 0.3)  # the Replay knob's choices besides off (a plan may hold others)
 CELL_CHARS = 40
 # problem kind -> (action, key, what pressing it does)
 FIXES = {
@@ -94,6 +95,12 @@ class DataScreen(StepScreen):
             _("rows over max_seq_length"),
             choices=[("drop", "drop"), ("truncate", "truncate")],
         )
+        yield Knob(
+            "dataset.replay_fraction",
+            _("Replay"),
+            _("share written by the base model"),
+            choices=[(_("off"), 0.0), *((f"{share:g}", share) for share in REPLAY_SHARES)],
+        )
         yield Static(_("Press Enter in Source to read the data."), id="summary")
         yield ColumnMapper(id="mapper")
         yield DataTable(id="rows", show_cursor=False, zebra_stripes=True)
@@ -123,6 +130,10 @@ class DataScreen(StepScreen):
     def plan_changed(self, key: str) -> None:
         if key == "dataset.overflow":
             self.action_inspect()
+        elif key == "dataset.replay_fraction" and self.report is not None:
+            self.query_one("#summary", Static).update(
+                _summary(self.report) + _replay(self.report, self.app.plan)
+            )
 
     @on(Input.Submitted, "#knob-dataset-source Input, #knob-dataset-split Input")
     def action_inspect(self) -> None:
@@ -316,18 +327,25 @@ def _summary(report: InspectReport) -> str:
 
 def _replay(report: InspectReport, plan: Any) -> str:
     """The rows replay will add (see engine.replay), or nothing while it is off."""
-    from engine.replay import replay_count
+    from engine.replay import replay_rows
     from engine.train.dataset import held_out_count
 
     data = plan.dataset
     usable = report.usable_rows
-    count = replay_count(usable - held_out_count(usable, data.eval_fraction), data.replay_fraction)
+    count, asked = replay_rows(plan, usable - held_out_count(usable, data.eval_fraction))
     if not count:
         return ""
-    return "\n" + _(
-        "+ {count} replay rows written by the base model, so it keeps what it knew "
-        "(dataset.replay_fraction = {fraction}; 0 turns it off)"
-    ).format(count=count, fraction=f"{data.replay_fraction:g}")
+    if count < asked:
+        line = _(
+            "+ {count} replay rows written by the base model, so it keeps what it knew "
+            "(capped at dataset.replay_max_rows = {count}; the share alone would add {asked})"
+        )
+    else:
+        line = _(
+            "+ {count} replay rows written by the base model, so it keeps what it knew "
+            "(dataset.replay_fraction = {fraction}; 0 turns it off)"
+        )
+    return "\n" + line.format(count=count, asked=f"{asked:,}", fraction=f"{data.replay_fraction:g}")
 
 
 def _rows(problem: Problem) -> str:

@@ -93,6 +93,10 @@ class Knob(Horizontal):
             if editor.value != text:
                 editor.value = text
         elif editor.value != value:
+            if self.choices is not None and value not in {v for _label, v in self.choices}:
+                # A plan may hold a value the short list leaves out: offer it as it is.
+                self.choices = [*self.choices, (str(value), value)]
+                editor.set_options(self.choices)
             editor.value = value
 
     def explain(self, error: str | None = None, help: str | None = None) -> None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.i18n import _
+from engine.teacher.client import estimate_tokens
 
 SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html")
 ALIASES = {".text": ".txt", ".markdown": ".md", ".htm": ".html"}
+MIN_TOKENS = 8  # about a short sentence: a teacher asked about one word can only invent
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ def read(path: Path) -> Document | Skipped:
         return Skipped(str(path), reason.format(kind=suffix[1:].upper(), error=error))
     if isinstance(result, Document) and not any(s.text.strip() for s in result.sections):
         return Skipped(str(path), _("has no text"))
+    if isinstance(result, Document):
+        tokens = estimate_tokens(" ".join(s.text for s in result.sections))
+        if tokens < MIN_TOKENS:
+            reason = _(
+                "has too little text to ask questions about (~{tokens} tokens; give it a "
+                "sentence or more)"
+            )
+            return Skipped(str(path), reason.format(tokens=tokens))
     return result
 
 
