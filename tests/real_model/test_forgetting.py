@@ -45,9 +45,16 @@ def environment() -> dict[str, str]:
 
 
 def facts_plan(
-    folder: Path, student: Path, replay: float, training: dict, lora: dict | None = None
+    folder: Path,
+    student: Path,
+    replay: float,
+    training: dict,
+    lora: dict | None = None,
+    backend: str = "hf",
 ) -> Path:
-    """``folder/plan.toml``: the facts trained with ``training``, ``lora`` and ``replay``."""
+    """``folder/plan.toml``: the facts trained with ``training``, ``lora`` and ``replay``; on
+    ``backend`` unsloth, as a GPU user trains (4-bit QLoRA, the default 8-bit AdamW)."""
+    cpu = backend == "hf"
     data = folder / "facts.jsonl"
     with open(data, "w", encoding="utf-8") as handle:
         for question, answer, _ in FACTS * COPIES:
@@ -56,10 +63,11 @@ def facts_plan(
         {
             "dataset": {"source": str(data), "eval_fraction": 0.0, "replay_fraction": replay,
                         "drop_duplicates": False},
-            "student": {"model": str(student), "max_seq_length": 256, "load_in_4bit": False,
-                        "backend": "hf"},
+            "student": {"model": str(student), "max_seq_length": 256, "load_in_4bit": not cpu,
+                        "backend": backend},
             "training": {"batch_size": 4, "grad_accum": 1, "warmup_steps": 0,
-                         "save_steps": 1000, "optimizer": "adamw_torch", **training},
+                         "save_steps": 1000, **({"optimizer": "adamw_torch"} if cpu else {}),
+                         **training},
             "lora": lora or {},
             "output": {"runs_dir": str(folder / "runs"), "name": "facts"},
         }
@@ -69,10 +77,15 @@ def facts_plan(
 
 
 def train_and_evaluate(
-    folder: Path, student: Path, replay: float, training: dict, lora: dict | None = None
+    folder: Path,
+    student: Path,
+    replay: float,
+    training: dict,
+    lora: dict | None = None,
+    backend: str = "hf",
 ) -> dict:
     """Train the facts with ``training``, ``lora`` and ``replay``, evaluate, return the report."""
-    plan = facts_plan(folder, student, replay, training, lora)
+    plan = facts_plan(folder, student, replay, training, lora, backend)
     trained = stillroom("train", str(plan), timeout=900, env=environment())
     assert trained.returncode == 0, trained.stdout + trained.stderr
     run_dir = run_dir_from(trained.stdout)
