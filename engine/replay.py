@@ -20,7 +20,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.data.types import Conversation
-from engine.i18n import _
+from engine.i18n import _, ngettext
 from engine.plan import Plan
 from engine.retention import (
     REPLAY_HALF,
@@ -105,14 +105,20 @@ def replay_conversations(
         return []
     chosen = [pairs[i % len(pairs)] for i in range(wanted)]
     line = (
-        _(
+        ngettext(
+            "+ {rows} replay row written by the base model ({prompts} prompts, read from the "
+            "cache); dataset.replay_fraction = {fraction}",
             "+ {rows} replay rows written by the base model ({prompts} prompts, read from the "
-            "cache); dataset.replay_fraction = {fraction}"
+            "cache); dataset.replay_fraction = {fraction}",
+            wanted,
         )
         if answered.cached
-        else _(
+        else ngettext(
+            "+ {rows} replay row written by the base model ({prompts} prompts, answered in "
+            "{seconds} s); dataset.replay_fraction = {fraction}",
             "+ {rows} replay rows written by the base model ({prompts} prompts, answered in "
-            "{seconds} s); dataset.replay_fraction = {fraction}"
+            "{seconds} s); dataset.replay_fraction = {fraction}",
+            wanted,
         )
     )
     seconds = f"{time.monotonic() - started:.0f}"

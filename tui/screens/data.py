@@ -341,9 +341,12 @@ def _replay(report: InspectReport, plan: Any) -> str:
             "(capped at dataset.replay_max_rows = {count}; the share alone would add {asked})"
         )
     else:
-        line = _(
+        line = ngettext(
+            "+ {count} replay row written by the base model, so it keeps what it knew "
+            "(dataset.replay_fraction = {fraction}; 0 turns it off)",
             "+ {count} replay rows written by the base model, so it keeps what it knew "
-            "(dataset.replay_fraction = {fraction}; 0 turns it off)"
+            "(dataset.replay_fraction = {fraction}; 0 turns it off)",
+            count,
         )
     return "\n" + line.format(count=count, asked=f"{asked:,}", fraction=f"{data.replay_fraction:g}")
 
