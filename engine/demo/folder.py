@@ -32,14 +32,15 @@ TOUR_QUESTIONS = (
     "What is the name of Marrowick's ferry?",
 )
 
-# Training per kind of student, measured on a 2-core box. The real 135M student: 40 steps
-# of 8 at lr 2e-3 took its loss to 0.01 and its answers to the textbook's (30 steps left
-# it at 0.35, mixing names up); its CPU step took 4-9 s here (40 steps in 4:49 at a load
-# of 3). A random two-layer student barely moves at that rate: it needs the test suite's
-# 1e-2, and 200 steps (7 s in all).
+# Training per kind of student, measured on a 2-core box. The real 135M student: with the
+# default replay (10 rows the base wrote, beside the textbook's), 50 steps of 8 at lr 2e-3
+# took its loss to 0.006 and its answers to the textbook's, where 40 steps named the ferry
+# after the cheese (without replay 40 were enough; 30 left it at 0.35, mixing names up);
+# its CPU step took 2-9 s here (50 steps in 1:59 at a load of 2). A random two-layer
+# student barely moves at that rate: it needs the test suite's 1e-2, and 200 steps (7 s).
 TRAINING: dict[str, dict[str, Any]] = {
     "random": {"max_steps": 200, "learning_rate": 1e-2, "warmup_steps": 10, "logging_steps": 10},
-    "model": {"max_steps": 40, "learning_rate": 2e-3, "warmup_steps": 3, "logging_steps": 1},
+    "model": {"max_steps": 50, "learning_rate": 2e-3, "warmup_steps": 3, "logging_steps": 1},
 }
 
 

@@ -181,6 +181,7 @@ def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_
     display stops and says how to come back, the training child does not notice."""
     import pty
     import re
+    import select
     import subprocess
     import sys
 
@@ -210,8 +211,9 @@ def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_
         screen.decode("utf-8", "replace"),
     )
     os.killpg(follower.pid, signal.SIGINT)
-    assert follower.wait(timeout=30) == 0
-    while True:
+    # Read on while it leaves: a follower blocked on a full terminal could never exit.
+    leave_by = time.monotonic() + 60
+    while select.select([main], [], [], max(0.0, leave_by - time.monotonic()))[0]:
         try:
             chunk = os.read(main, 65536)
         except OSError:  # the terminal closed with its last reader
@@ -219,6 +221,7 @@ def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_
         if not chunk:
             break
         screen += chunk
+    assert follower.wait(timeout=30) == 0
     os.close(main)
     text = screen.decode(errors="replace")
     assert "Detached; training goes on. Re-attach: stillroom attach" in text

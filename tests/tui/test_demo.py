@@ -36,8 +36,9 @@ async def test_demo_opens_at_data_showing_the_textbook_and_its_problems_then_the
             await until(pilot, lambda: app.current_mode == "teacher")
             teacher = app.screen
             await pilot.press("ctrl+r")
-            await until(pilot, lambda: teacher.summary is not None and not teacher.running)
-            assert teacher.summary.answered == 10 and teacher.summary.cost_usd == 0
+            await until(pilot, lambda: teacher.result is not None and not teacher.running)
+            counts = teacher.result.counts
+            assert counts["answered"] == 10 and counts["cost_usd"] == 0
 
             await pilot.press("ctrl+n")
             await until(pilot, lambda: app.current_mode == "data")
