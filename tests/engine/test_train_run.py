@@ -196,6 +196,8 @@ def test_ctrl_c_in_a_terminal_detaches_and_training_goes_on(tiny_model_dir, tmp_
         stderr=secondary,
         cwd=REPO,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        # and Ctrl-C's default action, which a background parent's ignoring would otherwise pass on
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         env={**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"},
     )
     os.close(secondary)
