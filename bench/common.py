@@ -67,6 +67,7 @@ def run_plan(plan, out: Path, tag: str, last: int, env: dict | None = None) -> d
         batching=summary["batching"],
         batches=next((x for x in logs if x.startswith("batches:")), None),
         launch=next((x for x in logs if "torch.distributed.run" in x), None),
+        token_balanced=any("UNSLOTH_TOKEN_BALANCE" in x for x in logs),
         checkpointing=summary.get("checkpointing"),
         checkpointing_reason=next((x for x in logs if "checkpointing" in x), None),
         trainable_params=summary["trainable_params"],

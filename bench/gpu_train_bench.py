@@ -108,7 +108,14 @@ def plan_for(data: Path, model_dir: str, runs_dir: Path, name: str, variant: dic
 
     return plan_from_dict(
         {
-            "dataset": {"source": str(data), "eval_fraction": 0.0, "drop_duplicates": False},
+            # The notebook replays nothing; the random student's answers would all be cut at
+            # the budget (none replayed) after minutes of generating them.
+            "dataset": {
+                "source": str(data),
+                "eval_fraction": 0.0,
+                "drop_duplicates": False,
+                "replay_fraction": 0.0,
+            },
             "student": {
                 "model": model_dir,
                 "max_seq_length": 2048,

@@ -9,7 +9,8 @@ ranks outlive a lost terminal as the single child does, and waits.
 
 Each rank (``python -m engine.train.distributed RUN``, run by torchrun) loads the
 rows, trains its share of every step through the HF Trainer (accelerate shards a
-seeded sampler, so the plan's seed fixes the order whatever the process count),
+seeded sampler, so the plan's seed fixes each step's rows whatever the process count; on
+Unsloth's padding-free batches, its sampler deals them to the ranks by token count),
 and agrees with the others at each step's end on whether to stop (a cancel) and
 save (wall time), so all ranks leave at one step boundary. Only rank 0 writes
 events, checkpoints, the adapter and ``summary.json``. Each rank leaves
@@ -39,6 +40,7 @@ from engine.plan import Plan
 RANKS_DIR = "ranks"
 LAUNCHER_ENV = "STILLROOM_LAUNCHER_PID"  # the ranks end when it does: it holds the run's lock
 ROWS_FILE = "rows.pkl"
+TOKEN_BALANCE_ENV = "UNSLOTH_TOKEN_BALANCE"
 POLL_S = 0.5
 
 
@@ -265,6 +267,8 @@ def _run_ranks(
     from engine.runs import CANCEL_FILE, LOG_FILE
 
     env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
+    # torchrun gives every rank a single OpenMP thread unless told otherwise; share the cores.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world.processes)))
     if world.gpu_ids:
         visible = env.get("CUDA_VISIBLE_DEVICES")
         known = visible.split(",") if visible else [str(i) for i in range(max(world.gpu_ids) + 1)]
@@ -404,6 +408,37 @@ class Ranks:
 
         return RankAgreement(run_callback, counter, self.device)
 
+    def balance_tokens(self, setup) -> None:
+        """Let Unsloth deal each step's rows to the ranks by token count, where that pays.
+
+        A padding-free micro-batch costs what its tokens cost, and DDP waits at every step for
+        the rank with the longer share: dealt at random, eight rows of 250 to 2,147 tokens left
+        one of two H200s 124 ms a step behind the ideal (docs/gpu.md). ``UNSLOTH_TOKEN_BALANCE``
+        (Unsloth's own sampler, read when its trainer is built) gives every rank the same number
+        of rows with near-equal token sums; a step keeps its rows, and with the token count
+        averaged across ranks (transformers' default) its loss. Padded batches would only gain
+        padding from it. A user's own value of the variable wins.
+        """
+        if self.processes > 1 and setup.backend == "unsloth" and setup.batching != "padded":
+            os.environ.setdefault(TOKEN_BALANCE_ENV, "1")
+
+    def say_when_balanced(self, trainer, emit: Callable[[ev.Event], None]) -> None:
+        """Log the balancing once Unsloth has built the loader with it: it turns it down (and
+        says why in the log) where the loss would not stay exact."""
+        build = trainer.get_train_dataloader
+
+        def get_train_dataloader(*args, **kwargs):
+            loader = build(*args, **kwargs)
+            if getattr(trainer, "_unsloth_token_balance_active", False):
+                line = _(
+                    "each step's rows are dealt to the {processes} GPUs by token count "
+                    "({variable}=1): the same rows a step, and no GPU waits for a longer share"
+                ).format(processes=self.processes, variable=TOKEN_BALANCE_ENV)
+                emit(ev.Log(line=line))
+            return loader
+
+        trainer.get_train_dataloader = get_train_dataloader
+
 
 def _launch_bound() -> bool:
     from engine.train.job import _device_name
@@ -510,6 +545,7 @@ def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
         cancel = run_dir / runs.CANCEL_FILE
         stage = "train"
         ranks = Ranks(rank, processes, f"cuda:{local}" if cuda else "cpu")
+        ranks.balance_tokens(setup)
         _train(plan, setup, data, run_dir, emit, cancel.exists, started, probe, attempt, ranks)
         dist.destroy_process_group()
     except Exception as error:  # noqa: BLE001 - the launcher reports it with the rank

@@ -379,6 +379,7 @@ def _train(
     trainer.add_callback(meter.wrap_callback(callback))
     if ranks is not None:
         trainer.add_callback(ranks.agreement(callback, counter))
+        ranks.say_when_balanced(trainer, emit)
     profile = overhead.profiler_callback(setup.max_steps) if setup.device == "cuda" else None
     if profile is not None:
         trainer.add_callback(profile)

@@ -1,6 +1,7 @@
-"""Two CUDA cards, the unsloth backend: the plan trains on both (NCCL), a killed rank ends the
-run as crashed naming it, and ``--resume --gpus 1`` finishes on one card at exactly the
-planned step, from the last whole checkpoint.
+"""Two CUDA cards, the unsloth backend: the plan trains on both (NCCL) with each step's rows
+dealt to the cards by token count, a killed rank ends the run as crashed naming it, and
+``--resume --gpus 1`` finishes on one card at exactly the planned step, from the last whole
+checkpoint.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def test_a_rank_killed_on_two_gpus_resumes_on_one_and_ends_at_the_planned_step(t
         learning_rate=3e-3,
         warmup_steps=10,
         save_steps=20,
+        rebatch=False,  # the notebook's padding-free batches, which Unsloth balances by tokens
     )
     run_dir = run_dir_from(stillroom("train", str(plan), "--detach").stdout)
     saved = wait_for(run_dir, lambda e: isinstance(e, ev.Checkpoint) and e.step >= 40, 400)
@@ -49,6 +51,8 @@ def test_a_rank_killed_on_two_gpus_resumes_on_one_and_ends_at_the_planned_step(t
     (started,) = events_of(run_dir, ev.Started)
     assert started.device.startswith("2 x ") and "nccl" in started.device, started.device
     assert started.backend == "unsloth"
+    logs = [e.line for e in events_of(run_dir, ev.Log)]
+    assert any("by token count (UNSLOTH_TOKEN_BALANCE=1)" in line for line in logs), logs
     rank_process(run_dir, 1).send_signal(signal.SIGKILL)
     crashed = wait_for(run_dir, lambda e: False, 120)
     assert isinstance(crashed, ev.Error) and crashed.kind == "crashed", crashed
