@@ -31,11 +31,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import events as ev
 from engine.errors import UserError
 from engine.i18n import _
 from engine.plan import Plan
+
+if TYPE_CHECKING:
+    import psutil
 
 RANKS_DIR = "ranks"
 LAUNCHER_ENV = "STILLROOM_LAUNCHER_PID"  # the ranks end when it does: it holds the run's lock
@@ -297,26 +301,31 @@ class RankWatch:
         self.gone: list[int] = []
 
     def poll(self) -> None:
-
         if len(self._pids) < self._processes:
-            self._find()
+            found = rank_processes(self._launcher)
+            for rank, process in found.items():
+                self._pids.setdefault(rank, process.pid)
         for rank, pid in self._pids.items():
             if rank not in self.gone and not _alive(pid):
                 self.gone.append(rank)
 
-    def _find(self) -> None:
-        import psutil
 
+def rank_processes(launcher_pid: int) -> dict[int, psutil.Process]:
+    """``{rank: psutil.Process}`` of the ranks alive under the launcher ``launcher_pid``."""
+    import psutil
+
+    try:
+        children = psutil.Process(launcher_pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    found = {}
+    for child in children:
         try:
-            children = psutil.Process(self._launcher).children(recursive=True)
-        except psutil.Error:
-            return
-        for child in children:
-            try:
-                if "engine.train.distributed" in child.cmdline():
-                    self._pids.setdefault(int(child.environ()["RANK"]), child.pid)
-            except (psutil.Error, KeyError, ValueError):
-                continue
+            if "engine.train.distributed" in child.cmdline():
+                found[int(child.environ()["RANK"])] = child
+        except (psutil.Error, KeyError, ValueError):
+            continue
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -139,13 +139,11 @@ def generate(model_dir: Path | str, question: str, adapter: Path | None = None, 
 
 def rank_process(run_dir: Path, rank: int) -> psutil.Process:
     """Rank ``rank``'s process under the run's torchrun launcher."""
-    launcher = psutil.Process(runs.read_pid(run_dir))
-    for child in launcher.children(recursive=True):
-        if "engine.train.distributed" in child.cmdline() and child.environ().get("RANK") == str(
-            rank
-        ):
-            return child
-    raise AssertionError(f"no rank {rank} under the launcher")
+    from engine.train.distributed import rank_processes
+
+    found = rank_processes(runs.read_pid(run_dir))
+    assert rank in found, f"no rank {rank} under the launcher"
+    return found[rank]
 
 
 def small_qwen2(folder: Path) -> Path:
