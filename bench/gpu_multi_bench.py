@@ -41,13 +41,9 @@ SHAPES: dict[str, tuple[dict, int]] = {
 }
 
 
-# A trailing ``_omp1`` runs the ranks with torchrun's own default of one OpenMP thread each.
-OMP1 = "_omp1"
-
-
 def shape_of(tag: str) -> tuple[int, str]:
-    """``gpus_2_2x4`` -> (2, "2x4"); ``gpus_2_2x4_omp1`` -> (2, "2x4")."""
-    _, gpus, *shape = tag.removesuffix(OMP1).split("_")
+    """``gpus_2_2x4`` -> (2, "2x4")."""
+    _, gpus, *shape = tag.split("_")
     return int(gpus), "_".join(shape)
 
 
@@ -165,8 +161,7 @@ def main() -> int:
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
                 plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
-                env = {"OMP_NUM_THREADS": "1"} if tag.endswith(OMP1) else None
-                results[tag] = run_plan(plan, args.out, tag, steps, env)
+                results[tag] = run_plan(plan, args.out, tag, steps)
         except Exception as error:  # noqa: BLE001 - keep the other parts' numbers
             results[tag] = {"name": tag, "error": f"{type(error).__name__}: {error}"}
         if tag != "allreduce":

@@ -271,8 +271,6 @@ def _run_ranks(
     from engine.runs import CANCEL_FILE, LOG_FILE
 
     env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
-    # torchrun gives every rank a single OpenMP thread unless told otherwise; share the cores.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world.processes)))
     if world.gpu_ids:
         visible = env.get("CUDA_VISIBLE_DEVICES")
         known = visible.split(",") if visible else [str(i) for i in range(max(world.gpu_ids) + 1)]
