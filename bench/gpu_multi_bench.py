@@ -11,7 +11,7 @@ adds, at most (DDP overlaps it with the backward pass). ``results.json`` lands i
 each part, so a call cut short keeps what finished.
 
     python3 bench/gpu_multi_bench.py --baseline PATH/baseline_unsloth.py --out DIR \
-        [--only gpus_2_2x4 gpus_1_2x4 ...] [--steps N]
+        [--only gpus_2_2x4 gpus_1_2x4 ...] [--steps N] [--env KEY=VALUE ...]
 
 On a CPU (``--tiny``: the baseline's two-layer model, the hf backend, two gloo ranks) it
 checks the script's own logic before a device call.
@@ -118,6 +118,13 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="*", default=["gpus_2_2x4", "gpus_1_2x4", "gpus_2", "gpus_1", "allreduce"]
     )
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of every run, e.g. STILLROOM_PROFILE=DIR (one trace per rank)",
+    )
     parser.add_argument("--allreduce-numel", type=int, help="(internal) run under torchrun")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +168,10 @@ def main() -> int:
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
                 plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
-                results[tag] = run_plan(plan, args.out, tag, steps)
+                env = dict(item.split("=", 1) for item in args.env)
+                if "STILLROOM_PROFILE" in env:
+                    env["STILLROOM_PROFILE"] = str(Path(env["STILLROOM_PROFILE"]) / tag)
+                results[tag] = run_plan(plan, args.out, tag, steps, env)
         except Exception as error:  # noqa: BLE001 - keep the other parts' numbers
             results[tag] = {"name": tag, "error": f"{type(error).__name__}: {error}"}
         if tag != "allreduce":
