@@ -418,13 +418,14 @@ class Ranks:
     def balance_tokens(self, setup) -> None:
         """Let Unsloth deal each step's rows to the ranks by token count, where that pays.
 
-        A padding-free micro-batch costs what its tokens cost, and DDP waits at every step for
-        the rank with the longer share: dealt at random, eight rows of 250 to 2,147 tokens left
-        one of two H200s 124 ms a step behind the ideal (docs/gpu.md). ``UNSLOTH_TOKEN_BALANCE``
-        (Unsloth's own sampler, read when its trainer is built) gives every rank the same number
-        of rows with near-equal token sums; a step keeps its rows, and with the token count
-        averaged across ranks (transformers' default) its loss. Padded batches would only gain
-        padding from it. A user's own value of the variable wins.
+        DDP waits at every step for the slowest rank, and where a padding-free micro-batch
+        costs what its tokens cost, that is the rank dealt the longer rows.
+        ``UNSLOTH_TOKEN_BALANCE`` (Unsloth's own sampler, read when its trainer is built) gives
+        every rank the same number of rows with near-equal token sums; a step keeps its rows,
+        and with the token count averaged across ranks (transformers' default) its loss. On two
+        H200s, where the 1.5B student's micro-batch costs the same whatever its tokens, it
+        changed nothing measured (docs/gpu.md); it pays where a step's time follows its tokens.
+        Padded batches would only gain padding from it. A user's own value of the variable wins.
         """
         if self.processes > 1 and setup.backend == "unsloth" and setup.batching != "padded":
             os.environ.setdefault(TOKEN_BALANCE_ENV, "1")
