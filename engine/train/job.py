@@ -380,7 +380,8 @@ def _train(
     if ranks is not None:
         trainer.add_callback(ranks.agreement(callback, counter))
         ranks.say_when_balanced(trainer, emit)
-    profile = overhead.profiler_callback(setup.max_steps) if setup.device == "cuda" else None
+    rank = None if ranks is None else ranks.rank
+    profile = overhead.profiler_callback(setup.max_steps, rank) if setup.device == "cuda" else None
     if profile is not None:
         trainer.add_callback(profile)
     if torch.cuda.is_available():

@@ -136,14 +136,14 @@ def sampler_cost(meter: OverheadMeter, trainer: Any) -> None:
         meter.time_once("sampler", lambda: list(iter(sampler)))
 
 
-def profiler_callback(max_steps: int):
-    """A callback profiling two steps into ``$STILLROOM_PROFILE`` (``rank-N`` inside it for each
-    of several ranks), or None when unset."""
+def profiler_callback(max_steps: int, rank: int | None = None):
+    """A callback profiling two steps into ``$STILLROOM_PROFILE`` (``rank-N`` inside it for
+    ``rank`` of several), or None when unset."""
     folder = os.environ.get(PROFILE_ENV)
     if not folder:
         return None
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        folder = str(Path(folder) / f"rank-{os.environ['RANK']}")
+    if rank is not None:
+        folder = str(Path(folder) / f"rank-{rank}")
     from transformers import TrainerCallback
 
     first = int(os.environ.get(PROFILE_STEP_ENV) or max(1, max_steps - 1))
