@@ -19,6 +19,7 @@ checks the script's own logic before a device call.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -39,6 +40,14 @@ SHAPES: dict[str, tuple[dict, int]] = {
     "2x4": ({"rebatch": False}, 40),
     "32": ({"batch_size": 8, "grad_accum": 4}, 60),
 }
+
+
+def assignment(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as a pair, for ``--env``."""
+    key, equals, value = text.partition("=")
+    if not (key and equals):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
 
 
 def shape_of(tag: str) -> tuple[int, str]:
@@ -122,6 +131,7 @@ def main() -> int:
         "--env",
         nargs="*",
         default=[],
+        type=assignment,
         metavar="KEY=VALUE",
         help="environment of every run, e.g. STILLROOM_PROFILE=DIR (one trace per rank)",
     )
@@ -168,7 +178,7 @@ def main() -> int:
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
                 plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
-                env = dict(item.split("=", 1) for item in args.env)
+                env = dict(args.env)
                 if "STILLROOM_PROFILE" in env:
                     env["STILLROOM_PROFILE"] = str(Path(env["STILLROOM_PROFILE"]) / tag)
                 results[tag] = run_plan(plan, args.out, tag, steps, env)
