@@ -94,16 +94,18 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    emit = runs.EventWriter(run_dir)
 
     def should_stop() -> bool:
         return stop.is_set() or (run_dir / runs.CANCEL_FILE).exists()
 
     _child_env()
     plan = load_plan(run_dir / runs.PLAN_FILE)
+    from engine.train.distributed import train as train_plan
+    from engine.train.job import opening_the_attempt
+
+    emit = opening_the_attempt(runs.EventWriter(run_dir), plan, probe=probe, attempt=attempt)
     sampler_stop = threading.Event()
     _sample_gpu(emit, sampler_stop)
-    from engine.train.distributed import train as train_plan
 
     try:
         train_plan(plan, run_dir, emit, should_stop, probe=probe, attempt=attempt)

@@ -101,6 +101,27 @@ def started_event(
     )
 
 
+def opening_the_attempt(emit: Emit, plan: Plan, *, probe: bool, attempt: int) -> Emit:
+    """``emit``, with the attempt's ``started`` sent first where an ending would come before it.
+
+    Followers read an attempt from its ``started`` on: a plan refused before the backend was
+    chosen (``training.gpus`` naming GPUs on a CPU box, the unsloth backend without CUDA) would
+    otherwise end no attempt, and its follower would report a crash instead of the message.
+    """
+    opened = False
+
+    def send(event: ev.Event) -> None:
+        nonlocal opened
+        if isinstance(event, ev.Started):
+            opened = True
+        elif not opened and event.type in ev.TERMINAL:
+            opening = started_event(plan, "", "", "", probe=probe, attempt=attempt)
+            send(replace(opening, t=event.t))  # no later than the ending it opens
+        emit(event)
+
+    return send
+
+
 def error_event(error: BaseException, plan: Plan, stage: str) -> ev.Error:
     """The ending a failure at ``stage`` gets: the user's mistake with its hint, a failed
     save, out of memory, or an unexpected exception with its traceback."""

@@ -5,6 +5,7 @@ capabilities that let it (tests/promises/permissions.py says how)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,24 @@ def test_train_in_a_read_only_folder_says_where_to_run_instead(tmp_path):
         tmp_path.chmod(0o755)
     assert refused_cleanly(result, "cannot write runs/t-", "permission denied", "runs_dir")
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["plan.toml"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message", "fix"),
+    [
+        ("[training]\ngpus = [0, 5]", "no CUDA GPU is visible", 'training.gpus = "auto"'),
+        ('[student]\nbackend = "unsloth"', "lacks a CUDA GPU", "student.backend = 'auto'"),
+    ],
+)
+def test_a_plan_the_trainer_refuses_before_it_starts_ends_with_its_message(
+    tmp_path, setting, message, fix
+):
+    """A plan the trainer refuses before it has chosen its backend (GPUs named on a CPU box,
+    Unsloth without CUDA) ends the run with that message and its fix, not as a crash."""
+    (tmp_path / "plan.toml").write_text(setting + '\n[output]\nname = "t"\n')
+    result = stillroom(
+        "train", "plan.toml", cwd=tmp_path, env=dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    )
+    said = result.stdout + result.stderr
+    assert result.returncode == 1 and "error (plan)" in said, said
+    assert message in said and fix in said and "crashed" not in said, said
