@@ -100,7 +100,10 @@ def train(run_dir: Path, probe: bool, attempt: int | None, lock_fd: int | None) 
 
     _child_env()
     plan = load_plan(run_dir / runs.PLAN_FILE)
+    from engine.train.distributed import keep_to_one_card
     from engine.train.distributed import train as train_plan
+
+    keep_to_one_card(plan.training.gpus)
     from engine.train.job import opening_the_attempt
 
     emit = opening_the_attempt(runs.EventWriter(run_dir), plan, probe=probe, attempt=attempt)

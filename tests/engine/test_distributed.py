@@ -11,6 +11,7 @@ saves the adapter; a rank's error is reported with its rank.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from engine import events as ev
 from engine import runs
 from engine.errors import UserError
 from engine.plan import PlanError, load_plan, plan_from_dict
-from engine.train.distributed import World, resolve, split_batch
+from engine.train.distributed import World, keep_to_one_card, resolve, split_batch
 from tests.engine.training import (
     events_of,
     rank_process,
@@ -86,6 +87,19 @@ def test_gpus_the_machine_lacks_are_refused(gpus, visible, words):
     with pytest.raises(UserError) as refused:
         resolve(gpus, visible)
     assert words in refused.value.message and refused.value.hint
+
+
+@pytest.mark.parametrize(
+    ("gpus", "visible", "trains_on"),
+    [(1, None, "0"), (1, "3,1", "3"), (1, "", ""), (2, None, None), ("auto", "0,1", "0,1")],
+)
+def test_one_gpu_of_several_keeps_the_others_free(monkeypatch, gpus, visible, trains_on):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    keep_to_one_card(gpus)
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == trains_on
 
 
 @pytest.mark.parametrize("gpus", [0, [], [1, 1], True, "two"])

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from engine import events as ev
-from engine import runs
+from engine import gpu, runs
 from tests.engine.training import (
     events_of,
     rank_process,
@@ -53,7 +53,10 @@ def test_a_rank_killed_on_two_gpus_resumes_on_one_and_ends_at_the_planned_step(t
     assert started.backend == "unsloth"
     logs = [e.line for e in events_of(run_dir, ev.Log)]
     assert any("by token count (UNSLOTH_TOKEN_BALANCE=1)" in line for line in logs), logs
-    rank_process(run_dir, 1).send_signal(signal.SIGKILL)
+    rank_1 = rank_process(run_dir, 1)
+    card_0 = next(card for card in gpu.sample() if card.index == 0)
+    assert rank_1.pid not in {p.pid for p in card_0.processes}, card_0.processes  # no stray context
+    rank_1.send_signal(signal.SIGKILL)
     crashed = wait_for(run_dir, lambda e: False, 120)
     assert isinstance(crashed, ev.Error) and crashed.kind == "crashed", crashed
     assert "rank 1 of 2" in crashed.message
