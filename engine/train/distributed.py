@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from engine import events as ev
 from engine.errors import UserError
-from engine.i18n import _
+from engine.i18n import _, ngettext
 from engine.plan import Plan
 
 if TYPE_CHECKING:
@@ -249,9 +249,11 @@ def launch(
         with open(folder / ROWS_FILE, "wb") as handle:
             pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
         command = launch_command(world, run_dir, attempt, probe)
-        line = _("{n} processes ({backend}): {command}").format(
-            n=world.processes, backend=world.backend, command=" ".join(command)
-        )
+        line = ngettext(
+            "{n} process ({backend}): {command}",
+            "{n} processes ({backend}): {command}",
+            world.processes,
+        ).format(n=world.processes, backend=world.backend, command=" ".join(command))
         emit(ev.Log(line=line))
         code, gone = _run_ranks(command, world, run_dir, should_stop)
         (folder / ROWS_FILE).unlink(missing_ok=True)
