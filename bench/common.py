@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,22 +28,41 @@ def gib(mb: float | None) -> float | None:
     return round(mb / 1024, 3) if mb is not None else None  # None: no CUDA (a CPU dry run)
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this process (and the runs it starts) while inside, then put back."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
 def run_plan(plan, out: Path, tag: str, last: int, env: dict | None = None) -> dict:
     """Train ``plan`` through the real detached child; steady state is steps WARMUP+1..last.
 
     The run's log and events land in ``out``; the result holds the summary's figures, or
     ``error`` with the terminal event's message when the run did not finish.
     """
+    return result_of(start_plan(plan, env), out, tag, last)
+
+
+def start_plan(plan, env: dict | None = None) -> Path:
+    """The run's folder, its detached child started with ``env`` added to this environment."""
     from engine import runs
 
     run_dir = runs.create_run(plan)
-    saved = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})
-    try:
+    with environment(env or {}):
         runs.start(run_dir)
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    return run_dir
+
+
+def result_of(run_dir: Path, out: Path, tag: str, last: int) -> dict:
+    """:func:`run_plan`'s result, once the run started in ``run_dir`` has ended."""
+    from engine import runs
+
     terminal = None
     for event in runs.follow(run_dir, poll_s=1.0):
         terminal = event

@@ -5,13 +5,15 @@ The reference notebook plan (random-init Qwen2.5-1.5B-Instruct shapes, 4-bit QLo
 8 samples per optimizer step, the baseline script's 4000 synthetic Alpaca rows) trained
 through the real detached child on ``training.gpus = 2`` (first: the run that may fail) and
 on 1, for each shape of ``SHAPES``. Steady state is steps 11 to the end; tokens are
-non-padding tokens of every rank (rank 0's summary counts all ranks). Then one ``torchrun``
+non-padding tokens of every rank (rank 0's summary counts all ranks). ``side_SHAPE`` runs
+two one-card plans at once, on cards 0 and 1, sharing nothing but the host: what the host
+lets two processes keep of one's speed, the ceiling of the two-GPU scaling. Then one ``torchrun``
 job times an NCCL all-reduce of the LoRA gradients' size: the communication a DDP step
 adds, at most (DDP overlaps it with the backward pass). ``results.json`` lands in ``--out`` after
 each part, so a call cut short keeps what finished.
 
     python3 bench/gpu_multi_bench.py --baseline PATH/baseline_unsloth.py --out DIR \
-        [--only gpus_2_2x4 gpus_1_2x4 ...] [--steps N] [--env KEY=VALUE ...]
+        [--only gpus_2_2x4 gpus_1_2x4 side_2x4 ...] [--steps N] [--env KEY=VALUE ...]
 
 On a CPU (``--tiny``: the baseline's two-layer model, the hf backend, two gloo ranks) it
 checks the script's own logic before a device call.
@@ -29,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.common import gpu_bench_parser, run_plan  # noqa: E402
+from bench.common import environment, gpu_bench_parser, result_of, run_plan, start_plan  # noqa: E402
 
 LORA_PARAMS_QWEN25_15B_R16 = 18_464_768
 # A tag is gpus_N or gpus_N_SHAPE: the notebook plan (2 x 4, 8 samples per step) as Stillroom
@@ -51,9 +53,24 @@ def assignment(text: str) -> tuple[str, str]:
 
 
 def shape_of(tag: str) -> tuple[int, str]:
-    """``gpus_2_2x4`` -> (2, "2x4")."""
+    """``gpus_2_2x4`` -> (2, "2x4"); ``side_2x4`` -> (1, "2x4")."""
+    if tag.startswith("side"):
+        return 1, tag.removeprefix("side").lstrip("_")
     _, gpus, *shape = tag.split("_")
     return int(gpus), "_".join(shape)
+
+
+def side_by_side(plans: dict[str, object], out: Path, tag: str, steps: int) -> dict:
+    """The ``plans`` (name: plan) trained at once, the i-th on visible card i alone (a one-card
+    plan trains on the first visible card); their mean tokens/s where all finished."""
+    started = {
+        name: start_plan(plan, {"CUDA_VISIBLE_DEVICES": str(card)})
+        for card, (name, plan) in enumerate(plans.items())
+    }
+    found = {name: result_of(run_dir, out, name, steps) for name, run_dir in started.items()}
+    speeds = [run.get("tokens_per_s_nonpad") for run in found.values()]
+    mean = sum(speeds) / len(speeds) if all(speeds) else None
+    return {"name": tag, "runs": found, "tokens_per_s_nonpad": mean}
 
 
 def allreduce(numel: int, out: Path) -> None:
@@ -103,7 +120,9 @@ def checks(results: dict) -> dict:
             continue
         scaling = round(two["tokens_per_s_nonpad"] / one["tokens_per_s_nonpad"], 3)
         loss_diff = abs(two["loss_last10_mean"] - one["loss_last10_mean"])
+        side = results.get(f"side{suffix}", {}).get("tokens_per_s_nonpad")
         found[shape or "default"] = {
+            "host_ceiling": round(2 * side / one["tokens_per_s_nonpad"], 3) if side else None,
             "scaling": scaling,
             "scaling_pass": scaling >= 1.8,
             "loss_rel_diff": round(loss_diff / one["loss_last10_mean"], 4),
@@ -177,11 +196,20 @@ def main() -> int:
                 }
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
-                plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
                 env = dict(args.env)
-                if "STILLROOM_PROFILE" in env:
-                    env["STILLROOM_PROFILE"] = str(Path(env["STILLROOM_PROFILE"]) / tag)
-                results[tag] = run_plan(plan, args.out, tag, steps, env)
+                if tag.startswith("side"):
+                    plans = {
+                        name: plan_for(data, args.model_dir, work / "runs", name, variant, steps)
+                        for name in (f"{tag}_card_0", f"{tag}_card_1")
+                    }
+                    env.pop("STILLROOM_PROFILE", None)
+                    with environment(env):
+                        results[tag] = side_by_side(plans, args.out, tag, steps)
+                else:
+                    plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
+                    if "STILLROOM_PROFILE" in env:
+                        env["STILLROOM_PROFILE"] = str(Path(env["STILLROOM_PROFILE"]) / tag)
+                    results[tag] = run_plan(plan, args.out, tag, steps, env)
         except Exception as error:  # noqa: BLE001 - keep the other parts' numbers
             results[tag] = {"name": tag, "error": f"{type(error).__name__}: {error}"}
         if tag != "allreduce":
