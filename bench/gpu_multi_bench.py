@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.common import environment, gpu_bench_parser, result_of, run_plan, start_plan  # noqa: E402
+from bench.common import gpu_bench_parser, result_of, run_plan, start_plan  # noqa: E402
 
 LORA_PARAMS_QWEN25_15B_R16 = 18_464_768
 # A tag is gpus_N or gpus_N_SHAPE: the notebook plan (2 x 4, 8 samples per step) as Stillroom
@@ -60,11 +60,11 @@ def shape_of(tag: str) -> tuple[int, str]:
     return int(gpus), "_".join(shape)
 
 
-def side_by_side(plans: dict[str, object], out: Path, tag: str, steps: int) -> dict:
-    """The ``plans`` (name: plan) trained at once, the i-th on visible card i alone (a one-card
-    plan trains on the first visible card); their mean tokens/s where all finished."""
+def side_by_side(plans: dict[str, object], out: Path, tag: str, steps: int, env: dict) -> dict:
+    """The ``plans`` (name: plan) trained at once with ``env``, the i-th on visible card i alone
+    (a one-card plan trains on the first visible card); their mean tokens/s where all finished."""
     started = {
-        name: start_plan(plan, {"CUDA_VISIBLE_DEVICES": str(card)})
+        name: start_plan(plan, {**env, "CUDA_VISIBLE_DEVICES": str(card)})
         for card, (name, plan) in enumerate(plans.items())
     }
     found = {name: result_of(run_dir, out, name, steps) for name, run_dir in started.items()}
@@ -203,8 +203,7 @@ def main() -> int:
                         for name in (f"{tag}_card_0", f"{tag}_card_1")
                     }
                     env.pop("STILLROOM_PROFILE", None)
-                    with environment(env):
-                        results[tag] = side_by_side(plans, args.out, tag, steps)
+                    results[tag] = side_by_side(plans, args.out, tag, steps, env)
                 else:
                     plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
                     if "STILLROOM_PROFILE" in env:
