@@ -283,7 +283,9 @@ class TrainingPlan(_Section):
         "adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd"
     ] = "adamw_8bit"
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
-    seed: int = 3407
+    seed: int = Field(
+        3407, description="Draws LoRA's starting weights and the row order: a plan trains the same."
+    )
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(20, ge=1)
     save_minutes: float = Field(15.0, gt=0, description="Also checkpoint on wall time.")

@@ -159,7 +159,13 @@ def _unsloth_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
 
 def _hf_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     s, lora = plan.student, plan.lora
@@ -193,6 +199,9 @@ def _hf_trainer(plan: Plan, setup: Setup, dataset, run_dir: Path):
     elif setup.device == "cuda" and checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    # LoRA's A matrices start random (B at zero, so the first loss hides it): the plan's seed
+    # must draw them, or the same plan trains to a different adapter every time.
+    set_seed(plan.training.seed)
     model = get_peft_model(
         model,
         LoraConfig(

@@ -34,11 +34,10 @@ from tests.engine.training import (
 )
 from tests.faults import fault_env, mute_rank_env
 
-# Two runs of the same plan differ by float noise that AdamW's first steps amplify: at the
-# tests' lr 1e-2 a loaded 2-core box ended 12 steps at 2.13 (two ranks) against 2.27 (one),
-# at lr 1e-3 the comparison below is taken at, the runs stay within this share of each other.
-LOSS_TOLERANCE = 0.05
-COMPARED_LR = 1e-3
+# Two ranks and one process start from the same LoRA weights (the plan's seed) and see the
+# same rows a step, so they differ only by the order of float sums: 12 steps at lr 1e-2 ended
+# at 2.1760458 and 2.1760457 (4e-8 apart). Before the seed drew LoRA's start, 5 % was not enough.
+LOSS_TOLERANCE = 0.001
 
 
 @pytest.mark.parametrize(
@@ -161,9 +160,7 @@ def test_two_ranks_end_within_the_tolerance_of_one_process(tiny_model_dir, tmp_p
     for gpus in (2, 1):
         folder = tmp_path / f"gpus-{gpus}"
         folder.mkdir()
-        result = stillroom(
-            "train", str(_plan(folder, tiny_model_dir, gpus, learning_rate=COMPARED_LR))
-        )
+        result = stillroom("train", str(_plan(folder, tiny_model_dir, gpus)))
         assert result.returncode == 0, result.stdout + result.stderr
         ends.append(_final_loss(run_dir_from(result.stdout)))
     two, one = ends

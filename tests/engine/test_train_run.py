@@ -51,6 +51,15 @@ def test_training_runs_and_the_loss_falls(trained):
     assert json.loads((trained / "summary.json").read_text())["steps"] == 30
 
 
+def test_the_same_plan_trains_to_the_same_losses(trained, tiny_model_dir, tmp_path):
+    """The plan's seed fixes the run: LoRA's starting weights, the row order, every loss."""
+    plan = write_plan(tmp_path, tiny_model_dir, write_facts(tmp_path))
+    again = stillroom("train", str(plan))
+    assert again.returncode == 0, again.stdout + again.stderr
+    first = [e.loss for e in events_of(trained, ev.Step)]
+    assert [e.loss for e in events_of(run_dir_from(again.stdout), ev.Step)] == first
+
+
 def test_the_run_says_in_plain_words_what_it_will_do(trained):
     lines = [e.line for e in events_of(trained, ev.Log)]
     assert any("max_steps=30 x 4 samples per step covers the 24 training rows" in x for x in lines)
