@@ -275,6 +275,9 @@ def _load_unsloth(plan: Plan, adapter: Path | None) -> tuple[Any, Any]:
         dtype=None,
     )
     FastLanguageModel.for_inference(model)
+    # Unsloth sets max_length to the context length; every answer gives max_new_tokens, so
+    # transformers would log "Both max_new_tokens and max_length" once per answer.
+    model.generation_config.max_length = None
     return model, tokenizer
 
 

@@ -38,7 +38,9 @@ def gpu_run(tmp_path_factory):
     return run_dir_from(result.stdout)
 
 
-def test_chat_streams_through_unsloth(gpu_run):
+def test_chat_streams_through_unsloth(gpu_run, capfd):
+    """Answers stream, and no answer logs transformers' warning about max_length (Unsloth sets
+    it to the context length; it filled train.log once per replay answer)."""
     from engine.chat import load_student
 
     student = load_student(gpu_run)
@@ -51,6 +53,7 @@ def test_chat_streams_through_unsloth(gpu_run):
     assert pieces and answer.tokens > 0 and (answer.cut or answer.ended_cleanly)
     base = student.answer(messages, base=True, max_new_tokens=32)
     assert base.tokens > 0
+    assert "seem to have been set" not in capfd.readouterr().err
     print(f"\nunsloth chat: ttft {answer.ttft_s:.3f} s, {answer.tokens_per_s:.1f} tokens/s")
 
 
