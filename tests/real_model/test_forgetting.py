@@ -151,6 +151,7 @@ def test_the_base_model_knows_enough_control_facts_to_measure_forgetting(
 
 def test_with_the_small_data_settings_the_student_learns_the_invented_facts(suggested):
     """The base model knows at most one of the invented facts; the student recalls 7 of 8."""
+    print(f"recalled: base {recalled(suggested, 'base')}, student {recalled(suggested, 'student')}")
     assert recalled(suggested, "base") <= 1
     assert recalled(suggested, "student") >= 7
 
