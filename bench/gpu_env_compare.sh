@@ -9,11 +9,7 @@ set -o pipefail
 out=$1 steps=$2
 shift 2
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-       UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache
+source bench/gpu_setup.sh
 python3 bench/host_contention.py > "$out/host_contention.json" 2>&1
 i=0
 for variant in "$@"; do

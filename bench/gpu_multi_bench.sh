@@ -8,11 +8,7 @@ out=${1:-gpu-out}
 seconds=${2:-540}
 shift $(($# < 2 ? $# : 2))
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-       UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache
+source bench/gpu_setup.sh
 { nvidia-smi -L; nvidia-smi topo -m; } > "$out/cards.txt" 2>&1
 python3 -c '
 from engine.doctor import diagnose

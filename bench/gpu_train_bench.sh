@@ -13,11 +13,7 @@ out=${2:-gpu-out}
 shift 2 2>/dev/null
 [ $# -eq 0 ] && set -- baseline raw_8x1 stillroom_default stillroom_pad_off
 mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false \
-       UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache
+source bench/gpu_setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 variants=()
 for item in "$@"; do
