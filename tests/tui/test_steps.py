@@ -42,7 +42,8 @@ async def test_teacher_generates_in_a_child_that_pauses_and_resumes_asking_each_
             await pilot.pause()
             screen = app.screen
             app.change("teacher", provider="local", base_url=server.base_url, model="teacher-1",
-                       api_key_env=KEY_VAR, prompts="prompts.txt", concurrency=1)  # fmt: skip
+                       api_key_env=KEY_VAR, prompts="prompts.txt", concurrency=1,
+                       price_input_per_mtok=2.0, price_output_per_mtok=8.0)  # fmt: skip
             screen.show_plan()
             await pilot.press("ctrl+t")
             await app.workers.wait_for_complete()
@@ -65,7 +66,11 @@ async def test_teacher_generates_in_a_child_that_pauses_and_resumes_asking_each_
             await pilot.press("ctrl+r")
             await until(pilot, lambda: not screen.running)
             assert screen.result.counts["already"] == paused
-            assert "Done: 8/8" in str(screen.query_one("#progress").render())
+            said = str(screen.query_one("#progress").render())
+            assert "Done: 8/8" in said
+            spent = screen.result.counts  # what the resumed run sent stays on screen
+            tokens = int(spent["prompt_tokens"] + spent["completion_tokens"])
+            assert tokens and f"This run: {tokens:,} tokens, ${spent['cost_usd']:.4f}." in said
     records = [json.loads(line) for line in Path("teacher.jsonl").read_text().splitlines()]
     answers = sorted(r["messages"][-1]["content"] for r in records)
     assert answers == sorted(answer_for(p) for p in prompts)

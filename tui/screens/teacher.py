@@ -438,6 +438,7 @@ class TeacherScreen(StepScreen):
                 failed=int(counts.get("failed", 0)),
                 output=output,
             )
+            + spent_line(counts)
         )
         if counts.get("done") and self.app.plan.dataset.source != output:
             self.app.change("dataset", source=output, mapping=None, format=None)
@@ -553,6 +554,24 @@ def documents_preview(corpus: Corpus | None) -> str:
         line = f"▸ {chunk.heading}{page}: {' '.join(chunk.text.split())}"
         lines.append(line if len(line) <= PREVIEW_WIDTH else line[: PREVIEW_WIDTH - 1] + "…")
     return "\n".join(lines)
+
+
+def spent_line(counts: dict[str, float]) -> str:
+    """What the run spent, from its result's counts: the progress line's tokens and cost stay
+    on screen once it ends. Empty where nothing was sent."""
+    tokens = int(counts.get("prompt_tokens", 0) + counts.get("completion_tokens", 0))
+    if not tokens:
+        return ""
+    cost = counts.get("cost_usd")
+    if cost is None:
+        line = _(
+            "This run: {tokens} tokens; cost unknown "
+            "(set price_input_per_mtok / price_output_per_mtok)."
+        )
+        return "\n" + line.format(tokens=f"{tokens:,}")
+    return "\n" + _("This run: {tokens} tokens, ${cost}.").format(
+        tokens=f"{tokens:,}", cost=f"{cost:.4f}"
+    )
 
 
 def progress_line(event: ev.Progress) -> str:
