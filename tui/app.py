@@ -107,6 +107,9 @@ class StillroomApp(App[None]):
         # The user's plan file that did not load: moved aside (never overwritten) at the first save.
         self.keep_aside: Path | None = None
         self.save_problem: str | None = None
+        # A new plan replaces the draft file at its first save; after that, and for a plan the
+        # user opened, saving rewrites only the changed values (their comments stay).
+        self.new_draft = False
         try:
             self.plan, saved_step = read_draft(self.plan_path)
         except PlanError as error:
@@ -224,10 +227,11 @@ class StillroomApp(App[None]):
                     severity="warning",
                     timeout=30,
                 )
-            write_draft(self.plan_path, self.plan, self.step)
+            write_draft(self.plan_path, self.plan, self.step, fresh=self.new_draft)
         except OSError as error:
             self._not_saved(error)
             return
+        self.new_draft = False
         self.has_draft = True
         self.save_problem = None
 
@@ -253,9 +257,10 @@ class StillroomApp(App[None]):
             self.step = step
             self.save()
 
-    def start_plan(self, plan: Plan) -> None:
-        """Replace the draft (new or opened plan) and begin at the first step."""
+    def start_plan(self, plan: Plan, *, new: bool = False) -> None:
+        """Replace the draft (``new``, or an opened plan) and begin at the first step."""
         self.plan, self.step = plan, "teacher"
+        self.new_draft = new
         self.token_profile = None
         self.data_rows = None
         self.save()

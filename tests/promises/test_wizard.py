@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.plan import Plan
 from tests.promises.permissions import permissions_apply
 from tests.teacher_server import TeacherServer, answer_for
 from tests.tui.scenes import until
 from tui.app import StillroomApp
+from tui.draft import read_draft
 from tui.screens.data import DataScreen
 from tui.screens.results import ExportScreen
 from tui.screens.teacher import TeacherScreen
@@ -66,6 +68,44 @@ async def test_a_draft_with_a_typo_is_kept_as_a_dated_backup(project):
         assert said(app, "Your plan is kept", backup.name)
     assert backup.read_text() == mine
     assert "bach_size" not in DRAFT.read_text()
+
+
+async def test_a_plan_you_wrote_keeps_its_comments_and_keys_when_the_wizard_edits_it(project):
+    """Editing a plan file in the wizard rewrites only what changed: your comments, your
+    layout and the keys you wrote at their defaults stay; a key you unset goes. A new plan
+    replaces the file."""
+    mine = (
+        "# Support bot, trained nightly\n"
+        "[dataset]\n"
+        'source = "my-data.jsonl"  # exported from the helpdesk\n'
+        "[training]\n"
+        "# the notebook's batch\n"
+        "batch_size = 2\n"
+        "rebatch = true  # as fast as the card allows\n"
+        "max_steps = 10  # a smoke test first\n"
+    )
+    DRAFT.write_text(mine)
+    app = wizard()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.open_plan(str(DRAFT)) is None  # what Open plan does with the file picked
+        await pilot.pause()
+        assert app.change("training", max_steps=None, epochs=2.0) is None
+        assert app.change("lora", r=32) is None
+        kept = DRAFT.read_text()
+        for line in ("# Support bot, trained nightly", "# exported from the helpdesk",
+                     "# the notebook's batch", "batch_size = 2",
+                     "rebatch = true  # as fast as the card allows"):  # fmt: skip
+            assert line in kept, kept
+        assert "max_steps" not in kept and "a smoke test first" not in kept
+        plan, step = read_draft(DRAFT)
+        assert (plan.training.epochs, plan.training.max_steps, plan.lora.r) == (2.0, None, 32)
+        assert plan.dataset.source == "my-data.jsonl" and step == app.step
+
+        app.start_plan(Plan(), new=True)  # what New plan does
+        await pilot.pause()
+    assert "Support bot" not in DRAFT.read_text()
+    assert read_draft(DRAFT)[0] == Plan()
 
 
 async def test_a_draft_you_cannot_read_is_said_and_kept(project):

@@ -156,7 +156,7 @@ class WelcomeScreen(ForwardsWorkerErrors, Screen[None]):
         return True
 
     def action_new_plan(self) -> None:
-        self.app.start_plan(Plan())
+        self.app.start_plan(Plan(), new=True)
         self.notify(_("New plan; it is saved to {path} as you go.").format(path=self.app.plan_path))
 
     def action_continue_draft(self) -> None:
