@@ -122,10 +122,12 @@ class DataScreen(StepScreen):
             self.action_inspect()  # a hub id downloads: only when asked (ctrl+r)
 
     def _inputs(self) -> tuple:
+        """What a report is read from: the plan's data keys, the student, and the source file's
+        size and time, so a file that grew meanwhile (the teacher appends) is read again."""
         data, student = self.app.plan.dataset, self.app.plan.student
         mapping = tuple(sorted(data.mapping.items()))
         return (data.source, data.split, data.format, mapping, data.overflow, student.model,
-                student.source, student.max_seq_length)  # fmt: skip
+                student.source, student.max_seq_length, _stamp(data.source))  # fmt: skip
 
     def plan_changed(self, key: str) -> None:
         if key == "dataset.overflow":
@@ -373,3 +375,12 @@ def _cell(value: Any) -> str:
 
 _CELL_REPR = reprlib.Repr()
 _CELL_REPR.maxlevel, _CELL_REPR.maxstring, _CELL_REPR.maxother = 3, CELL_CHARS, CELL_CHARS
+
+
+def _stamp(source: str) -> tuple[int, int] | None:
+    """A local source's modification time and size; ``None`` for a hub id."""
+    try:
+        status = Path(source).expanduser().stat()
+    except (OSError, ValueError):
+        return None
+    return status.st_mtime_ns, status.st_size
