@@ -29,6 +29,13 @@ def state_name(state: str) -> str:
     return names.get(state, state)
 
 
+def money(value: float | None) -> str:
+    """A cost in dollars, or that the price is unknown and which plan keys set it."""
+    if value is None:
+        return _("unknown (set price_input_per_mtok / price_output_per_mtok)")
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -70,7 +70,7 @@ async def test_teacher_generates_in_a_child_that_pauses_and_resumes_asking_each_
             assert "Done: 8/8" in said
             spent = screen.result.counts  # what the resumed run sent stays on screen
             tokens = int(spent["prompt_tokens"] + spent["completion_tokens"])
-            assert tokens and f"This run: {tokens:,} tokens, ${spent['cost_usd']:.4f}." in said
+            assert tokens and f"This run: {tokens:,} tokens, cost ${spent['cost_usd']:.4f}." in said
     records = [json.loads(line) for line in Path("teacher.jsonl").read_text().splitlines()]
     answers = sorted(r["messages"][-1]["content"] for r in records)
     assert answers == sorted(answer_for(p) for p in prompts)

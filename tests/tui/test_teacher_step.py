@@ -252,4 +252,4 @@ async def test_a_generation_that_cannot_reach_the_teacher_says_so_on_the_step_an
             await until(pilot, lambda: not screen.running)
             said = str(progress.render())
             assert "Done: 2/2" in said
-            assert "tokens; cost unknown (set price_input_per_mtok" in said  # no price for it
+            assert "tokens, cost unknown (set price_input_per_mtok" in said  # no price for it

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import UserError
 from engine.i18n import _
 from engine.teacher.options import add_teacher_arguments, teacher_from_args
+from tui.wording import money
 
 if TYPE_CHECKING:
     from engine.plan import TeacherPlan
@@ -99,12 +100,6 @@ def _list_models(teacher: TeacherPlan, *, as_json: bool = False) -> int:
     for model in models:
         print(model)
     return 0
-
-
-def _money(value: float | None) -> str:
-    if value is None:
-        return _("unknown (set price_input_per_mtok / price_output_per_mtok)")
-    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _cost_json(teacher: TeacherPlan, estimate: Estimate | DocumentsEstimate) -> dict[str, Any]:
@@ -215,10 +210,10 @@ def _print_documents_estimate(teacher: TeacherPlan, estimate: DocumentsEstimate)
                 else _("~{n} ({each} an answer, assumed)")
             ).format(n=f"{estimate.completion_tokens:,}", each=estimate.answer_tokens_each),
         ),
-        (_("expected cost"), _money(estimate.cost_usd())),
+        (_("expected cost"), money(estimate.cost_usd())),
         (
             _("at most"),
-            _("{cost} (every reply at max_tokens)").format(cost=_money(estimate.cost_max_usd)),
+            _("{cost} (every reply at max_tokens)").format(cost=money(estimate.cost_max_usd)),
         ),
     ]
     for label, value in rows:
@@ -264,10 +259,10 @@ def _print_estimate(teacher: TeacherPlan, estimate: Estimate) -> None:
                 date=PRESETS[teacher.provider].prices_as_of,
             ),
         )
-    table.add_row(_("expected cost"), _money(estimate.cost_usd()))
+    table.add_row(_("expected cost"), money(estimate.cost_usd()))
     table.add_row(
         _("at most"),
-        _("{cost} (every answer at max_tokens)").format(cost=_money(estimate.cost_max_usd)),
+        _("{cost} (every answer at max_tokens)").format(cost=money(estimate.cost_max_usd)),
     )
     Console().print(table)
 
@@ -393,7 +388,7 @@ def _print_summary(console: Any, summary: Summary) -> None:
             input=f"{summary.prompt_tokens:,}", output=f"{summary.completion_tokens:,}"
         ),
     )
-    table.add_row(_("cost"), _money(summary.cost_usd))
+    table.add_row(_("cost"), money(summary.cost_usd))
     table.add_row(_("time"), _duration(summary.elapsed_s))
     if summary.diversity is not None:
         table.add_row(_("diversity"), summary.diversity.describe())

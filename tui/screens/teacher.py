@@ -45,6 +45,7 @@ from tui.screens.base import StepScreen
 from tui.screens.file_picker import DOCUMENT_SUFFIXES, FilePicker, fill
 from tui.widgets.footer import Footer
 from tui.widgets.knob import Knob
+from tui.wording import money
 
 if TYPE_CHECKING:
     from engine.errors import UserError
@@ -562,15 +563,8 @@ def spent_line(counts: dict[str, float]) -> str:
     tokens = int(counts.get("prompt_tokens", 0) + counts.get("completion_tokens", 0))
     if not tokens:
         return ""
-    cost = counts.get("cost_usd")
-    if cost is None:
-        line = _(
-            "This run: {tokens} tokens; cost unknown "
-            "(set price_input_per_mtok / price_output_per_mtok)."
-        )
-        return "\n" + line.format(tokens=f"{tokens:,}")
-    return "\n" + _("This run: {tokens} tokens, ${cost}.").format(
-        tokens=f"{tokens:,}", cost=f"{cost:.4f}"
+    return "\n" + _("This run: {tokens} tokens, cost {cost}.").format(
+        tokens=f"{tokens:,}", cost=money(counts.get("cost_usd"))
     )
 
 
