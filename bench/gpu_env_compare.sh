@@ -5,6 +5,8 @@
 # host-bound steps.
 #   bash bench/gpu_env_compare.sh OUT_DIR STEPS "TAG [KEY=VALUE ...]" ["TAG [KEY=VALUE ...]" ...]
 # e.g. bash bench/gpu_env_compare.sh "$OUT" 30 gpus_1_2x4 "gpus_1_2x4 OMP_WAIT_POLICY=PASSIVE"
+# DDP options and CPU pinning go through bench/rank_env (its docstring says how), e.g.
+#   "gpus_2_2x4 PYTHONPATH=$PWD/bench/rank_env:/tmp/site:$PWD BENCH_PIN_CPUS=2,10"
 set -o pipefail
 out=$1 steps=$2
 shift 2
