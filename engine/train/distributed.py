@@ -470,13 +470,14 @@ def _launch_bound() -> bool:
 
 def _no_speedup_warning(setup, processes: int) -> ev.Warning:
     """Where one card takes a step's rows in one micro-batch and its step time is set by kernel
-    launches, more cards take the same time a step: measured 1.00x on two H200s (docs/gpu.md)."""
+    launches, more cards take at least as long a step: two H200s measured 1.00x and 0.80x the
+    tokens/s of one (docs/gpu.md)."""
     samples = setup.micro_batch * processes
     return ev.Warning(
         message=_(
-            "{processes} GPUs will train about as fast as one here: each rank takes its {micro} "
-            "of the {samples} samples per step in one micro-batch, and on this card a step's "
-            "time is set by kernel launches, not by rows"
+            "{processes} GPUs will train no faster than one here, and may be slower: each rank "
+            "takes its {micro} of the {samples} samples per step in one micro-batch, and on this "
+            "card a step's time is set by kernel launches, not by rows"
         ).format(processes=processes, micro=setup.micro_batch, samples=samples),
         hint=_(
             "More GPUs speed up more samples per step (raise batch_size x grad_accum above "
