@@ -264,7 +264,8 @@ def launch(
 
 
 def _describe(world: World) -> str:
-    """The ``started`` event's device: how many of which card, and the collective library
+    """The ``started`` event's device: how many of which card, the cards a plan named (so a
+    box of several shows which), and the collective library
     (:func:`engine.train.resplit.previous_processes` reads the count back on a resume)."""
     if world.device == "cpu":
         return f"{world.processes} x cpu ({world.backend})"
@@ -272,7 +273,8 @@ def _describe(world: World) -> str:
 
     names = {s.index: s.name for s in sample()}
     name = names.get(world.gpu_ids[0] if world.gpu_ids else 0, "cuda")
-    return f"{world.processes} x {name} ({world.backend})"
+    named = f"GPU {','.join(map(str, world.gpu_ids))}, " if world.gpu_ids else ""
+    return f"{world.processes} x {name} ({named}{world.backend})"
 
 
 def _run_ranks(

@@ -92,7 +92,7 @@ def saying_a_new_split(
 
 
 # What engine.train.distributed's launcher writes as the started event's device.
-_LAUNCHED = re.compile(r"^(\d+) x .* \((?:nccl|gloo)\)$")
+_LAUNCHED = re.compile(r"^(\d+) x .* \((?:GPU [\d,]+, )?(?:nccl|gloo)\)$")
 
 
 def previous_processes(run_dir: Path) -> int | None:

@@ -22,7 +22,9 @@ from engine import events as ev
 from engine import runs
 from engine.errors import UserError
 from engine.plan import PlanError, load_plan, plan_from_dict
-from engine.train.distributed import World, keep_to_one_card, resolve, split_batch
+from engine.train.distributed import World, _describe, keep_to_one_card, resolve, split_batch
+from engine.train.job import started_event
+from engine.train.resplit import previous_processes
 from tests.engine.training import (
     events_of,
     rank_process,
@@ -99,6 +101,26 @@ def test_one_gpu_of_several_keeps_the_others_free(monkeypatch, gpus, visible, tr
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     keep_to_one_card(gpus)
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == trains_on
+
+
+@pytest.mark.parametrize(
+    ("world", "says", "count"),
+    [
+        (World(1, "cuda", (1,)), "(GPU 1, nccl)", 1),
+        (World(2, "cuda", (0, 2)), "(GPU 0,2, nccl)", 2),
+        (World(2, "cuda"), "(nccl)", 2),
+        (World(2, "cpu"), "2 x cpu (gloo)", 2),
+    ],
+)
+def test_the_started_device_names_the_cards_a_plan_picked_and_resume_reads_the_count_back(
+    tmp_path, world, says, count
+):
+    device = _describe(world)
+    assert device.startswith(f"{world.processes} x ") and device.endswith(says)
+    runs.EventWriter(tmp_path)(
+        started_event(plan_from_dict({}), "hf", "", device, probe=False, attempt=1)
+    )
+    assert previous_processes(tmp_path) == count
 
 
 @pytest.mark.parametrize("gpus", [0, [], [1, 1], True, "two"])
