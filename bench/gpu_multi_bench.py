@@ -63,10 +63,12 @@ def shape_of(tag: str) -> tuple[int, str]:
 def side_by_side(plans: dict[str, object], out: Path, tag: str, steps: int, env: dict) -> dict:
     """The ``plans`` (name: plan) trained at once with ``env``, the i-th on visible card i alone
     (a one-card plan trains on the first visible card); their mean tokens/s where all finished."""
-    started = {
-        name: start_plan(plan, {**env, "CUDA_VISIBLE_DEVICES": str(card)})
-        for card, (name, plan) in enumerate(plans.items())
-    }
+    started = {}
+    for card, (name, plan) in enumerate(plans.items()):
+        card_env = {**env, "CUDA_VISIBLE_DEVICES": str(card)}
+        if "STILLROOM_PHASES" in env:
+            card_env["STILLROOM_PHASES"] = str(Path(env["STILLROOM_PHASES"]) / f"card-{card}")
+        started[name] = start_plan(plan, card_env)
     found = {name: result_of(run_dir, out, name, steps) for name, run_dir in started.items()}
     speeds = [run.get("tokens_per_s_nonpad") for run in found.values()]
     mean = sum(speeds) / len(speeds) if all(speeds) else None
@@ -108,6 +110,14 @@ def allreduce(numel: int, out: Path) -> None:
             )
         )
     dist.destroy_process_group()
+
+
+def phases_of(folder: Path) -> dict:
+    """Each process's ``phases.json`` under ``folder`` (``rank-N`` or the folder itself)."""
+    return {
+        path.parent.name if path.parent != folder else "process": json.loads(path.read_text())
+        for path in sorted(folder.glob("**/phases.json"))
+    }
 
 
 def checks(results: dict) -> dict:
@@ -152,7 +162,8 @@ def main() -> int:
         default=[],
         type=assignment,
         metavar="KEY=VALUE",
-        help="environment of every run, e.g. STILLROOM_PROFILE=DIR (one trace per rank)",
+        help="environment of every run, e.g. STILLROOM_PROFILE=DIR (one trace per rank) or "
+        "STILLROOM_PHASES=DIR (each rank's step split into its parts)",
     )
     parser.add_argument("--allreduce-numel", type=int, help="(internal) run under torchrun")
     args = parser.parse_args()
@@ -197,6 +208,9 @@ def main() -> int:
                 if args.tiny:
                     variant["student"]["max_seq_length"] = 512
                 env = dict(args.env)
+                for aid in ("STILLROOM_PROFILE", "STILLROOM_PHASES"):
+                    if aid in env:
+                        env[aid] = str(Path(env[aid]) / tag)
                 if tag.startswith("side"):
                     plans = {
                         name: plan_for(data, args.model_dir, work / "runs", name, variant, steps)
@@ -206,9 +220,9 @@ def main() -> int:
                     results[tag] = side_by_side(plans, args.out, tag, steps, env)
                 else:
                     plan = plan_for(data, args.model_dir, work / "runs", tag, variant, steps)
-                    if "STILLROOM_PROFILE" in env:
-                        env["STILLROOM_PROFILE"] = str(Path(env["STILLROOM_PROFILE"]) / tag)
                     results[tag] = run_plan(plan, args.out, tag, steps, env)
+                if "STILLROOM_PHASES" in env:
+                    results[tag]["phases"] = phases_of(Path(env["STILLROOM_PHASES"]))
         except Exception as error:  # noqa: BLE001 - keep the other parts' numbers
             results[tag] = {"name": tag, "error": f"{type(error).__name__}: {error}"}
         if tag != "allreduce":

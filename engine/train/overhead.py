@@ -9,6 +9,9 @@ can say what share of a step they cost (the target is under 2 %).
 Setting ``STILLROOM_PROFILE=DIR`` makes the run profile two optimiser steps
 after ``STILLROOM_PROFILE_STEP`` (default: the run's last two) with
 ``torch.profiler`` and write the trace and a summary to DIR: a bench aid.
+``STILLROOM_PHASES=DIR`` splits every step's host time into its parts (the
+micro-batches, the optimizer, the step's end, the gap to the next step) and
+writes their means to DIR, so one rank's step can be set beside a lone card's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from engine.i18n import _
 
 PROFILE_ENV = "STILLROOM_PROFILE"
 PROFILE_STEP_ENV = "STILLROOM_PROFILE_STEP"
+PHASES_ENV = "STILLROOM_PHASES"
+PHASES_FROM_STEP = 11  # the benches' steady state
 NVML_PERIOD_S = 3.0  # engine/__main__.py samples the GPU this often
 
 
@@ -51,11 +56,11 @@ class OverheadMeter:
 
         return wrapper
 
-    def wrap_callback(self, callback: Any) -> Any:
+    def wrap_callback(self, callback: Any, part: str = "callbacks") -> Any:
         """Time every ``on_*`` hook the callback itself defines (instance attributes win)."""
         for name in dir(type(callback)):
             if name.startswith("on_") and name in type(callback).__dict__:
-                setattr(callback, name, self.timed("callbacks", getattr(callback, name)))
+                setattr(callback, name, self.timed(part, getattr(callback, name)))
         return callback
 
     def wrap_collator(self, collator: Any) -> Any:
@@ -136,14 +141,80 @@ def sampler_cost(meter: OverheadMeter, trainer: Any) -> None:
         meter.time_once("sampler", lambda: list(iter(sampler)))
 
 
+def _bench_folder(env: str, rank: int | None) -> Path | None:
+    """The folder a bench aid writes to (``rank-N`` inside it for ``rank`` of several)."""
+    folder = os.environ.get(env)
+    if not folder:
+        return None
+    return Path(folder) / f"rank-{rank}" if rank is not None else Path(folder)
+
+
+def phase_callback(rank: int | None = None):
+    """A callback splitting each step's host time into parts, written to
+    ``$STILLROOM_PHASES/phases.json`` when training ends; None when unset.
+
+    The clock is the host's, with no CUDA synchronisation added: a launch-bound step is the
+    host's time, and the first sync of a step (the loss read for logging, the ranks'
+    agreement) takes whatever the GPU still had to do."""
+    folder = _bench_folder(PHASES_ENV, rank)
+    if folder is None:
+        return None
+    from transformers import TrainerCallback
+
+    class Phases(TrainerCallback):
+        def __init__(self) -> None:
+            self.sums: dict[str, float] = defaultdict(float)
+            self.counts: dict[str, int] = defaultdict(int)
+            self.last: tuple[str, float] | None = None  # the latest mark and its time
+            self.step = 0  # the step the time since the latest mark belongs to
+
+        def mark(self, name: str) -> None:
+            now = time.perf_counter()
+            if self.last is not None and self.step >= PHASES_FROM_STEP:
+                part = f"{self.last[0]}->{name}"
+                self.sums[part] += now - self.last[1]
+                self.counts[part] += 1
+            self.last = (name, now)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.mark("begin")  # the gap since the last step's end is that step's
+            self.step = state.global_step + 1
+
+        def on_substep_end(self, args, state, control, **kwargs):
+            self.mark("micro")
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            self.mark("last_micro")
+
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            self.mark("optimizer")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.mark("step_end")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            folder.mkdir(parents=True, exist_ok=True)
+            parts = {
+                part: {"ms": round(1000 * self.sums[part] / n, 3), "per_step": n}
+                for part, n in self.counts.items()
+            }
+            steps = self.counts.get("optimizer->step_end", 0)
+            total = sum(self.sums.values())
+            found = {"from_step": PHASES_FROM_STEP, "steps": steps, "parts": parts}
+            found["step_ms"] = round(1000 * total / steps, 2) if steps else None
+            for part in parts.values():
+                part["per_step"] = round(part["per_step"] / max(steps, 1), 2)
+            (folder / "phases.json").write_text(json.dumps(found, indent=1))
+
+    return Phases()
+
+
 def profiler_callback(max_steps: int, rank: int | None = None):
     """A callback profiling two steps into ``$STILLROOM_PROFILE`` (``rank-N`` inside it for
     ``rank`` of several), or None when unset."""
-    folder = os.environ.get(PROFILE_ENV)
-    if not folder:
+    folder = _bench_folder(PROFILE_ENV, rank)
+    if folder is None:
         return None
-    if rank is not None:
-        folder = str(Path(folder) / f"rank-{rank}")
     from transformers import TrainerCallback
 
     first = int(os.environ.get(PROFILE_STEP_ENV) or max(1, max_steps - 1))
@@ -170,7 +241,7 @@ def profiler_callback(max_steps: int, rank: int | None = None):
                 torch.cuda.synchronize()
                 wall = time.perf_counter() - self.started
                 self.profile.__exit__(None, None, None)
-                write_profile(self.profile, wall, 2, Path(folder))
+                write_profile(self.profile, wall, 2, folder)
 
     return Profile()
 
