@@ -59,6 +59,7 @@ class Started(Event):
     max_steps: int | None = None
     pid: int | None = None
     attempt: int = 1
+    processes: int | None = None  # train and probe: the processes that train together
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,12 @@ def launch(
     stage = "plan"
     try:
         backend, reason = choose_backend(plan)
-        emit(started_event(plan, backend, reason, _describe(world), probe=probe, attempt=attempt))
+        device, processes = _describe(world), world.processes
+        emit(
+            started_event(
+                plan, backend, reason, device, probe=probe, attempt=attempt, processes=processes
+            )
+        )
         stage = "student"
         for line in _student_source(plan):
             emit(ev.Log(line=line))
@@ -265,8 +270,7 @@ def launch(
 
 def _describe(world: World) -> str:
     """The ``started`` event's device: how many of which card, the cards a plan named (so a
-    box of several shows which), and the collective library
-    (:func:`engine.train.resplit.previous_processes` reads the count back on a resume)."""
+    box of several shows which), and the collective library."""
     if world.device == "cpu":
         return f"{world.processes} x cpu ({world.backend})"
     from engine.gpu import sample

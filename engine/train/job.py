@@ -84,9 +84,17 @@ def run(
 
 
 def started_event(
-    plan: Plan, backend: str, reason: str, device: str, *, probe: bool, attempt: int
+    plan: Plan,
+    backend: str,
+    reason: str,
+    device: str,
+    *,
+    probe: bool,
+    attempt: int,
+    processes: int = 1,
 ) -> ev.Started:
-    """The attempt's first event (the multi-process launcher sends the same one)."""
+    """The attempt's first event (the multi-process launcher sends the same one, with the
+    processes it starts, which a resume reads back)."""
     return ev.Started(
         job="probe" if probe else "train",
         backend=backend,
@@ -98,6 +106,7 @@ def started_event(
         max_steps=plan.training.max_steps,
         pid=_pid(),
         attempt=attempt,
+        processes=processes,
     )
 
 
@@ -399,12 +408,13 @@ def _train(
     )
     trainer.add_callback(meter.wrap_callback(callback))
     if ranks is not None:
-        trainer.add_callback(ranks.agreement(callback, counter))
+        trainer.add_callback(meter.wrap_callback(ranks.agreement(callback, counter), "agreement"))
         ranks.say_when_balanced(trainer, emit)
     rank = None if ranks is None else ranks.rank
     profile = overhead.profiler_callback(setup.max_steps, rank) if setup.device == "cuda" else None
-    if profile is not None:
-        trainer.add_callback(profile)
+    for aid in (profile, overhead.phase_callback(rank)):
+        if aid is not None:
+            trainer.add_callback(aid)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:

@@ -11,7 +11,6 @@ Stdlib and engine only at import: the CLI imports this.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,16 +90,11 @@ def saying_a_new_split(
     return emit_and_say
 
 
-# What engine.train.distributed's launcher writes as the started event's device.
-_LAUNCHED = re.compile(r"^(\d+) x .* \((?:GPU [\d,]+, )?(?:nccl|gloo)\)$")
-
-
 def previous_processes(run_dir: Path) -> int | None:
     """How many processes the run's last attempt trained on (``None`` before the first)."""
     from engine import run_events
 
     for attempt in reversed(run_events.attempts(run_events.load(run_dir).events)):
         if attempt.started is not None:
-            found = _LAUNCHED.match(attempt.started.device)
-            return int(found.group(1)) if found else 1
+            return attempt.started.processes or 1
     return None

@@ -118,7 +118,7 @@ def test_the_started_device_names_the_cards_a_plan_picked_and_resume_reads_the_c
     device = _describe(world)
     assert device.startswith(f"{world.processes} x ") and device.endswith(says)
     runs.EventWriter(tmp_path)(
-        started_event(plan_from_dict({}), "hf", "", device, probe=False, attempt=1)
+        started_event(plan_from_dict({}), "hf", "", device, probe=False, attempt=1, processes=count)
     )
     assert previous_processes(tmp_path) == count
 
