@@ -130,11 +130,12 @@ def prepare(plan_path: Path, run_dir: Path, emit: Emit) -> int:
 
 def eval_job(args: argparse.Namespace, emit: Emit) -> int:
     """``stillroom eval``'s work, with ``progress`` events and the report's paths at the end."""
-    from engine.chat import resolve_run
+    from engine.chat import keep_to_the_runs_card, resolve_run
     from engine.evaluate import evaluate, headline, progress_events
     from engine.run_dir import RunDir
 
     run = RunDir(resolve_run(args.run, args.runs_dir))
+    keep_to_the_runs_card(run.path)
     emit(ev.Started(job="eval", pid=os.getpid(), model=run.plan().student.model))
     report = evaluate(
         run.path,
@@ -153,10 +154,11 @@ def eval_job(args: argparse.Namespace, emit: Emit) -> int:
 
 def export_job(args: argparse.Namespace, emit: Emit) -> int:
     """``stillroom export``'s work; ``result`` is flagged when the export answers differently."""
-    from engine.chat import resolve_run
+    from engine.chat import keep_to_the_runs_card, resolve_run
     from engine.export import export, find_gguf_converter
 
     run_dir = resolve_run(args.run, args.runs_dir)
+    keep_to_the_runs_card(run_dir)
     emit(ev.Started(job="export", pid=os.getpid()))
     converter = None
     if args.format == "gguf":

@@ -227,6 +227,14 @@ def _eos_ids(model: Any) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
+def keep_to_the_runs_card(run_dir: str | Path) -> None:
+    """For a process that only loads the run's student (chat, eval, export), before CUDA
+    starts: every card hidden but the first the run trained on, so none gets a context."""
+    from engine.train.distributed import keep_to_one_card
+
+    keep_to_one_card(RunDir(run_dir).plan().training.gpus, serving=True)
+
+
 def load_student(run_dir: str | Path, *, base_only: bool = False) -> Student:
     """The run's base model plus its adapter (or the base model alone), ready to answer."""
     from engine.cpu_threads import let_idle_threads_sleep

@@ -30,13 +30,14 @@ JOB = "chat-serve"
 
 def serve(run_dir: Path, requests: IO[str], emit: Callable[[ev.Event], None]) -> int:
     """Load the student of ``run_dir``, then answer each request line until ``requests`` ends."""
-    from engine.chat import load_student
+    from engine.chat import keep_to_the_runs_card, load_student
     from engine.chat_options import ChatOptions
     from engine.run_dir import RunDir
 
     run = RunDir(run_dir)
     emit(ev.Started(job=JOB, pid=os.getpid(), model=_model(run)))
     try:
+        keep_to_the_runs_card(run_dir)
         student = load_student(run_dir)
     except UserError as error:
         emit(ev.Error(kind="student", message=error.message, hint=error.hint))

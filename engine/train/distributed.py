@@ -109,15 +109,20 @@ def resolve(gpus: str | int | list[int], visible: int) -> World:
     return World(len(gpus), "cuda", tuple(gpus))
 
 
-def keep_to_one_card(gpus: str | int | list[int]) -> None:
-    """``training.gpus = 1`` trains in this process: before CUDA starts, hide every card but
-    the first it would use. Else a library that reads every card at import leaves a context
-    on the others (0.5 GiB on an idle H200 beside the one training, measured)."""
-    if gpus != 1:
+def keep_to_one_card(gpus: str | int | list[int], *, serving: bool = False) -> None:
+    """Before CUDA starts, hide every card but the one this process uses: ``training.gpus = 1``
+    trains in this process on the first card, and chat, eval and export (``serving``) load
+    the student on the first card the run trained on. Else a library that reads every card
+    at import leaves a context on the others (0.5 GiB on an idle H200 beside the one
+    training, measured)."""
+    if gpus != 1 and not serving:
         return
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible != "":  # "" hides every card: a CPU run
-        os.environ["CUDA_VISIBLE_DEVICES"] = (visible or "0").split(",")[0]
+    if visible == "":  # "" hides every card: a CPU run
+        return
+    first = gpus[0] if isinstance(gpus, list) else 0
+    ids = visible.split(",") if visible else [str(first)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[first] if first < len(ids) else ids[0]
 
 
 def planned_processes(gpus: str | int | list[int], visible: int) -> int:

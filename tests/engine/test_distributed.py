@@ -104,6 +104,23 @@ def test_one_gpu_of_several_keeps_the_others_free(monkeypatch, gpus, visible, tr
 
 
 @pytest.mark.parametrize(
+    ("gpus", "visible", "loads_on"),
+    [(2, None, "0"), ([1], None, "1"), ([1, 0], "3,1", "1"), ("auto", "4,5", "4"), (2, "", "")],
+)
+def test_chat_eval_and_export_load_on_the_first_card_the_run_trained_on(
+    monkeypatch, gpus, visible, loads_on
+):
+    """A student trained on two cards, or on a card the plan named, is chatted with on one:
+    the first it trained on, the others hidden before CUDA starts."""
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    keep_to_one_card(gpus, serving=True)
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == loads_on
+
+
+@pytest.mark.parametrize(
     ("world", "says", "count"),
     [
         (World(1, "cuda", (1,)), "(GPU 1, nccl)", 1),

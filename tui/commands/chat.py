@@ -54,7 +54,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.chat import DEFAULT_MAX_NEW_TOKENS, load_student, resolve_run
+    from engine.chat import DEFAULT_MAX_NEW_TOKENS, keep_to_the_runs_card, load_student, resolve_run
     from engine.stdout import answers_only
 
     run_dir = resolve_run(args.run, args.runs_dir)
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
     }
     out = answers_only()
+    keep_to_the_runs_card(run_dir)
     student = load_student(run_dir, base_only=args.base)
     if args.prompt is not None:
         messages = [{"role": "user", "content": args.prompt}]
