@@ -370,7 +370,7 @@ def _train(
     is one of several processes: all agree on each step's stop and save, only rank 0 writes."""
     import torch
 
-    from engine.train import overhead
+    from engine.train import cpu_pin, overhead
     from engine.train.backends import build_trainer, trainable_parameters
     from engine.train.callbacks import CountingCollator, RunCallback
     from engine.train.checkpoints import (
@@ -418,7 +418,9 @@ def _train(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
-        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+        card = torch.cuda.current_device() if setup.device == "cuda" else 0
+        with cpu_pin.pinned(setup.device, card, emit, processes=setup.processes):
+            result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     except Exception as error:
         if callback.saving is not None:
             raise SaveFailed(run_dir, callback.saving, error) from error

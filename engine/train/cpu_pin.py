@@ -1,0 +1,79 @@
+"""Keep a one-GPU run's threads on one CPU while it trains.
+
+A step of a small student on a fast card is bound by the host, not the card: the Python
+thread launches the forward pass and autograd's thread the backward, taking turns, so the
+process keeps one CPU busy. Left to the scheduler, the two run on different CPUs and pass
+the step's objects between their caches. Kept on one CPU, a step of the 1.5B student at the
+notebook's 2 x 4 took 13-15 % less time on an H200 (A/B/A/B in one call, 16 vCPUs, the same
+losses) and 19-22 % less on a two-H200 machine (docs/gpu.md, "CPU pinning"). Pinning holds
+for the training loop only: loading and saving keep every CPU.
+
+The ranks of a multi-GPU run are not pinned yet: their gain (19 %, each rank on its own CPU)
+was measured with every thread pinned from the start (bench/rank_env), not on this path.
+
+``STILLROOM_PIN_CPU=0`` leaves every thread to the scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+from engine import events as ev
+from engine.i18n import _
+
+PIN_ENV = "STILLROOM_PIN_CPU"
+
+
+def choose_cpu(allowed: set[int], card: int) -> int:
+    """The CPU for the process that drives the machine's card ``card``: one of its own, so the
+    ranks of a run, and runs started at once on other cards, never share one (their choices
+    could race if they went by load); the first allowed CPU, which takes most interrupts, last."""
+    ordered = sorted(allowed)
+    return ordered[(card + 1) % len(ordered)]
+
+
+def card_number(visible: int) -> int:
+    """The machine's number for visible card ``visible`` (``CUDA_VISIBLE_DEVICES`` maps it)."""
+    ids = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    if visible < len(ids) and ids[visible].isdigit():
+        return int(ids[visible])
+    return visible
+
+
+def _set_every_thread(cpus: set[int]) -> None:
+    """This process's threads (Linux lists them in /proc) and the ones they start, on ``cpus``."""
+    task = "/proc/self/task"
+    for tid in [int(t) for t in os.listdir(task)] if os.path.isdir(task) else [0]:
+        with contextlib.suppress(OSError):  # a thread that ended since the listing
+            os.sched_setaffinity(tid, cpus)
+
+
+@contextlib.contextmanager
+def pinned(
+    device: str, card: int, emit: Callable[[ev.Event], None], *, processes: int = 1
+) -> Iterator[int | None]:
+    """Within the block every thread of the process, and those started in it (autograd's), run
+    on one CPU, chosen for visible card ``card``; yields it, or None where nothing is pinned:
+    not a one-GPU run, a single CPU, the environment says no, or no CPU affinity here."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    one_gpu = device == "cuda" and processes == 1
+    if not one_gpu or len(allowed) < 2 or os.environ.get(PIN_ENV) == "0":
+        yield None
+        return
+    import torch
+
+    cpu, threads = choose_cpu(allowed, card_number(card)), torch.get_num_threads()
+    _set_every_thread({cpu})
+    torch.set_num_threads(1)  # OpenMP threads started now would share the one CPU
+    line = _(
+        "the training loop runs on CPU {cpu}, where the threads that drive the GPU share one "
+        "cache ({env}=0 leaves them to the scheduler)"
+    ).format(cpu=cpu, env=PIN_ENV)
+    emit(ev.Log(line=line))
+    try:
+        yield cpu
+    finally:
+        _set_every_thread(allowed)
+        torch.set_num_threads(threads)
