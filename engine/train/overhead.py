@@ -33,6 +33,9 @@ PROFILE_STEP_ENV = "STILLROOM_PROFILE_STEP"
 PHASES_ENV = "STILLROOM_PHASES"
 PHASES_FROM_STEP = 11  # the benches' steady state
 NVML_PERIOD_S = 3.0  # engine/__main__.py samples the GPU this often
+# The ranks' agreement at a step's end is where the faster rank waits for the slower one's
+# micro-batches (docs/gpu.md, "Where a rank's step goes"): not Stillroom's own work.
+WAITS = frozenset({"agreement"})
 
 
 class OverheadMeter:
@@ -74,9 +77,10 @@ class OverheadMeter:
         self.seconds[part] += (time.perf_counter() - start) * scale
 
     def report(self, steps: int, step_s: float | None) -> dict[str, float | None]:
-        """Milliseconds per optimiser step by part, their total, and its share of a step."""
+        """Milliseconds per optimiser step by part, their total, and its share of a step; a
+        part that mostly waits for the other ranks (:data:`WAITS`) is shown, not counted."""
         per_step = {f"{part}_ms": 1000 * s / max(steps, 1) for part, s in self.seconds.items()}
-        total = sum(per_step.values())
+        total = sum(v for k, v in per_step.items() if k.removesuffix("_ms") not in WAITS)
         found = {k: round(v, 3) for k, v in sorted(per_step.items())}
         found["total_ms"] = round(total, 3)
         found["step_ms"] = round(1000 * step_s, 1) if step_s else None
@@ -109,16 +113,31 @@ def describe(report: dict[str, float | None]) -> str:
     parts = ", ".join(
         f"{k.removesuffix('_ms')} {v:.2f}"
         for k, v in report.items()
-        if k.endswith("_ms") and k not in ("total_ms", "step_ms") and v is not None
+        if k.endswith("_ms")
+        and k not in ("total_ms", "step_ms")
+        and k.removesuffix("_ms") not in WAITS
+        and v is not None
     )
     share, total = report.get("share"), f"{report['total_ms']:.2f}"
     if not share:
-        return _("Stillroom's own work per step: {total} ms: {parts} (ms)").format(
+        line = _("Stillroom's own work per step: {total} ms: {parts} (ms)").format(
             total=total, parts=parts
         )
-    return _(
-        "Stillroom's own work per step: {total} ms ({share} % of a {step} ms step): {parts} (ms)"
-    ).format(total=total, share=f"{100 * share:.2f}", step=f"{report['step_ms']:.0f}", parts=parts)
+    else:
+        line = _(
+            "Stillroom's own work per step: {total} ms ({share} % of a {step} ms step): "
+            "{parts} (ms)"
+        ).format(
+            total=total, share=f"{100 * share:.2f}", step=f"{report['step_ms']:.0f}", parts=parts
+        )
+    wait = report.get("agreement_ms")
+    if wait is None:
+        return line
+    said = _(
+        "The ranks' agreement at each step's end, mostly a wait for the slowest rank, took "
+        "{wait} ms a step."
+    ).format(wait=f"{wait:.2f}")
+    return f"{line} {said}"
 
 
 def nvml_cost(meter: OverheadMeter, steps: int, step_s: float | None) -> None:

@@ -267,3 +267,16 @@ def test_unsloth_pads_micro_batches_to_64_tokens_only_on_launch_bound_cards(monk
     monkeypatch.setenv(PAD_ENV, "lots")
     with pytest.raises(UserError):
         choose_pad_multiple("unsloth", "padded", True, "NVIDIA H200")
+
+
+def test_the_run_log_does_not_count_a_ranks_wait_for_the_slowest_as_stillrooms_own_work():
+    """A rank's agreement mostly waits for the slower rank: named apart, not in the share."""
+    from engine.train.overhead import OverheadMeter, describe
+
+    meter = OverheadMeter()
+    meter.seconds.update(collator=0.01, callbacks=0.01, agreement=1.25)
+    report = meter.report(10, 1.0)
+    assert report["total_ms"] == 2.0 and report["share"] == 0.002
+    line = describe(report)
+    assert line.startswith("Stillroom's own work per step: 2.00 ms (0.20 % of a 1000 ms step)")
+    assert "agreement 125" not in line and "slowest rank, took 125.00 ms a step." in line
