@@ -69,6 +69,7 @@ class Fault:
     (close the socket), ``cut`` (a stream that stops mid-answer), ``close_only``
     (reasoning then ``</think>`` without an opening tag), ``length`` (cut by
     max_tokens), ``refusal``, ``empty``, ``html`` (a 200 web page instead of the answer),
+    ``html_error`` (a web page sent with the error ``status``, as a website or a firewall does),
     ``prose`` (a document-questions reply as chatty text around a fenced JSON block, as
     a server that ignores ``response_format`` writes it).
     """
@@ -251,8 +252,9 @@ def _handler(server: TeacherServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(fault.status, message, f"http_{fault.status}", headers)
             if fault and fault.kind == "sleep":
                 time.sleep(fault.seconds)
-            if fault and fault.kind == "html":
-                return self._raw(200, WEB_PAGE, "text/html; charset=utf-8")
+            if fault and fault.kind in ("html", "html_error"):
+                status = 200 if fault.kind == "html" else fault.status
+                return self._raw(status, WEB_PAGE, "text/html; charset=utf-8")
             if fault and fault.kind == "drop":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True

@@ -112,15 +112,25 @@ def make_client(teacher: TeacherPlan, key: str) -> AsyncOpenAI:
     )
 
 
+# A web page sent with these for the chat request says the URL is no API (a website, a web UI
+# without /v1). With any other error status the status still means what it says (a firewall's
+# 403, a 429); an HTML 404 for GET /models may be a proxy that forwards the chat route alone.
+NO_ROUTE_STATUSES = (404, 405)
+
+
 def _refuse_web_pages(base_url: str) -> Callable[[Any], Any]:
-    """A response hook raising :func:`not_an_api` for a successful answer that is a web page.
+    """A response hook raising :func:`not_an_api` for an answer that is a web page.
 
     A captive portal, a login page or a web UI at the wrong path answers 200 with
-    HTML; parsed as the API, that was a traceback or minutes of retries.
+    HTML; parsed as the API, that was a traceback or minutes of retries. A website
+    without the API's routes answers 404 or 405 with its own HTML error page.
     """
 
     async def check(response: Any) -> None:
-        if 200 <= response.status_code < 300 and await _is_web_page(response):
+        status = response.status_code
+        no_route = status in NO_ROUTE_STATUSES and response.request.method == "POST"
+        answered = 200 <= status < 300 or no_route
+        if answered and await _is_web_page(response):
             raise not_an_api(base_url, response.request.url.path)
 
     return check

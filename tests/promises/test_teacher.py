@@ -327,6 +327,29 @@ def test_a_web_page_instead_of_an_answer_stops_at_once_and_keeps_the_answers(ser
     assert [record["messages"][-1]["content"] for record in kept] == list(map(answer_for, asked))
 
 
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (404, "is not an OpenAI-compatible endpoint: it answered /v1/chat/completions with a web"),
+        (403, "the key may not use this model or endpoint (403)"),
+    ],
+)
+def test_an_error_page_in_html_is_named_not_printed(server, tmp_path, status, says):
+    """A website's own 404 page for the chat route says the URL is no API; a firewall's 403
+    page keeps its status's meaning. Neither is retried, and no HTML reaches the terminal."""
+    write_prompts(tmp_path / "prompts.txt", 2)
+    server.fault("html_error", status=status, times=100)
+    result = stillroom(
+        "generate", "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "o.jsonl"),
+        "--base-url", server.base_url, "--model", "teacher-1", "--api-key-env", "",
+        "--concurrency", "1",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert "<" not in result.stderr.replace("<think>", ""), result.stderr
+    assert len(server.requests) == 1  # not retried
+
+
 def test_chat_compare_shows_a_web_page_teacher_as_a_short_note(tiny_model_dir, portal, tmp_path):
     """chat --compare with a teacher URL that serves a web page still shows the student's and the
     base's answers, and in the teacher's place one short note that the URL is no API."""
