@@ -155,7 +155,7 @@ def eval_job(args: argparse.Namespace, emit: Emit) -> int:
 def export_job(args: argparse.Namespace, emit: Emit) -> int:
     """``stillroom export``'s work; ``result`` is flagged when the export answers differently."""
     from engine.chat import keep_to_the_runs_card, resolve_run
-    from engine.export import export, find_gguf_converter
+    from engine.export import cleared_lines, export, find_gguf_converter
 
     run_dir = resolve_run(args.run, args.runs_dir)
     keep_to_the_runs_card(run_dir)
@@ -165,6 +165,8 @@ def export_job(args: argparse.Namespace, emit: Emit) -> int:
         converter = find_gguf_converter(args.llama_cpp)
         emit(ev.Log(line=_("converter: {path}").format(path=converter)))
     result = export(run_dir, args.format, args.out, converter=converter)
+    for line in cleared_lines(result):
+        emit(ev.Log(line=line))
     parity = result.parity
     summary = ""
     if parity is not None:

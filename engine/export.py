@@ -22,6 +22,8 @@ from typing import Any
 from engine.errors import UserError
 from engine.export_target import (
     check_export_target,
+    clear_stopped,
+    drop_partial,
     new_partial,
     place_export,
     write_marker,
@@ -77,10 +79,23 @@ class ExportResult:
     format: str
     parity: Parity | None = None
     uploaded_to: str = ""
+    cleared: list[tuple[Path, int]] = field(default_factory=list)  # a killed export's leftovers
 
     @property
     def flagged(self) -> bool:
         return bool(self.parity and self.parity.differing)
+
+
+def cleared_lines(result: ExportResult) -> list[str]:
+    """What the export removed before it began: folders a killed export had left."""
+    lines = []
+    for folder, size in result.cleared:
+        amount = f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
+        line = _("removed {folder} ({amount}), left by an export that was stopped").format(
+            folder=folder, amount=amount
+        )
+        lines.append(line)
+    return lines
 
 
 def export(
@@ -123,9 +138,10 @@ def export(
     from engine.hub import student_on_disk
 
     plan = student_on_disk(run.plan())  # a ModelScope student: its folder
+    cleared = clear_stopped(final)
     partial = new_partial(final)
     try:
-        result = ExportResult(final, format)
+        result = ExportResult(final, format, cleared=cleared)
         if format == "adapter":
             shutil.copytree(adapter, partial, dirs_exist_ok=True)
         else:
@@ -149,7 +165,7 @@ def export(
         write_marker(partial, format, run_dir)
         place_export(partial, check_export_target(out, format, run_dir, force=force))
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        drop_partial(partial)
         raise
     if push_to_hub:
         result.uploaded_to = upload(final, push_to_hub, token)

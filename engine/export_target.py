@@ -7,11 +7,18 @@ own ``export/FORMAT``), or a non-empty folder that is not an earlier Stillroom
 export of the same format; ``force`` lets an export of another format be
 replaced, never a folder without the marker. The CLI and the wizard's export
 dialog both ask :func:`check_export_target`.
+
+An export is built in a hidden ``.NAME.*.partial`` folder beside the target, with a
+note beside it naming the process that builds it. An export killed outright leaves
+both; the next export to the same target removes such a folder once its process is
+gone (:func:`clear_stopped`), and nothing else.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -23,6 +30,7 @@ from engine.i18n import _
 from engine.runs import EVENTS_FILE, PLAN_FILE
 
 MARKER = "stillroom-export.json"
+OWNER_SUFFIX = ".owner.json"  # beside a partial folder: the process building it
 _RUN_PARTS = (EVENTS_FILE, "adapter", "checkpoints", "summary.json")
 
 
@@ -107,9 +115,58 @@ def read_marker(folder: Path) -> str | None:
 
 
 def new_partial(target: Path) -> Path:
-    """A fresh, empty folder next to ``target`` to build the export in (so removing it is safe)."""
+    """A fresh, empty folder next to ``target`` to build the export in (so removing it is safe),
+    with a note beside it naming this process."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    owner = {"pid": os.getpid(), "started": _process_started(os.getpid())}
+    atomic_write_text(_owner_note(partial), json.dumps(owner) + "\n")
+    return partial
+
+
+def drop_partial(partial: Path) -> None:
+    """Remove a partial export and its note."""
+    shutil.rmtree(partial, ignore_errors=True)
+    _owner_note(partial).unlink(missing_ok=True)
+
+
+def clear_stopped(target: Path) -> list[tuple[Path, int]]:
+    """Remove the partial folders that exports to ``target`` left when killed: those whose note
+    names a process that is gone. Each removed folder, with the bytes it held."""
+    cleared = []
+    pattern = f".{glob.escape(target.name)}.*.partial{OWNER_SUFFIX}"
+    for note in sorted(target.parent.glob(pattern)):
+        partial = note.with_name(note.name.removesuffix(OWNER_SUFFIX))
+        try:
+            owner = json.loads(note.read_text(encoding="utf-8"))
+            alive = _process_started(int(owner["pid"])) == owner["started"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a note this code wrote: leave it and its folder alone
+        if alive or partial.is_symlink():
+            continue
+        if not partial.exists():  # killed just after its export was moved into place
+            note.unlink(missing_ok=True)
+            continue
+        size = sum(f.stat().st_size for f in partial.rglob("*") if f.is_file())
+        drop_partial(partial)
+        cleared.append((partial, size))
+    return cleared
+
+
+def _owner_note(partial: Path) -> Path:
+    return partial.with_name(partial.name + OWNER_SUFFIX)
+
+
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` started (None when there is none): a reused pid starts later."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def write_marker(folder: Path, format: str, run_dir: Path) -> None:
@@ -124,6 +181,11 @@ def place_export(partial: Path, target: Path) -> None:
     ``target`` was checked by :func:`check_export_target` (again just before this
     call): it is missing, empty, or a Stillroom export.
     """
+    _move_into(partial, target)
+    _owner_note(partial).unlink(missing_ok=True)
+
+
+def _move_into(partial: Path, target: Path) -> None:
     if not target.is_dir():
         partial.rename(target)
         return

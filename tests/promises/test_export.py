@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.engine.training import stillroom
+from engine.export_target import new_partial
+from tests.engine.training import REPO, stillroom
 from tests.promises.refusal import refused_cleanly
 
 RUN = "runs/t-facts"
@@ -130,3 +135,42 @@ def test_gguf_export_runs_the_converter_you_named_and_says_which(project, tmp_pa
     assert result.returncode == 0, result.stderr
     assert f"converter: {named / 'convert_hf_to_gguf.py'} (from --llama-cpp)" in result.stdout
     assert ran.exists() and (project / "gguf" / "Modelfile").is_file()
+
+
+def test_an_export_killed_outright_leaves_nothing_for_the_next_one_to_trip_on(project, tmp_path):
+    """An export killed outright leaves its half-built hidden folder; the next export to the
+    same folder removes it and says so. A running export's folder, and a look-alike without
+    Stillroom's note, are left alone."""
+    started = tmp_path / "converter-started"
+    hanging = fake_converter(tmp_path / "llama.cpp", started)
+    script = hanging / "convert_hf_to_gguf.py"
+    script.write_text(script.read_text() + "import time\ntime.sleep(600)\n")
+    out = project / "exports" / "student"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = ["export", RUN, "--format", "gguf", "--out", str(out), "--llama-cpp", str(hanging)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", *command], cwd=project, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not started.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), "the export never reached its converter"
+    os.killpg(child.pid, signal.SIGKILL)  # the export and its converter, as a closed terminal can
+    child.wait()
+    (left,) = out.parent.glob(".student.*.partial")
+    assert (left / "merged-hf").is_dir() and not out.exists()
+    theirs = out.parent / ".student.mine.partial"
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    running = new_partial(out)  # noted as this test's own, live process
+
+    result = stillroom("export", RUN, "--format", "adapter", "--out", str(out), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"removed {left} (" in result.stdout
+        and "left by an export that was stopped" in result.stdout
+    )
+    assert not left.exists() and not left.with_name(left.name + ".owner.json").exists()
+    assert (out / "adapter_config.json").is_file()
+    assert (theirs / "keep.txt").read_text() == "mine" and running.is_dir()

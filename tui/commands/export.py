@@ -75,7 +75,7 @@ def _as_json(result) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from engine.chat import resolve_run
-    from engine.export import export, find_gguf_converter
+    from engine.export import cleared_lines, export, find_gguf_converter
     from engine.stdout import chatter_to_stderr
 
     run_dir = resolve_run(args.run, args.runs_dir)
@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             converter=converter,
         )
+    for line in cleared_lines(result):
+        print(line, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
         return 1 if result.flagged else 0
