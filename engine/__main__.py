@@ -164,7 +164,7 @@ def export_job(args: argparse.Namespace, emit: Emit) -> int:
     if args.format == "gguf":
         converter = find_gguf_converter(args.llama_cpp)
         emit(ev.Log(line=_("converter: {path}").format(path=converter)))
-    result = export(run_dir, args.format, args.out, converter=converter)
+    result = export(run_dir, args.format, args.out, converter=converter, force=args.force)
     for line in cleared_lines(result):
         emit(ev.Log(line=line))
     parity = result.parity
@@ -252,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--format", required=True)
     export_parser.add_argument("--out")
     export_parser.add_argument("--llama-cpp")
+    export_parser.add_argument("--force", action="store_true")
     generate_parser = sub.add_parser("generate", help="teacher answers (see `stillroom generate`)")
     add_teacher_arguments(generate_parser)
     for job in (eval_parser, export_parser):

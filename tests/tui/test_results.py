@@ -98,6 +98,35 @@ async def test_export_adapter_writes_the_folder_and_says_where(make_app, run):
         assert "No parity check" in status(screen)
 
 
+async def test_an_export_of_another_format_is_replaced_only_on_a_second_ctrl_r(make_app, run):
+    """What --force does on the command line: a folder holding a Stillroom adapter export is
+    refused for a merged one, with the way to replace it; ctrl+r again replaces it."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ExportScreen(run)
+        app.push_screen(screen)
+        await pilot.pause()
+        screen.query_one("#export-out", Input).value = "exports/student"
+        await run_child(pilot, screen)
+        assert json.loads(Path("exports/student/stillroom-export.json").read_text())["format"] == (
+            "adapter"
+        )
+        await pilot.press("down", "enter")  # merged
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not screen.running
+        assert "holds a Stillroom adapter export, not merged" in status(screen)
+        assert "Press ctrl+r again to replace that export" in status(screen)
+        assert Path("exports/student/adapter_config.json").is_file()
+        await run_child(pilot, screen)
+        assert "✓ written to exports/student" in status(screen), status(screen)
+        marker = json.loads(Path("exports/student/stillroom-export.json").read_text())
+        assert (
+            marker["format"] == "merged"
+            and not Path("exports/student/adapter_config.json").exists()
+        )
+
+
 async def test_gguf_without_a_converter_shows_how_to_install_it_and_leaves_nothing(
     make_app, run, monkeypatch
 ):

@@ -337,6 +337,7 @@ class ExportScreen(ChildScreen):
     def __init__(self, run_dir: Path) -> None:
         super().__init__(run_dir)
         self.out: Path | None = None
+        self.replace: tuple[Path, str] | None = None  # the export ctrl+r again would replace
 
     def compose(self) -> ComposeResult:
         with Vertical() as dialog:
@@ -376,17 +377,32 @@ class ExportScreen(ChildScreen):
             if typed
             else default_export_dir(self.run_dir, self.chosen_format)
         )
+        force = self.replace == (out, self.chosen_format)
         try:  # the same check the child makes, so a refused folder is said before it starts
-            check_export_target(out, self.chosen_format, self.run_dir)
+            check_export_target(out, self.chosen_format, self.run_dir, force=force)
         except UserError as error:
-            self.show_status(f"✗ {error}\n→ {error.hint}", "error")
+            self.refused(out, error)
             return
-        self.out = out
+        self.out, self.replace = out, None
         args = [str(self.run_dir), "--format", self.chosen_format, "--out", str(out)]
+        args += ["--force"] if force else []
         doing = _("Exporting {format} to {folder}").format(
             format=self.chosen_format, folder=shown(self.out)
         )
         self.start(args, doing)
+
+    def refused(self, out: Path, error: UserError) -> None:
+        """Say why ``out`` is refused; where it holds an export of another format (what
+        ``--force`` replaces), a second ctrl+r replaces it."""
+        try:
+            check_export_target(out, self.chosen_format, self.run_dir, force=True)
+        except UserError:
+            self.replace = None
+            self.show_status(f"✗ {error}\n→ {error.hint}", "error")
+            return
+        self.replace = (out, self.chosen_format)
+        again = _("Press ctrl+r again to replace that export, or choose another folder.")
+        self.show_status(f"✗ {error}\n→ {again}", "error")
 
     def child_finished(self) -> None:
         assert self.out is not None
