@@ -110,7 +110,7 @@ def create_run(plan: Plan, *, suffix: str = "") -> Path:
                 break
             except FileExistsError:
                 n += 1
-        save_plan(_absolute_paths(plan), run_dir / PLAN_FILE)
+        save_plan(absolute_paths(plan), run_dir / PLAN_FILE)
     except OSError as error:  # e.g. a read-only working folder
         raise cannot_write(
             run_dir,
@@ -121,7 +121,7 @@ def create_run(plan: Plan, *, suffix: str = "") -> Path:
     return run_dir.resolve()
 
 
-def _absolute_paths(plan: Plan) -> Plan:
+def absolute_paths(plan: Plan) -> Plan:
     """Local dataset and model paths made absolute, so the run works from any folder."""
 
     def absolute(value: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,42 @@ def test_demo_without_the_wizard_teaches_the_student_the_invented_facts(
         lines = dict(map(str.strip, line.split(": ", 1)) for line in block.splitlines())
         assert known[question] in lines["student"], block
         assert known[question] not in lines["base"], block
+
+    again = stillroom("demo", str(folder), "--no-wizard", "--offline", timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "The student learned the textbook in" in again.stdout  # not trained a second time
+    assert len(list((folder / "runs").iterdir())) == 1 and "Before and after" in again.stdout
+
+
+def test_a_rerun_of_the_tour_shows_the_finished_run_rather_than_training_again(
+    facts_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The headless tour run again reuses the run that finished training the same plan on the
+    same rows; new rows, or another setting, train again."""
+    from engine import runs
+    from engine.plan import save_plan
+    from engine.run_dir import RunDir
+    from tui.commands.demo import trained_already
+    from tui.draft import write_draft
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(facts_run, tmp_path / "runs" / facts_run.name)
+    run = runs.list_runs("runs")[0]
+    plan = RunDir(run.path).plan()
+    data = tmp_path / "facts.jsonl"
+    shutil.copy(plan.dataset.source, data)
+    os.utime(data, (run.started_at - 60, run.started_at - 60))  # written before the run began
+    plan.dataset.source = "facts.jsonl"  # as the demo's draft names it, relative
+    plan.output.runs_dir = "runs"
+    write_draft(tmp_path / "plan.toml", plan, "train")
+    copied = tmp_path / "runs" / facts_run.name
+    # the copy's own plan names the copied data, as the demo's run would
+    save_plan(runs.absolute_paths(plan), copied / "plan.toml")
+    assert trained_already(tmp_path / "plan.toml") == Path(run.path)
+
+    data.write_text(data.read_text() + data.read_text().splitlines()[0] + "\n")  # a new row
+    assert trained_already(tmp_path / "plan.toml") is None
+    os.utime(data, (run.started_at - 60, run.started_at - 60))
+    plan.training.learning_rate = 5e-3
+    write_draft(tmp_path / "plan.toml", plan, "train")
+    assert trained_already(tmp_path / "plan.toml") is None

@@ -116,36 +116,72 @@ def write_demo_plan(path: Path, student: Path, origin: str, base_url: str) -> No
 
 
 def tour(student_label: str, folder: str) -> int:
-    """Generate, train, then the before/after answers; run inside the demo folder."""
+    """Generate, train (unless a finished run already learned these rows), then the
+    before/after answers; run inside the demo folder."""
     from engine import runs
-    from tui.cli import main
 
-    for note, command in (
-        (_("The demo teacher answers {prompts}, appending to {dataset}:").format(
-            prompts=demo.PROMPTS, dataset=demo.DATASET), ["generate", "--plan", demo.PLAN]),
-        (_("The student learns the textbook:"), ["train", demo.PLAN]),
-    ):  # fmt: skip
-        print(f"\n{note}\n$ stillroom {' '.join(command)}", flush=True)
-        code = main(command)
-        if code:
+    generate = _("The demo teacher answers {prompts}, appending to {dataset}:").format(
+        prompts=demo.PROMPTS, dataset=demo.DATASET
+    )
+    if code := _step(generate, ["generate", "--plan", demo.PLAN]):
+        return code
+    run_dir = trained_already(Path(demo.PLAN))
+    if run_dir is not None:
+        line = _(
+            "The student learned the textbook in {run} already (the same plan and rows); "
+            "to train again: {command}"
+        ).format(run=run_dir, command=f"stillroom train {demo.PLAN}")
+        print("\n" + line, flush=True)
+    else:
+        if code := _step(_("The student learns the textbook:"), ["train", demo.PLAN]):
             return code
-    newest = runs.list_runs("runs")[0]
-    if newest.state != "finished":
-        raise UserError(
-            _("the run {run} has not finished ({state})").format(
-                run=newest.name, state=newest.state
-            ),
-            hint=_("{command} follows it; then run the demo again.").format(
-                command=f"`stillroom attach {newest.path}`"
-            ),
-        )
-    _before_after(Path(newest.path), student_label)
+        newest = runs.list_runs("runs")[0]
+        if newest.state != "finished":
+            raise UserError(
+                _("the run {run} has not finished ({state})").format(
+                    run=newest.name, state=newest.state
+                ),
+                hint=_("{command} follows it; then run the demo again.").format(
+                    command=f"`stillroom attach {newest.path}`"
+                ),
+            )
+        run_dir = Path(newest.path)
+    _before_after(run_dir, student_label)
     print(
         _("See it in the wizard: {command} (ctrl+n to Chat; ctrl+t compares).").format(
             command=f"stillroom demo {folder}"
         )
     )
     return 0
+
+
+def _step(note: str, command: list[str]) -> int:
+    """One command of the tour, shown as a user would type it."""
+    from tui.cli import main
+
+    print(f"\n{note}\n$ stillroom {' '.join(command)}", flush=True)
+    return main(command)
+
+
+def trained_already(plan_path: Path) -> Path | None:
+    """The newest run that finished training this plan's student, dataset and training
+    settings on the dataset as it is now, so a re-run of the tour need not train again."""
+    from engine import runs
+    from engine.run_dir import RunDir
+    from tui.draft import read_draft
+
+    plan = runs.absolute_paths(read_draft(plan_path)[0])  # as a run records it
+    wanted = {k: plan.to_dict()[k] for k in ("student", "dataset", "training")}
+    source = Path(plan.dataset.source)
+    changed = source.stat().st_mtime if source.is_file() else None
+    for run in runs.list_runs(plan.output.runs_dir):
+        if run.state != "finished" or not RunDir(run.path).trained:
+            continue
+        used = RunDir(run.path).plan().to_dict()
+        same = all(used[k] == v for k, v in wanted.items())
+        if same and changed is not None and run.started_at and changed <= run.started_at:
+            return Path(run.path)
+    return None
 
 
 def _before_after(run_dir: Path, student_label: str) -> None:
