@@ -35,11 +35,12 @@ def choose_cpu(allowed: set[int], card: int) -> int:
 
 
 def card_number(visible: int) -> int:
-    """The machine's number for visible card ``visible`` (``CUDA_VISIBLE_DEVICES`` maps it)."""
-    ids = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
-    if visible < len(ids) and ids[visible].isdigit():
-        return int(ids[visible])
-    return visible
+    """The machine's number for visible card ``visible`` (``CUDA_VISIBLE_DEVICES`` maps it; a
+    card it names by UUID keeps its visible number)."""
+    from engine.train.distributed import card_id
+
+    found = card_id(visible)
+    return int(found) if found and found.isdigit() else visible
 
 
 def _set_every_thread(cpus: set[int]) -> None:

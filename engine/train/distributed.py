@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,12 +117,20 @@ def keep_to_one_card(gpus: str | int | list[int], *, serving: bool = False) -> N
     training, measured)."""
     if gpus != 1 and not serving:
         return
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible == "":  # "" hides every card: a CPU run
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":  # "" hides every card: a CPU run
         return
     first = gpus[0] if isinstance(gpus, list) else 0
-    ids = visible.split(",") if visible else [str(first)]
-    os.environ["CUDA_VISIBLE_DEVICES"] = ids[first] if first < len(ids) else ids[0]
+    os.environ["CUDA_VISIBLE_DEVICES"] = card_id(first) or card_id(0)  # a plan for another box
+
+
+def card_id(index: int, env: Mapping[str, str] = os.environ) -> str | None:
+    """What ``CUDA_VISIBLE_DEVICES`` in ``env`` calls visible card ``index``: its entry there,
+    the index itself where the variable is unset, None where the list is shorter."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if not visible:
+        return str(index)
+    ids = [part.strip() for part in visible.split(",")]
+    return ids[index] if index < len(ids) else None
 
 
 def planned_processes(gpus: str | int | list[int], visible: int) -> int:
@@ -238,12 +246,13 @@ def launch(
     stage = "plan"
     try:
         backend, reason = choose_backend(plan)
-        device, processes = _describe(world), world.processes
+        device = _describe(world)
         emit(
             started_event(
-                plan, backend, reason, device, probe=probe, attempt=attempt, processes=processes
+                plan, backend, reason, device, probe=probe, attempt=attempt,
+                processes=world.processes,
             )
-        )
+        )  # fmt: skip
         stage = "student"
         for line in _student_source(plan):
             emit(ev.Log(line=line))
@@ -295,10 +304,9 @@ def _run_ranks(
     from engine.runs import CANCEL_FILE, LOG_FILE
 
     env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
-    if world.gpu_ids:
-        visible = env.get("CUDA_VISIBLE_DEVICES")
-        known = visible.split(",") if visible else [str(i) for i in range(max(world.gpu_ids) + 1)]
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(known[i] for i in world.gpu_ids)
+    if world.gpu_ids:  # resolve() checked the ids against the visible cards
+        ids = [card_id(i, env) for i in world.gpu_ids]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)  # type: ignore[arg-type] - none is None
     with open(run_dir / LOG_FILE, "ab") as log:
         ranks = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env

@@ -213,17 +213,17 @@ def phase_callback(rank: int | None = None):
 
         def on_train_end(self, args, state, control, **kwargs):
             folder.mkdir(parents=True, exist_ok=True)
+            steps = self.counts.get("optimizer->step_end", 0)
             parts = {
-                part: {"ms": round(1000 * self.sums[part] / n, 3), "per_step": n}
+                part: {
+                    "ms": round(1000 * self.sums[part] / n, 3),
+                    "per_step": round(n / max(steps, 1), 2),
+                }
                 for part, n in self.counts.items()
             }
-            steps = self.counts.get("optimizer->step_end", 0)
-            total = sum(self.sums.values())
+            step_ms = round(1000 * sum(self.sums.values()) / steps, 2) if steps else None
             found = {"from_step": PHASES_FROM_STEP, "steps": steps, "parts": parts}
-            found["step_ms"] = round(1000 * total / steps, 2) if steps else None
-            for part in parts.values():
-                part["per_step"] = round(part["per_step"] / max(steps, 1), 2)
-            (folder / "phases.json").write_text(json.dumps(found, indent=1))
+            (folder / "phases.json").write_text(json.dumps({**found, "step_ms": step_ms}, indent=1))
 
     return Phases()
 
