@@ -11,7 +11,7 @@ for the training loop only: loading and saving keep every CPU.
 The ranks of a multi-GPU run are not pinned yet: their gain (19 %, each rank on its own CPU)
 was measured with every thread pinned from the start (bench/rank_env), not on this path.
 
-``STILLROOM_PIN_CPU=0`` leaves every thread to the scheduler.
+``STILLROOM_PIN_CPU=0`` (or ``off``, ``no``, ``false``) leaves every thread to the scheduler.
 """
 
 from __future__ import annotations
@@ -24,14 +24,32 @@ from engine import events as ev
 from engine.i18n import _
 
 PIN_ENV = "STILLROOM_PIN_CPU"
+OFF = frozenset({"0", "false", "no", "off"})  # STILLROOM_PIN_CPU values that turn it off
 
 
-def choose_cpu(allowed: set[int], card: int) -> int:
+def choose_cpu(allowed: set[int], card: int, taken: set[int] | frozenset[int] = frozenset()) -> int:
     """The CPU for the process that drives the machine's card ``card``: one of its own, so the
     ranks of a run, and runs started at once on other cards, never share one (their choices
-    could race if they went by load); the first allowed CPU, which takes most interrupts, last."""
+    could race if they went by load); the first allowed CPU, which takes most interrupts, last.
+    A CPU another process keeps to itself (``taken``: a run training on the same card) is
+    skipped while there is another."""
     ordered = sorted(allowed)
-    return ordered[(card + 1) % len(ordered)]
+    start = (card + 1) % len(ordered)
+    turn = ordered[start:] + ordered[:start]
+    return next((cpu for cpu in turn if cpu not in taken), turn[0])
+
+
+def _taken() -> set[int]:
+    """The CPUs other programs keep to themselves: each one process's whole affinity (kernel
+    threads, which have no command line, are pinned to every CPU and do not count)."""
+    import psutil
+
+    taken: set[int] = set()
+    for process in psutil.process_iter(["cpu_affinity", "cmdline"]):
+        cpus, cmdline = process.info["cpu_affinity"], process.info["cmdline"]
+        if cmdline and cpus and len(cpus) == 1 and process.pid != os.getpid():
+            taken.update(cpus)
+    return taken
 
 
 def card_number(visible: int) -> int:
@@ -60,12 +78,13 @@ def pinned(
     not a one-GPU run, a single CPU, the environment says no, or no CPU affinity here."""
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     one_gpu = device == "cuda" and processes == 1
-    if not one_gpu or len(allowed) < 2 or os.environ.get(PIN_ENV) == "0":
+    off = os.environ.get(PIN_ENV, "").strip().lower() in OFF
+    if not one_gpu or len(allowed) < 2 or off:
         yield None
         return
     import torch
 
-    cpu, threads = choose_cpu(allowed, card_number(card)), torch.get_num_threads()
+    cpu, threads = choose_cpu(allowed, card_number(card), _taken()), torch.get_num_threads()
     _set_every_thread({cpu})
     torch.set_num_threads(1)  # OpenMP threads started now would share the one CPU
     line = _(
