@@ -36,10 +36,14 @@ from bench.common import gpu_bench_parser, result_of, run_plan, start_plan  # no
 LORA_PARAMS_QWEN25_15B_R16 = 18_464_768
 # A tag is gpus_N or gpus_N_SHAPE: the notebook plan (2 x 4, 8 samples per step) as Stillroom
 # batches it by default (one 8 x 1 micro-batch; 4 x 1 on each of two ranks), exactly as the
-# notebook does (``2x4``: rebatch off; 2 x 2 on each of two ranks), and at 32 samples per step.
+# notebook does (``2x4``: rebatch off; 2 x 2 on each of two ranks), and at 4, 16 and 32 samples
+# per step (``gpus_1_4`` .. ``gpus_1_32``: one card's step time against its micro-batch, which
+# says at what share of a step a rank stops being launch-bound).
 SHAPES: dict[str, tuple[dict, int]] = {
     "": ({}, 200),
     "2x4": ({"rebatch": False}, 40),
+    "4": ({"batch_size": 4, "grad_accum": 1}, 60),
+    "16": ({"batch_size": 8, "grad_accum": 2}, 60),
     "32": ({"batch_size": 8, "grad_accum": 4}, 60),
 }
 

@@ -107,6 +107,29 @@ def _cards_in_use(plan: Plan, visible: int) -> list[int]:
     return list(world.gpu_ids or range(world.processes))
 
 
+def _speed_check(plan: Plan, visible: int, card: str | None = None) -> Check | None:
+    """Whether the plan's cards (named ``card``; else CUDA says) will train it faster than one:
+    the ranks' own warning, before the run, where a card takes a rank's rows in one
+    micro-batch (``rebatch``, on a card with room)."""
+    from engine.train.distributed import no_speedup, resolve, split_batch
+
+    t = plan.training
+    micro, accum = (t.batch_size * t.grad_accum, 1) if t.rebatch else (t.batch_size, t.grad_accum)
+    try:
+        world = resolve(t.gpus, visible)
+        micro, accum = split_batch(micro, accum, world.processes)
+    except UserError:
+        return None  # the processes and memory checks say what is wrong
+    if world.device != "cuda" or world.processes < 2:
+        return None
+    if card is None:
+        import torch
+
+        card = torch.cuda.get_device_name((world.gpu_ids or (0,))[0])
+    slow = no_speedup(card, micro, accum, world.processes)
+    return Check("speed", "warn", *slow) if slow else None
+
+
 def _processes_check(plan: Plan, visible: int) -> Check | None:
     """How many processes ``training.gpus`` starts here, and whether NCCL can join the cards."""
     import torch
@@ -369,10 +392,11 @@ def diagnose(plan: Plan | None = None) -> list[Check]:
     """Every check, in the order a user reads them."""
     plan = plan or Plan()
     torch_check, cuda = _torch_check()
-    processes = _processes_check(plan, _visible_gpus() if cuda else 0)
+    visible = _visible_gpus() if cuda else 0
+    cards = [_processes_check(plan, visible), _speed_check(plan, visible)]
     return [
         *_gpu_checks(plan),
-        *([processes] if processes else []),
+        *[check for check in cards if check],
         torch_check,
         _precision_check(plan, cuda),
         _backend_check(plan, cuda),

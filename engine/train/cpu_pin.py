@@ -5,7 +5,9 @@ thread launches the forward pass and autograd's thread the backward, taking turn
 process keeps one CPU busy. Left to the scheduler, the two run on different CPUs and pass
 the step's objects between their caches. Kept on one CPU, a step of the 1.5B student at the
 notebook's 2 x 4 took 13-15 % less time on an H200 (A/B/A/B in one call, 16 vCPUs, the same
-losses) and 19-22 % less on a two-H200 machine (docs/gpu.md, "CPU pinning"). Pinning holds
+losses) and 19-22 % less on a two-H200 machine; at Stillroom's default one 8-row micro-batch
+it was never slower, 9 % less on average but within the spread of unpinned runs (docs/gpu.md,
+"CPU pinning"). Pinning holds
 for the training loop only: loading and saving keep every CPU.
 
 The ranks of a multi-GPU run are not pinned yet: their gain (19 %, each rank on its own CPU)

@@ -480,29 +480,32 @@ class Ranks:
         trainer.get_train_dataloader = get_train_dataloader
 
 
-def _launch_bound() -> bool:
-    from engine.train.job import _device_name
+# At or under this many rows a rank, in one micro-batch, a launch-bound card's step costs what
+# a twice-larger one does, so the ranks train no faster than one card: the default 8-sample
+# plan on two H200s (4 rows a rank) measured 1.00x and 0.80x the tokens/s of one, and one H200
+# took 0.210 s for a 4-row step against 0.171 s for 8 rows, but 0.385 s for 16: at 8 rows a
+# rank a split can pay (docs/gpu.md, "Multi-GPU").
+NO_SPEEDUP_ROWS = 4
+
+
+def no_speedup(card: str, micro: int, accum: int, processes: int) -> tuple[str, str] | None:
+    """The warning (message, hint) where ``processes`` ranks, each taking ``micro`` x ``accum``
+    rows a step on cards named ``card``, will train no faster than one of those cards."""
     from engine.train.throughput import overhead_bound
 
-    return overhead_bound(_device_name())
-
-
-def _no_speedup_warning(setup, processes: int) -> ev.Warning:
-    """Where one card takes a step's rows in one micro-batch and its step time is set by kernel
-    launches, more cards take at least as long a step: two H200s measured 1.00x and 0.80x the
-    tokens/s of one (docs/gpu.md)."""
-    samples = setup.micro_batch * processes
-    return ev.Warning(
-        message=_(
-            "{processes} GPUs will train no faster than one here, and may be slower: each rank "
-            "takes its {micro} of the {samples} samples per step in one micro-batch, and on this "
-            "card a step's time is set by kernel launches, not by rows"
-        ).format(processes=processes, micro=setup.micro_batch, samples=samples),
-        hint=_(
-            "More GPUs speed up more samples per step (raise batch_size x grad_accum above "
-            "{samples}), or set training.gpus = 1 to leave the other cards free."
-        ).format(samples=samples),
-    )
+    if processes < 2 or accum != 1 or micro > NO_SPEEDUP_ROWS or not overhead_bound(card):
+        return None
+    samples = micro * processes
+    message = _(
+        "{processes} GPUs will train no faster than one here, and may be slower: each rank "
+        "takes its {micro} of the {samples} samples per step in one micro-batch, and on this "
+        "card a step's time is set by kernel launches, not by rows"
+    ).format(processes=processes, micro=micro, samples=samples)
+    hint = _(
+        "More GPUs speed up more samples per step (batch_size x grad_accum of {enough} or more, "
+        "{rows} a rank), or set training.gpus = 1 to leave the other cards free."
+    ).format(enough=2 * NO_SPEEDUP_ROWS * processes, rows=2 * NO_SPEEDUP_ROWS)
+    return message, hint
 
 
 def _write_ending(run_dir: Path, rank: int, ended: str, event: ev.Event | None = None) -> None:
@@ -584,8 +587,12 @@ def rank_main(run_dir: Path, attempt: int, probe: bool) -> int:
         for line in [*describe(plan, setup, data), setup.checkpointing_reason, _order_line(setup)]:
             if line:
                 emit(ev.Log(line=line))
-        if setup.device == "cuda" and setup.grad_accum == 1 and _launch_bound():
-            emit(_no_speedup_warning(setup, processes))
+        if setup.device == "cuda":
+            from engine.train.job import _device_name
+
+            slow = no_speedup(_device_name(), setup.micro_batch, setup.grad_accum, processes)
+            if slow:
+                emit(ev.Warning(message=slow[0], hint=slow[1]))
         cancel = run_dir / runs.CANCEL_FILE
         stage = "train"
         ranks = Ranks(rank, processes, f"cuda:{local}" if cuda else "cpu")

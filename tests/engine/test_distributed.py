@@ -298,6 +298,29 @@ def test_doctor_says_how_many_processes_the_plan_starts_and_refuses_gpus_that_ar
     assert ids.status == "fail" and "no CUDA GPU is visible" in ids.detail and ids.hint
 
 
+@pytest.mark.parametrize(
+    ("training", "card", "warns"),
+    [
+        ({"gpus": 2}, "NVIDIA H200", True),  # the default 8 samples: 4 rows a rank, measured 1.00x
+        ({"gpus": 2, "batch_size": 4, "grad_accum": 4}, "NVIDIA H200", False),  # 8 rows a rank
+        ({"gpus": 2, "rebatch": False}, "NVIDIA H200", False),  # the notebook's 2 x 2 a rank
+        ({"gpus": 2}, "Tesla T4", False),  # a card whose step grows with its rows
+        ({"gpus": 1}, "NVIDIA H200", False),
+    ],
+)
+def test_doctor_warns_before_the_run_when_more_cards_will_not_train_faster(training, card, warns):
+    from engine.doctor import _speed_check
+
+    check = _speed_check(plan_from_dict({"training": training}), 2, card)
+    if not warns:
+        assert check is None
+        return
+    assert check.status == "warn"
+    assert check.detail.startswith("2 GPUs will train no faster than one here")
+    assert "4 of the 8 samples" in check.detail
+    assert "16 or more" in check.hint and "training.gpus = 1" in check.hint
+
+
 @pytest.mark.slow
 def test_ranks_end_when_their_launcher_is_killed_alone(tiny_model_dir, tmp_path):
     """The launcher holds the run's lock: ranks that outlived it could train on beside a resume."""
