@@ -243,7 +243,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Answer the eval prompts with base and student, score them, write ``eval/report.*``.
 
-    ``progress(done, total, stage)`` follows each stage: "recall", then the retention ones.
+    ``progress(done, total, stage)`` follows each stage in answers: "recall" (the base's, then
+    the student's), then the retention ones.
     """
     from engine.chat import load_student
 
@@ -261,11 +262,22 @@ def evaluate(
         for _, reference in chosen.pairs
     ]
     budget, why = answer_budget(lengths, max_new_tokens)
+    asked = [messages for messages, _ in chosen.pairs]
+    total = len(asked) * len(MODELS)
+    by_model = {}
+    for i, model in enumerate(MODELS):
+        before = i * len(asked)
+        by_model[model] = student.answer_all(
+            asked,
+            base=model == "base",
+            max_new_tokens=budget,
+            progress=lambda done, before=before: progress(before + done, total, "recall"),
+        )
     items = []
-    for done, (messages, reference) in enumerate(chosen.pairs, 1):
+    for n, (messages, reference) in enumerate(chosen.pairs):
         answers = {}
         for model in MODELS:
-            answer = student.answer(messages, base=model == "base", max_new_tokens=budget)
+            answer = by_model[model][n]
             answers[model] = {
                 "text": answer.text,
                 "tokens": answer.tokens,
@@ -275,7 +287,6 @@ def evaluate(
                 "rouge_l": rouge_l(answer.text, reference),
             }
         items.append(EvalItem(messages, reference, answers))
-        progress(done, len(chosen.pairs), "recall")
     notes = list(chosen.notes)
     if judge:
         notes += judge_items(student.plan.teacher, items)

@@ -156,13 +156,10 @@ def _answer(
             )
         )
         student = load_model(plan)
-        texts = []
-        for control in missing:
-            message = [{"role": "user", "content": control.prompt}]
-            answer = student.answer(message, max_new_tokens=BUDGET)
-            texts.append(answer.text if answer.ended_cleanly else "")
+        asked = [[{"role": "user", "content": control.prompt}] for control in missing]
+        answers = student.answer_all(asked, max_new_tokens=BUDGET)
         _release(student)
-        return texts
+        return [answer.text if answer.ended_cleanly else "" for answer in answers]
 
     backend = choose_backend(plan)[0]
     return base_answers(plan, backend, prompts, BUDGET, generate)

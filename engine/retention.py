@@ -402,12 +402,13 @@ def answer_control_set(
     prompts: tuple[ControlPrompt, ...] = RETENTION_HALF,
 ) -> list[str]:
     """Greedy answers to every prompt, by the base model (adapter off) or the student."""
-    texts = []
-    for done, control in enumerate(prompts, 1):
-        message = [{"role": "user", "content": control.prompt}]
-        texts.append(student.answer(message, base=base, max_new_tokens=budget).text)
-        progress(done, len(prompts))
-    return texts
+    answers = student.answer_all(
+        [[{"role": "user", "content": control.prompt}] for control in prompts],
+        base=base,
+        max_new_tokens=budget,
+        progress=lambda done: progress(done, len(prompts)),
+    )
+    return [answer.text for answer in answers]
 
 
 def summarise(

@@ -53,6 +53,22 @@ def test_answers_stream_before_they_end(student):
     assert answer.ttft_s is not None and answer.tokens > 1
 
 
+def test_answers_asked_together_are_the_answers_asked_one_at_a_time(student, monkeypatch):
+    """Eval, retention and replay ask in left-padded batches: prompts of different lengths,
+    the student's and the base's answers, a clean end and a cut, each as it is alone."""
+    monkeypatch.setattr("engine.chat.ANSWER_BATCH", 3)  # two batches, the second short
+    asked = [[{"role": "user", "content": question}] for question, _ in FACTS[:4]]
+    asked.append([{"role": "user", "content": "Tell me everything about the history of tea."}])
+    for base in (False, True):
+        together = student.answer_all(asked, base=base, max_new_tokens=12)
+        alone = [student.answer(messages, base=base, max_new_tokens=12) for messages in asked]
+        fields = [(a.text, a.tokens, a.cut, a.ended_cleanly) for a in together]
+        assert fields == [(a.text, a.tokens, a.cut, a.ended_cleanly) for a in alone]
+    learned = student.answer_all(asked[:4], max_new_tokens=30)
+    assert [a.text for a in learned] == [answer for _, answer in FACTS[:4]]
+    assert all(a.ended_cleanly for a in learned) and together[-1].cut
+
+
 def test_a_multi_turn_history_renders_through_the_chat_template(student):
     history = [
         {"role": "user", "content": FACTS[0][0]},

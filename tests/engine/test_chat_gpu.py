@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.training import run_dir_from, stillroom, write_facts, write_plan
+from tests.engine.training import FACTS, run_dir_from, stillroom, write_facts, write_plan
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -67,3 +67,45 @@ def test_merged_export_through_unsloth_loads_with_plain_transformers(gpu_run, tm
     model = AutoModelForCausalLM.from_pretrained(str(result.path))
     assert not hasattr(model, "peft_config")
     print(f"\nmerged export parity: {result.parity.differing} of 3 greedy answers differ")
+
+
+@pytest.fixture(scope="module")
+def facts_on_gpu(tmp_path_factory):
+    """A small Qwen2 (head size 64, as Unsloth's kernels take it) trained on the facts through
+    Unsloth in 4-bit, so its answers are the facts: peaked, unlike random weights'."""
+    from engine.tiny_model import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("facts-unsloth")
+    model = build_tiny_model(
+        folder / "model",
+        dtype="bfloat16",
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    plan = write_plan(
+        folder, model, write_facts(folder), max_steps=150, batch_size=8, warmup_steps=10,
+        save_steps=1000,
+    )  # fmt: skip
+    result = stillroom("train", str(plan), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir_from(result.stdout)
+
+
+def test_answers_asked_together_through_unsloth_are_the_answers_asked_alone(facts_on_gpu):
+    """Eval, retention and replay ask in left-padded batches: Unsloth's generation gives each
+    row of a batch what it gives that prompt alone."""
+    from engine.chat import load_student
+
+    student = load_student(facts_on_gpu)
+    assert student.backend == "unsloth"
+    asked = [[{"role": "user", "content": question}] for question, _ in FACTS]
+    together = student.answer_all(asked, max_new_tokens=30)
+    alone = [student.answer(messages, max_new_tokens=30) for messages in asked]
+    assert [a.text for a in together] == [a.text for a in alone]
+    base = student.answer_all(asked, base=True, max_new_tokens=8)
+    assert len(base) == len(asked) and all(a.tokens for a in base)
+    recalled = sum(a.text == answer for a, (_, answer) in zip(together, FACTS, strict=True))
+    print(f"\nunsloth, answers together: {recalled} of {len(FACTS)} facts recalled")

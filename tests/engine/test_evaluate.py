@@ -121,7 +121,8 @@ def test_the_eval_job_reports_progress_with_time_to_go_then_where_the_report_is(
     assert done.returncode == 0, done.stderr
     started, *progress, result, finished = events
     assert isinstance(started, ev.Started) and started.job == "eval" and started.model
-    assert [(p.stage, p.done, p.total) for p in progress] == [("recall", 1, 2), ("recall", 2, 2)]
+    # Answers, in batches: the base's two, then the student's two.
+    assert [(p.stage, p.done, p.total) for p in progress] == [("recall", 2, 4), ("recall", 4, 4)]
     assert progress[0].eta_s is not None and progress[-1].eta_s == 0
     assert isinstance(result, ev.Result) and result.summary.startswith("learned")
     assert json.loads(Path(result.paths["report"]).read_text())["rows"] == 2
