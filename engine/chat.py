@@ -170,34 +170,51 @@ class Student:
         progress: Callable[[int], None] = lambda done: None,
     ) -> list[Answer]:
         """Greedy answers to every conversation, :data:`ANSWER_BATCH` at a time (left-padded
-        into one batch): what eval, retention and replay ask; ``progress(answered)`` after each
-        batch. No timings: a batch's tokens arrive together."""
+        into one batch; half as many after a batch ran out of GPU memory, down to one): what
+        eval, retention and replay ask; ``progress(answered)`` after each batch. No timings:
+        a batch's tokens arrive together."""
+        import torch
+
+        answers: list[Answer] = []
+        size = ANSWER_BATCH
+        while len(answers) < len(conversations):
+            batch = conversations[len(answers) : len(answers) + size]
+            try:
+                answers += self._answer_batch(batch, base, max_new_tokens)
+            except torch.cuda.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise
+                size = (len(batch) + 1) // 2
+                torch.cuda.empty_cache()
+                continue
+            progress(len(answers))
+        return answers
+
+    def _answer_batch(
+        self, batch: Sequence[list[Message]], base: bool, max_new_tokens: int
+    ) -> list[Answer]:
         import torch
 
         ends = self._ends()
-        answers: list[Answer] = []
-        for start in range(0, len(conversations), ANSWER_BATCH):
-            rows = [
-                self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
-                for messages in conversations[start : start + ANSWER_BATCH]
-            ]
-            width = max(map(len, rows))
-            ids = [[ends["pad_token_id"]] * (width - len(row)) + row for row in rows]
-            mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
-            with self._generating(base):
-                out = self.model.generate(
-                    input_ids=torch.tensor(ids, device=self.model.device),
-                    attention_mask=torch.tensor(mask, device=self.model.device),
-                    max_new_tokens=max_new_tokens,
-                    **ends,
-                    **GREEDY,
-                )
-            for new in out[:, width:].tolist():  # after its stop, a row holds only padding
-                end = next((i + 1 for i, t in enumerate(new) if t in ends["eos_token_id"]), None)
-                answers.append(
-                    finished(self.tokenizer, new[:end], self.end_of_turn_id, max_new_tokens)
-                )
-            progress(len(answers))
+        rows = [
+            self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+            for messages in batch
+        ]
+        width = max(map(len, rows))
+        ids = [[ends["pad_token_id"]] * (width - len(row)) + row for row in rows]
+        mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+        with self._generating(base):
+            out = self.model.generate(
+                input_ids=torch.tensor(ids, device=self.model.device),
+                attention_mask=torch.tensor(mask, device=self.model.device),
+                max_new_tokens=max_new_tokens,
+                **ends,
+                **GREEDY,
+            )
+        answers = []
+        for new in out[:, width:].tolist():  # after its stop, a row holds only padding
+            end = next((i + 1 for i, t in enumerate(new) if t in ends["eos_token_id"]), None)
+            answers.append(finished(self.tokenizer, new[:end], self.end_of_turn_id, max_new_tokens))
         return answers
 
     def _ends(self) -> dict[str, Any]:

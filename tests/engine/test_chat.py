@@ -69,6 +69,27 @@ def test_answers_asked_together_are_the_answers_asked_one_at_a_time(student, mon
     assert all(a.ended_cleanly for a in learned) and together[-1].cut
 
 
+def test_a_batch_that_runs_out_of_gpu_memory_is_asked_again_in_halves(student, monkeypatch):
+    """A card with little room left answers in smaller batches, not with a crash."""
+    import torch
+
+    generate, sizes = student.model.generate, []
+
+    def short_of_memory(*args, **kwargs):
+        sizes.append(len(kwargs["input_ids"]))
+        if sizes[-1] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. (injected by a test)")
+        return generate(*args, **kwargs)
+
+    asked = [[{"role": "user", "content": question}] for question, _ in FACTS]
+    monkeypatch.setattr(student.model, "generate", short_of_memory)
+    done: list[int] = []
+    answers = student.answer_all(asked, max_new_tokens=30, progress=done.append)
+    assert [a.text for a in answers] == [answer for _, answer in FACTS]
+    assert sizes == [6, 3, 2, 2, 2]  # all six, then halves until a batch fits
+    assert done == [2, 4, 6]
+
+
 def test_a_multi_turn_history_renders_through_the_chat_template(student):
     history = [
         {"role": "user", "content": FACTS[0][0]},
