@@ -25,14 +25,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-QWEN25_1_5B = {
-    "hidden_size": 1536,
-    "intermediate_size": 8960,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 12,
-    "num_key_value_heads": 2,
-}
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +41,7 @@ def main() -> int:
     from engine.retention import RETENTION_HALF
 
     if args.build_qwen25 and not (args.model_dir / "config.json").is_file():
-        from engine.tiny_model import build_tiny_model
+        from engine.tiny_model import QWEN25_1_5B, build_tiny_model
 
         build_tiny_model(args.model_dir, dtype="bfloat16", **QWEN25_1_5B)
     plan = Plan.model_validate({"student": {"model": str(args.model_dir), "backend": args.backend}})

@@ -210,6 +210,16 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
     )
 
 
+# Qwen2.5-1.5B-Instruct's layer shapes over the tiny tokenizer: random weights whose kernels,
+# memory and speed on a GPU are the real student's, for GPU tests and benches (no download).
+QWEN25_1_5B = {
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+}
+
 TINY_CONFIG = {
     "hidden_size": 64,
     "intermediate_size": 128,

@@ -16,19 +16,11 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-QWEN25_1_5B = {
-    "hidden_size": 1536,
-    "intermediate_size": 8960,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 12,
-    "num_key_value_heads": 2,
-}
-
 
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory):
     """A short Unsloth run on the 1.5B-shaped model, so the run has an adapter."""
-    from engine.tiny_model import build_tiny_model
+    from engine.tiny_model import QWEN25_1_5B, build_tiny_model
 
     folder = tmp_path_factory.mktemp("qwen25-1.5b-shape")
     model = build_tiny_model(folder / "model", dtype="bfloat16", **QWEN25_1_5B)
