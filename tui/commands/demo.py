@@ -196,12 +196,15 @@ def _before_after(run_dir: Path, student_label: str) -> None:
     learned = {"base": 0, "student": 0}
     names = {"base": _("base"), "student": _("student")}
     width = max(8, *(cell_len(name) for name in names.values()))
-    for question in demo.TOUR_QUESTIONS:
+    asked = [[{"role": "user", "content": question}] for question in demo.TOUR_QUESTIONS]
+    answers = {
+        who: student.answer_all(asked, base=who == "base", max_new_tokens=48) for who in learned
+    }
+    for n, question in enumerate(demo.TOUR_QUESTIONS):
         print("\n" + _("Q: {question}").format(question=question))
         print("   " + _("textbook: {answer}").format(answer=known[question]))
         for who in learned:
-            messages = [{"role": "user", "content": question}]
-            text = student.answer(messages, base=who == "base", max_new_tokens=48).text.strip()
+            text = answers[who][n].text.strip()
             learned[who] += normalise(known[question]) in normalise(text)
             name = names[who] + " " * (width - cell_len(names[who]))
             said = " ".join(text.split()) or _("(nothing)")
