@@ -5,7 +5,8 @@ model's answer comes from the same weights with the adapter switched off, so a
 comparison never needs a second copy in memory. On CUDA with Unsloth installed
 it loads through Unsloth's inference mode, elsewhere through PEFT. Answers stream
 from a generation thread; the final :class:`Answer` says whether the student
-stopped at its end-of-turn token or was cut by the token budget.
+stopped at its end-of-turn token or was cut by the token budget. Many prompts at once
+(eval, retention, replay) go through :meth:`Student.answer_all`, in batches.
 
 The module imports nothing heavy itself, so a CLI or a TUI worker can import it;
 torch and transformers arrive with :func:`load_student` (run it in a child process
