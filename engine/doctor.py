@@ -119,7 +119,7 @@ def _speed_check(plan: Plan, visible: int, card: str | None = None) -> Check | N
         world = resolve(t.gpus, visible)
         micro, accum = split_batch(micro, accum, world.processes)
     except UserError:
-        return None  # the processes and memory checks say what is wrong
+        return None  # the processes check says what is wrong
     if world.device != "cuda" or world.processes < 2:
         return None
     if card is None:
@@ -134,10 +134,12 @@ def _processes_check(plan: Plan, visible: int) -> Check | None:
     """How many processes ``training.gpus`` starts here, and whether NCCL can join the cards."""
     import torch
 
-    from engine.train.distributed import resolve
+    from engine.train.distributed import resolve, split_batch
 
+    t = plan.training
     try:
-        world = resolve(plan.training.gpus, visible)
+        world = resolve(t.gpus, visible)
+        split_batch(t.batch_size, t.grad_accum, world.processes)  # the run refuses an uneven one
     except UserError as error:
         return Check("processes", "fail", error.message, error.hint)
     if world.processes == 1 and visible <= 1:

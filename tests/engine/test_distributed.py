@@ -296,6 +296,11 @@ def test_doctor_says_how_many_processes_the_plan_starts_and_refuses_gpus_that_ar
         c for c in diagnose(plan_from_dict({"training": {"gpus": [0]}})) if c.name == "processes"
     ]
     assert ids.status == "fail" and "no CUDA GPU is visible" in ids.detail and ids.hint
+    (uneven,) = [
+        c for c in diagnose(plan_from_dict({"training": {"gpus": 3}})) if c.name == "processes"
+    ]
+    assert uneven.status == "fail" and "cannot be shared evenly by 3" in uneven.detail
+    assert "grad_accum" in uneven.hint
 
 
 @pytest.mark.parametrize(
